@@ -1,0 +1,529 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Namespace changes: create (mknod, mkdir, symlink), link, unlink, rmdir and
+ * rename. Each runs under fs->ns held for writing, records the paths it
+ * changes (fs_touch) before touching the upper layer, and orders its steps
+ * so that a daemon killed between any two of them leaves the merged tree in
+ * the state before or after the operation.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* What a name in a directory is now, without counting a lookup. */
+struct child {
+	enum layer_where where;
+	struct stat st;
+	struct fs_key key;
+};
+
+static int child_state(struct fs *fs, struct fs_inode *dir, const char *name, struct child *c)
+{
+	struct fs_found f = { .upper_fd = -1, .lower_fd = -1 };
+	bool uo = false, lo = false;
+	int u = -1, l = -1, r;
+
+	if (strlen(name) > NAME_MAX)
+		return -ENAMETOOLONG;
+	if (dir->unlinked)
+		return -ENOENT;
+	if (dir->upper) {
+		u = fs_dir_upper_fd(fs, dir, &uo);
+		if (u < 0)
+			return u;
+	}
+	if (dir->lower && !dir->opaque) {
+		l = fs_dir_lower_fd(fs, dir, &lo);
+		if (l == -ENOENT || l == -ENOTDIR) {
+			l = -1;
+		} else if (l < 0) {
+			fs_put_fd(u, uo);
+			return l;
+		}
+	}
+	r = layer_lookup(u, l, name, &c->st, &c->where);
+	fs_put_fd(u, uo);
+	fs_put_fd(l, lo);
+	if (r < 0)
+		return r;
+	f.where = c->where;
+	f.st = c->st;
+	if (c->where != LAYER_NONE)
+		fs_found_key(fs, dir, name, &f, &c->key);
+	return 0;
+}
+
+/* Does the directory's lower part hold name? Then removing it needs a whiteout. */
+static int lower_has(struct fs *fs, struct fs_inode *dir, const char *name)
+{
+	struct stat st;
+	bool lo;
+	int l, r;
+
+	if (!dir->lower || dir->opaque)
+		return 0;
+	l = fs_dir_lower_fd(fs, dir, &lo);
+	if (l == -ENOENT || l == -ENOTDIR)
+		return 0;
+	if (l < 0)
+		return l;
+	r = fstatat(l, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? 1 : errno == ENOENT ? 0 : -errno;
+	fs_put_fd(l, lo);
+	return r;
+}
+
+/* Move an upper directory out of the way into work/ and delete it there. */
+static int trash_dir(struct fs *fs, int dirfd, const char *uname)
+{
+	char tmp[64];
+	int r;
+
+	fs_work_name(fs, "trash", tmp);
+	r = util_renameat(dirfd, uname, fs->work_fd, tmp);
+	if (r < 0)
+		return r;
+	/* Only markers are left in it (it was empty in the merged view). */
+	(void)util_rm_rf_at(fs->work_fd, tmp);
+	return 0;
+}
+
+/*
+ * Keep a way to reach an object that loses the name we know it by: it may
+ * be open, or have other hard links. Closed when the kernel forgets it.
+ */
+static void anchor(struct fs_inode *inode, int dirfd, const char *name)
+{
+	if (!inode || inode->anchor_fd >= 0)
+		return;
+	inode->anchor_fd = util_openat(dirfd, name, O_PATH | O_NOFOLLOW, 0);
+	if (inode->anchor_fd < 0)
+		inode->anchor_fd = -1;
+}
+
+int fs_do_mknod(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const char *name,
+		mode_t mode, dev_t rdev, const char *link_target, int open_flags, int *ret_fd,
+		struct fuse_entry_param *e)
+{
+	int fd = -1;
+	struct strbuf path = STRBUF_INIT;
+	char buf[NAME_MAX + 1];
+	const char *uname;
+	struct fs_inode *inode;
+	struct child c;
+	bool po = false;
+	int pu = -1, wh, r;
+
+	pthread_rwlock_wrlock(&fs->ns);
+	r = child_state(fs, parent, name, &c);
+	if (r == 0 && c.where != LAYER_NONE)
+		r = -EEXIST;
+	if (r == 0)
+		r = layer_encode(name, buf, &uname);
+	if (r == 0)
+		r = fs_copy_up_dir_locked(fs, parent);
+	if (r == 0)
+		r = fs_child_path(fs, parent, name, &path);
+	if (r == 0)
+		r = fs_touch(fs, path.buf);
+	if (r < 0)
+		goto out;
+	pu = fs_dir_upper_fd(fs, parent, &po);
+	if (pu < 0) {
+		r = pu;
+		goto out;
+	}
+	/* Absent in the merged view but present below: it was deleted and is whited out. */
+	wh = lower_has(fs, parent, name);
+	if (wh < 0) {
+		r = wh;
+		goto out;
+	}
+	if (S_ISDIR(mode) && wh) {
+		char tmp[64];
+		int dfd;
+
+		/* Built in work/ with its opaque marker, so it never shows the old content. */
+		fs_work_name(fs, "mkdir", tmp);
+		r = util_mkdirat(fs->work_fd, tmp, mode & 07777);
+		if (r < 0)
+			goto out;
+		dfd = util_openat(fs->work_fd, tmp, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+		r = dfd < 0 ? dfd : layer_set_opaque(dfd);
+		util_close(dfd);
+		if (r == 0)
+			r = fs_set_owner(fs, req, fs->work_fd, tmp, parent);
+		if (r == 0)
+			r = util_renameat(fs->work_fd, tmp, pu, uname);
+		if (r < 0) {
+			(void)util_rm_rf_at(fs->work_fd, tmp);
+			goto out;
+		}
+	} else {
+		if (S_ISDIR(mode)) {
+			r = util_mkdirat(pu, uname, mode & 07777);
+		} else if (ret_fd) {
+			/* create(): O_EXCL because the name was checked absent under fs->ns. */
+			fd = util_openat(pu, uname,
+					 (open_flags & ~(O_NOCTTY | O_DIRECT)) | O_CREAT | O_EXCL |
+						 O_NOFOLLOW,
+					 mode & 07777);
+			r = fd < 0 ? fd : 0;
+		} else if (S_ISLNK(mode))
+			r = util_symlinkat(link_target, pu, uname);
+		else
+			r = mknodat(pu, uname, mode, rdev) < 0 ? -errno : 0;
+		if (r < 0)
+			goto out;
+		r = fs_set_owner(fs, req, pu, uname, parent);
+		if (r < 0) {
+			(void)unlinkat(pu, uname, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
+			goto out;
+		}
+	}
+	if (wh)
+		(void)layer_clear_whiteout(pu, name);
+	r = fs_lookup(fs, parent, name, &inode, &e->attr);
+	if (r == 0) {
+		e->ino = fs_inode_nodeid(fs, inode);
+		e->attr_timeout = e->entry_timeout = fs->timeout;
+		if (ret_fd) {
+			*ret_fd = fd;
+			fd = -1;
+		}
+	}
+out:
+	util_close(fd);
+	fs_put_fd(pu, po);
+	pthread_rwlock_unlock(&fs->ns);
+	strbuf_release(&path);
+	return r;
+}
+
+int fs_do_link(struct fs *fs, struct fs_inode *inode, struct fs_inode *parent, const char *name,
+	       struct fuse_entry_param *e)
+{
+	struct strbuf path = STRBUF_INIT;
+	char buf[NAME_MAX + 1], sbuf[NAME_MAX + 1];
+	const char *uname, *sname;
+	struct child c;
+	bool po = false, so = false;
+	int pu = -1, sd = -1, r;
+
+	if (inode->type == S_IFDIR)
+		return -EPERM;
+	pthread_rwlock_wrlock(&fs->ns);
+	r = child_state(fs, parent, name, &c);
+	if (r == 0 && c.where != LAYER_NONE)
+		r = -EEXIST;
+	if (r == 0)
+		r = layer_encode(name, buf, &uname);
+	if (r == 0)
+		r = fs_copy_up_locked(fs, inode, 0);
+	if (r == 0)
+		r = fs_copy_up_dir_locked(fs, parent);
+	if (r == 0)
+		r = fs_child_path(fs, parent, name, &path);
+	if (r == 0)
+		r = fs_touch(fs, path.buf);
+	if (r < 0)
+		goto out;
+	pu = fs_dir_upper_fd(fs, parent, &po);
+	if (pu < 0) {
+		r = pu;
+		goto out;
+	}
+	if (inode->anchor_fd >= 0) {
+		char proc[64];
+
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", inode->anchor_fd);
+		r = linkat(AT_FDCWD, proc, pu, uname, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+	} else {
+		r = fs_inode_at(fs, inode, true, &sd, &so, sbuf, &sname);
+		if (r == 0)
+			r = linkat(sd, sname, pu, uname, 0) < 0 ? -errno : 0;
+	}
+	if (r < 0)
+		goto out;
+	(void)layer_clear_whiteout(pu, name);
+	if (fstatat(pu, uname, &e->attr, AT_SYMLINK_NOFOLLOW) < 0) {
+		r = -errno;
+		goto out;
+	}
+	fs_fix_stat(fs, inode, &e->attr);
+	pthread_mutex_lock(&fs->table);
+	inode->nlookup++;
+	pthread_mutex_unlock(&fs->table);
+	e->ino = fs_inode_nodeid(fs, inode);
+	e->attr_timeout = e->entry_timeout = fs->timeout;
+out:
+	fs_put_fd(sd, so);
+	fs_put_fd(pu, po);
+	pthread_rwlock_unlock(&fs->ns);
+	strbuf_release(&path);
+	return r;
+}
+
+int fs_do_unlink(struct fs *fs, struct fs_inode *parent, const char *name, bool dir)
+{
+	struct strbuf path = STRBUF_INIT;
+	struct fs_inode *inode = NULL;
+	char buf[NAME_MAX + 1];
+	const char *uname;
+	struct child c;
+	struct stat st;
+	bool po = false, counted = false;
+	int pu = -1, wh, r;
+
+	pthread_rwlock_wrlock(&fs->ns);
+	r = child_state(fs, parent, name, &c);
+	if (r == 0 && c.where == LAYER_NONE)
+		r = -ENOENT;
+	if (r == 0 && dir && !S_ISDIR(c.st.st_mode))
+		r = -ENOTDIR;
+	if (r == 0 && !dir && S_ISDIR(c.st.st_mode))
+		r = -EISDIR;
+	if (r < 0)
+		goto out;
+	if (dir) {
+		/* We need the directory's inode to see its merged content. */
+		r = fs_lookup(fs, parent, name, &inode, &st);
+		if (r < 0)
+			goto out;
+		counted = true;
+		r = fs_dir_is_empty(fs, inode);
+		if (r == 0)
+			r = -ENOTEMPTY;
+		if (r < 0)
+			goto out;
+	} else {
+		inode = fs_inode_find(fs, &c.key);
+	}
+	r = layer_encode(name, buf, &uname);
+	if (r == 0)
+		r = fs_child_path(fs, parent, name, &path);
+	if (r == 0)
+		r = fs_touch(fs, path.buf);
+	if (r == 0)
+		r = fs_copy_up_dir_locked(fs, parent);
+	if (r < 0)
+		goto out;
+	pu = fs_dir_upper_fd(fs, parent, &po);
+	if (pu < 0) {
+		r = pu;
+		goto out;
+	}
+	wh = lower_has(fs, parent, name);
+	if (wh < 0) {
+		r = wh;
+		goto out;
+	}
+	if (!dir && inode) {
+		int dfd = pu;
+		bool dfo = false;
+
+		if (c.where == LAYER_LOWER) {
+			dfd = fs_dir_lower_fd(fs, parent, &dfo);
+			if (dfd < 0)
+				dfd = -1;
+		}
+		if (dfd >= 0)
+			anchor(inode, dfd, c.where == LAYER_UPPER ? uname : name);
+		if (dfd != pu)
+			fs_put_fd(dfd, dfo);
+	}
+	/* Whiteout first: until the upper entry goes, it still wins, so no state in between shows. */
+	if (wh) {
+		r = layer_set_whiteout(pu, name);
+		if (r < 0)
+			goto out;
+	}
+	if (c.where == LAYER_UPPER) {
+		if (dir)
+			r = trash_dir(fs, pu, uname);
+		else
+			r = util_unlinkat(pu, uname, 0);
+		if (r < 0) {
+			if (wh)
+				(void)layer_clear_whiteout(pu, name);
+			goto out;
+		}
+	}
+	if (inode)
+		r = fs_inode_move(fs, inode, NULL, NULL);
+out:
+	if (counted)
+		fs_inode_forget(fs, inode, 1);
+	fs_put_fd(pu, po);
+	pthread_rwlock_unlock(&fs->ns);
+	strbuf_release(&path);
+	return r;
+}
+
+/* Give a directory about to move an explicit lower part: its origin, or opaque. */
+static int pin_lower(struct fs *fs, struct fs_inode *dir)
+{
+	struct strbuf lp = STRBUF_INIT;
+	bool uo;
+	int u, r;
+
+	u = fs_dir_upper_fd(fs, dir, &uo);
+	if (u < 0)
+		return u;
+	if (dir->lower && !dir->opaque) {
+		r = fs_lower_path(fs, dir, &lp);
+		if (r == 0)
+			r = layer_set_origin(u, lp.buf);
+		if (r == 0 && !dir->redirect) {
+			dir->redirect = strbuf_detach(&lp);
+			if (!dir->redirect)
+				r = -ENOMEM;
+		}
+	} else {
+		r = layer_set_opaque(u);
+		if (r == 0)
+			dir->opaque = true;
+	}
+	fs_put_fd(u, uo);
+	strbuf_release(&lp);
+	return r;
+}
+
+int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
+		 struct fs_inode *newparent, const char *newname, unsigned flags)
+{
+	struct strbuf oldpath = STRBUF_INIT, newpath = STRBUF_INIT;
+	struct fs_inode *src = NULL, *dst = NULL;
+	char buf[NAME_MAX + 1], nbuf[NAME_MAX + 1];
+	const char *uname, *nuname;
+	struct child sc, dc;
+	struct stat st;
+	bool po = false, npo = false, dst_counted = false;
+	int pu = -1, npu = -1, wh, r;
+
+	if (flags & ~RENAME_NOREPLACE)
+		return -EINVAL; /* RENAME_EXCHANGE and RENAME_WHITEOUT are not supported */
+	pthread_rwlock_wrlock(&fs->ns);
+	r = child_state(fs, parent, name, &sc);
+	if (r == 0 && sc.where == LAYER_NONE)
+		r = -ENOENT;
+	if (r == 0)
+		r = child_state(fs, newparent, newname, &dc);
+	if (r == 0)
+		r = layer_encode(name, buf, &uname);
+	if (r == 0)
+		r = layer_encode(newname, nbuf, &nuname);
+	if (r < 0)
+		goto out;
+	if (dc.where != LAYER_NONE) {
+		if (dc.key.dev == sc.key.dev && dc.key.ino == sc.key.ino &&
+		    dc.key.alias == sc.key.alias)
+			goto out; /* two names of one file: POSIX says do nothing */
+		if (flags & RENAME_NOREPLACE) {
+			r = -EEXIST;
+			goto out;
+		}
+		if (S_ISDIR(sc.st.st_mode) && !S_ISDIR(dc.st.st_mode)) {
+			r = -ENOTDIR;
+			goto out;
+		}
+		if (!S_ISDIR(sc.st.st_mode) && S_ISDIR(dc.st.st_mode)) {
+			r = -EISDIR;
+			goto out;
+		}
+		if (S_ISDIR(dc.st.st_mode)) {
+			r = fs_lookup(fs, newparent, newname, &dst, &st);
+			if (r < 0)
+				goto out;
+			dst_counted = true;
+			r = fs_dir_is_empty(fs, dst);
+			if (r == 0)
+				r = -ENOTEMPTY;
+			if (r < 0)
+				goto out;
+		} else {
+			dst = fs_inode_find(fs, &dc.key);
+		}
+	}
+	r = fs_lookup(fs, parent, name, &src, &st);
+	if (r < 0)
+		goto out;
+	r = fs_child_path(fs, parent, name, &oldpath);
+	if (r == 0)
+		r = fs_child_path(fs, newparent, newname, &newpath);
+	if (r == 0)
+		r = fs_touch(fs, oldpath.buf);
+	if (r == 0)
+		r = fs_touch(fs, newpath.buf);
+	if (r == 0 && S_ISDIR(sc.st.st_mode))
+		r = fs_touch_tree(fs, src, oldpath.buf, newpath.buf);
+	if (r == 0)
+		r = fs_copy_up_dir_locked(fs, parent);
+	if (r == 0)
+		r = fs_copy_up_dir_locked(fs, newparent);
+	if (r == 0)
+		r = fs_copy_up_locked(fs, src, 0);
+	if (r == 0 && S_ISDIR(sc.st.st_mode))
+		r = pin_lower(fs, src);
+	if (r < 0)
+		goto out_forget;
+	pu = fs_dir_upper_fd(fs, parent, &po);
+	npu = fs_dir_upper_fd(fs, newparent, &npo);
+	if (pu < 0 || npu < 0) {
+		r = pu < 0 ? pu : npu;
+		goto out_forget;
+	}
+	wh = lower_has(fs, parent, name);
+	if (wh < 0) {
+		r = wh;
+		goto out_forget;
+	}
+	/* Hide the old name's lower entry first: the upper entry still wins until it moves. */
+	if (wh) {
+		r = layer_set_whiteout(pu, name);
+		if (r < 0)
+			goto out_forget;
+	}
+	if (dc.where == LAYER_UPPER && S_ISDIR(dc.st.st_mode)) {
+		r = trash_dir(fs, npu, nuname);
+		if (r < 0)
+			goto out_forget;
+	} else if (dc.where == LAYER_UPPER && dst) {
+		anchor(dst, npu, nuname);
+	} else if (dc.where == LAYER_LOWER && dst) {
+		bool lo;
+		int l = fs_dir_lower_fd(fs, newparent, &lo);
+
+		if (l >= 0) {
+			anchor(dst, l, newname);
+			fs_put_fd(l, lo);
+		}
+	}
+	r = util_renameat(pu, uname, npu, nuname);
+	if (r < 0) {
+		if (wh)
+			(void)layer_clear_whiteout(pu, name);
+		goto out_forget;
+	}
+	(void)layer_clear_whiteout(npu, newname);
+	if (dst && dst != src)
+		(void)fs_inode_move(fs, dst, NULL, NULL);
+	r = fs_inode_move(fs, src, newparent, newname);
+out_forget:
+	fs_inode_forget(fs, src, 1);
+out:
+	if (dst_counted)
+		fs_inode_forget(fs, dst, 1);
+	fs_put_fd(pu, po);
+	fs_put_fd(npu, npo);
+	pthread_rwlock_unlock(&fs->ns);
+	strbuf_release(&oldpath);
+	strbuf_release(&newpath);
+	return r;
+}

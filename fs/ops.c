@@ -1,0 +1,507 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The FUSE low-level operation table: thin fs_ll_<op> adapters that unpack a
+ * request, call the fs/ function that does the work, and send exactly one
+ * reply at the end.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static struct fs *req_fs(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct fs_inode *req_inode(fuse_req_t req, fuse_ino_t ino)
+{
+	return fs_inode_get(req_fs(req), ino);
+}
+
+static struct fs_fh *req_fh(const struct fuse_file_info *fi)
+{
+	return (struct fs_fh *)(uintptr_t)fi->fh;
+}
+
+static void fs_ll_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* open(O_TRUNC) arrives as one request: copy-up can skip the doomed data. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	/* The kernel clears set-id bits on write itself: the daemon writes as root. */
+	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+	/* Locks stay local to this mount's kernel side. */
+	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+}
+
+static void reply_entry_or_err(fuse_req_t req, int r, const struct fuse_entry_param *e)
+{
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_entry(req, e);
+}
+
+static void fs_ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = req_fs(req);
+	struct fuse_entry_param e;
+	struct fs_inode *inode;
+	int r;
+
+	memset(&e, 0, sizeof(e));
+	pthread_rwlock_rdlock(&fs->ns);
+	r = fs_lookup(fs, fs_inode_get(fs, parent), name, &inode, &e.attr);
+	pthread_rwlock_unlock(&fs->ns);
+	if (r == -ENOENT) {
+		/* A negative entry the kernel may cache: every create comes through us. */
+		e.ino = 0;
+		e.entry_timeout = fs->timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (r == 0) {
+		e.ino = fs_inode_nodeid(fs, inode);
+		e.attr_timeout = e.entry_timeout = fs->timeout;
+	}
+	reply_entry_or_err(req, r, &e);
+}
+
+static void fs_ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	fs_inode_forget(req_fs(req), req_inode(req, ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs *fs = req_fs(req);
+
+	for (size_t i = 0; i < count; i++)
+		fs_inode_forget(fs, fs_inode_get(fs, forgets[i].ino), forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	struct stat st;
+	int r;
+
+	(void)fi;
+	pthread_rwlock_rdlock(&fs->ns);
+	r = fs_inode_stat(fs, fs_inode_get(fs, ino), &st);
+	pthread_rwlock_unlock(&fs->ns);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, fs->timeout);
+}
+
+static void fs_ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
+			  struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	struct stat st;
+	int r = fs_do_setattr(fs, fs_inode_get(fs, ino), attr, valid, fi ? req_fh(fi) : NULL, &st);
+
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, fs->timeout);
+}
+
+static void fs_ll_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char buf[PATH_MAX + 1];
+	int n = fs_do_readlink(req_fs(req), req_inode(req, ino), buf, sizeof(buf));
+
+	if (n < 0) {
+		fuse_reply_err(req, -n);
+		return;
+	}
+	if ((size_t)n >= sizeof(buf)) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	buf[n] = '\0';
+	fuse_reply_readlink(req, buf);
+}
+
+static void fs_ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			dev_t rdev)
+{
+	struct fuse_entry_param e = { 0 };
+	int r = fs_do_mknod(req_fs(req), req, req_inode(req, parent), name, mode, rdev, NULL, 0,
+			    NULL, &e);
+
+	reply_entry_or_err(req, r, &e);
+}
+
+static void fs_ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct fuse_entry_param e = { 0 };
+	int r = fs_do_mknod(req_fs(req), req, req_inode(req, parent), name, S_IFDIR | mode, 0,
+			    NULL, 0, NULL, &e);
+
+	reply_entry_or_err(req, r, &e);
+}
+
+static void fs_ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e = { 0 };
+	int r = fs_do_mknod(req_fs(req), req, req_inode(req, parent), name, S_IFLNK | 0777, 0,
+			    link, 0, NULL, &e);
+
+	reply_entry_or_err(req, r, &e);
+}
+
+static void fs_ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int r = fs_do_unlink(req_fs(req), req_inode(req, parent), name, false);
+
+	fuse_reply_err(req, -r);
+}
+
+static void fs_ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int r = fs_do_unlink(req_fs(req), req_inode(req, parent), name, true);
+
+	fuse_reply_err(req, -r);
+}
+
+static void fs_ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+			 const char *newname, unsigned int flags)
+{
+	int r = fs_do_rename(req_fs(req), req_inode(req, parent), name, req_inode(req, newparent),
+			     newname, flags);
+
+	fuse_reply_err(req, -r);
+}
+
+static void fs_ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct fuse_entry_param e = { 0 };
+	int r = fs_do_link(req_fs(req), req_inode(req, ino), req_inode(req, newparent), newname,
+			   &e);
+
+	reply_entry_or_err(req, r, &e);
+}
+
+static void set_open_flags(struct fuse_file_info *fi, struct fs_fh *fh)
+{
+	fi->fh = (uintptr_t)fh;
+	/* All changes pass through this mount, so the kernel's page cache stays valid. */
+	fi->keep_cache = 1;
+	/* close() needs no round trip: there is nothing to flush at close. */
+	fi->noflush = 1;
+}
+
+static void fs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_fh *fh;
+	int r = fs_do_open(req_fs(req), req_inode(req, ino), fi->flags, &fh);
+
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	set_open_flags(fi, fh);
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		fs_fh_release(req_fs(req), fh); /* the opener was interrupted */
+}
+
+static void fs_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			 struct fuse_file_info *fi)
+{
+	struct fuse_entry_param e = { 0 };
+	struct fs_fh *fh;
+	int r = fs_do_create(req_fs(req), req, req_inode(req, parent), name, mode, fi->flags, &fh,
+			     &e);
+
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	set_open_flags(fi, fh);
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		fs_fh_release(req_fs(req), fh);
+}
+
+static void fs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+	(void)ino;
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = fs_fh_read_fd(req_fs(req), req_fh(fi));
+	buf.buf[0].pos = off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void fs_ll_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
+			    struct fuse_file_info *fi)
+{
+	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+	struct fs_fh *fh = req_fh(fi);
+	ssize_t n;
+
+	(void)ino;
+	if (!fh->upper) {
+		fuse_reply_err(req, EBADF); /* the kernel only writes to handles opened for it */
+		return;
+	}
+	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	out.buf[0].fd = fh->fd;
+	out.buf[0].pos = off;
+	n = fuse_buf_copy(&out, in, 0);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void fs_ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void fs_ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fs_fh_release(req_fs(req), req_fh(fi));
+	fuse_reply_err(req, 0);
+}
+
+static void fs_ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fs_fh *fh = req_fh(fi);
+	int r = 0;
+
+	(void)ino;
+	/* Only the upper copy can hold data that is not on disk yet. */
+	if (fh->upper)
+		r = (datasync ? fdatasync(fh->fd) : fsync(fh->fd)) < 0 ? errno : 0;
+	fuse_reply_err(req, r);
+}
+
+static void fs_ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_dirh *dh;
+	int r = fs_opendir(req_fs(req), req_inode(req, ino), &dh);
+
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uintptr_t)dh;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		fs_releasedir(dh);
+}
+
+static void fs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			  struct fuse_file_info *fi)
+{
+	fs_readdir(req_fs(req), req, req_inode(req, ino), (struct fs_dirh *)(uintptr_t)fi->fh, size,
+		   off, false);
+}
+
+static void fs_ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			      struct fuse_file_info *fi)
+{
+	fs_readdir(req_fs(req), req, req_inode(req, ino), (struct fs_dirh *)(uintptr_t)fi->fh, size,
+		   off, true);
+}
+
+static void fs_ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fs_releasedir((struct fs_dirh *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void fs_ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			   struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	struct fs_inode *dir = fs_inode_get(fs, ino);
+	bool owned;
+	int fd, r = 0;
+
+	(void)datasync;
+	(void)fi;
+	pthread_rwlock_rdlock(&fs->ns);
+	if (dir->upper) {
+		fd = fs_dir_upper_fd(fs, dir, &owned);
+		if (fd >= 0) {
+			r = util_fsync_dirat(fd, ".");
+			fs_put_fd(fd, owned);
+		}
+	}
+	pthread_rwlock_unlock(&fs->ns);
+	fuse_reply_err(req, -r);
+}
+
+static void fs_ll_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = req_fs(req);
+	struct statvfs sv;
+
+	(void)ino;
+	/* New data lands in the upper layer: its free space is what writers have. */
+	if (fstatvfs(fs->upper_fd, &sv) < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+static void fs_ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			    struct fuse_file_info *fi)
+{
+	struct fs_fh *fh = req_fh(fi);
+	int r;
+
+	(void)ino;
+	if (!fh->upper)
+		r = EBADF;
+	else
+		r = fallocate(fh->fd, mode, off, len) < 0 ? errno : 0;
+	fuse_reply_err(req, r);
+}
+
+static void fs_ll_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+			struct fuse_file_info *fi)
+{
+	off_t r;
+
+	(void)ino;
+	r = lseek(fs_fh_read_fd(req_fs(req), req_fh(fi)), off, whence);
+	if (r < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_lseek(req, r);
+}
+
+static void fs_ll_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+			struct fuse_file_info *fi, unsigned flags, const void *in_buf,
+			size_t in_bufsz, size_t out_bufsz)
+{
+	(void)ino;
+	(void)cmd;
+	(void)arg;
+	(void)fi;
+	(void)flags;
+	(void)in_buf;
+	(void)in_bufsz;
+	(void)out_bufsz;
+	fuse_reply_err(req, ENOTTY);
+}
+
+static void fs_ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			   size_t size, int flags)
+{
+	int r = fs_do_setxattr(req_fs(req), req_inode(req, ino), name, value, size, flags);
+
+	fuse_reply_err(req, -r);
+}
+
+static void reply_xattr_data(fuse_req_t req, ssize_t n, const char *buf, size_t size)
+{
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+}
+
+static void fs_ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	ssize_t n;
+
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = fs_do_getxattr(req_fs(req), req_inode(req, ino), name, buf, size);
+	reply_xattr_data(req, n, buf, size);
+	free(buf);
+}
+
+static void fs_ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	ssize_t n;
+
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = fs_do_listxattr(req_fs(req), req_inode(req, ino), buf, size);
+	reply_xattr_data(req, n, buf, size);
+	free(buf);
+}
+
+static void fs_ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	int r = fs_do_removexattr(req_fs(req), req_inode(req, ino), name);
+
+	fuse_reply_err(req, -r);
+}
+
+const struct fuse_lowlevel_ops fs_ll_ops = {
+	.init = fs_ll_init,
+	.lookup = fs_ll_lookup,
+	.forget = fs_ll_forget,
+	.forget_multi = fs_ll_forget_multi,
+	.getattr = fs_ll_getattr,
+	.setattr = fs_ll_setattr,
+	.readlink = fs_ll_readlink,
+	.mknod = fs_ll_mknod,
+	.mkdir = fs_ll_mkdir,
+	.symlink = fs_ll_symlink,
+	.unlink = fs_ll_unlink,
+	.rmdir = fs_ll_rmdir,
+	.rename = fs_ll_rename,
+	.link = fs_ll_link,
+	.open = fs_ll_open,
+	.create = fs_ll_create,
+	.read = fs_ll_read,
+	.write_buf = fs_ll_write_buf,
+	.flush = fs_ll_flush,
+	.release = fs_ll_release,
+	.fsync = fs_ll_fsync,
+	.opendir = fs_ll_opendir,
+	.readdir = fs_ll_readdir,
+	.readdirplus = fs_ll_readdirplus,
+	.releasedir = fs_ll_releasedir,
+	.fsyncdir = fs_ll_fsyncdir,
+	.statfs = fs_ll_statfs,
+	.fallocate = fs_ll_fallocate,
+	.lseek = fs_ll_lseek,
+	.ioctl = fs_ll_ioctl,
+	.setxattr = fs_ll_setxattr,
+	.getxattr = fs_ll_getxattr,
+	.listxattr = fs_ll_listxattr,
+	.removexattr = fs_ll_removexattr,
+};

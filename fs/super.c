@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The session: set up the per-mount state and root inode, mount, run the
+ * multi-threaded request loop, unmount and tear down.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Entry and attribute timeout: long, because every change passes through the daemon. */
+#define FS_TIMEOUT 86400.0
+
+static void fs_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char msg[1024];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	if (level <= FUSE_LOG_ERR)
+		log_error("fuse: %s", msg);
+	else if (level <= FUSE_LOG_WARNING)
+		log_warn("fuse: %s", msg);
+	else
+		log_debug("fuse: %s", msg);
+}
+
+/* Remove what a killed daemon left in work/ (half-built copies, trash). */
+static void clean_work(int work_fd)
+{
+	int fd = util_openat(work_fd, ".", O_RDONLY | O_DIRECTORY, 0);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		util_close(fd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			(void)util_rm_rf_at(work_fd, de->d_name);
+	}
+	closedir(d);
+}
+
+/* As many directory fds as the limit allows, keeping room for files and SQLite. */
+static long fd_budget(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 256;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 20)
+		rl.rlim_cur = 1 << 20;
+	return rl.rlim_cur > 1024 ? (long)(rl.rlim_cur / 2) : 256;
+}
+
+int fs_check_options(const char *options)
+{
+	/* Options that would break the overlay's guarantees or its cache coherence. */
+	static const char *const refused[] = { "fsname=", "subtype=", "dev", "suid" };
+	char *copy, *tok, *save = NULL;
+	int r = 0;
+
+	if (!options || !*options)
+		return 0;
+	copy = strdup(options);
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
+			size_t n = strlen(refused[i]);
+
+			if (refused[i][n - 1] == '=' ? strncmp(tok, refused[i], n) == 0
+						     : strcmp(tok, refused[i]) == 0)
+				r = -EINVAL;
+		}
+	}
+	free(copy);
+	return r;
+}
+
+int fs_mount(const struct fs_config *cfg, struct fs **ret)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct strbuf opts = STRBUF_INIT;
+	struct stat st;
+	struct fs *fs;
+	int r;
+
+	fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	fs->cfg = cfg;
+	fs->lower_fd = cfg->lower_fd;
+	fs->upper_fd = cfg->upper_fd;
+	fs->work_fd = cfg->work_fd;
+	fs->root = geteuid() == 0;
+	fs->timeout = FS_TIMEOUT;
+	fs->fd_budget = fd_budget();
+	pthread_rwlock_init(&fs->ns, NULL);
+	pthread_mutex_init(&fs->table, NULL);
+	pthread_mutex_init(&fs->touch_lock, NULL);
+	r = fs_init_tables(fs);
+	if (r < 0)
+		goto out_free;
+	if (fstat(fs->upper_fd, &st) < 0) {
+		r = -errno;
+		goto out_free;
+	}
+	fs->upper_dev = st.st_dev;
+	if (fstat(fs->lower_fd, &st) < 0) {
+		r = -errno;
+		goto out_free;
+	}
+	fs->lower_dev = st.st_dev;
+	fs->root_inode.key = (struct fs_key){ .dev = st.st_dev, .ino = st.st_ino };
+	fs->root_inode.ino = st.st_ino;
+	fs->root_inode.type = S_IFDIR;
+	fs->root_inode.upper = fs->root_inode.lower = true;
+	fs->root_inode.nlookup = 2; /* never forgotten */
+	fs->root_inode.upper_fd = fs->root_inode.lower_fd = fs->root_inode.anchor_fd = -1;
+
+	clean_work(fs->work_fd);
+	r = fs_load_touched(fs);
+	if (r < 0)
+		goto out_free;
+
+	fuse_set_log_func(fs_log);
+	r = strbuf_addf(&opts, "default_permissions,fsname=cjfs-%lld,subtype=cjfs",
+			(long long)cfg->txn);
+	if (r == 0 && cfg->allow_other)
+		r = strbuf_adds(&opts, ",allow_other");
+	if (r == 0 && cfg->options && *cfg->options)
+		r = strbuf_addf(&opts, ",%s", cfg->options);
+	if (r < 0)
+		goto out_free;
+	if (fuse_opt_add_arg(&args, "cjfs") < 0 || fuse_opt_add_arg(&args, "-o") < 0 ||
+	    fuse_opt_add_arg(&args, opts.buf) < 0 ||
+	    (cfg->debug && fuse_opt_add_arg(&args, "-d") < 0)) {
+		r = -ENOMEM;
+		goto out_args;
+	}
+	fs->se = fuse_session_new(&args, &fs_ll_ops, sizeof(fs_ll_ops), fs);
+	if (!fs->se) {
+		r = -EINVAL;
+		goto out_args;
+	}
+	if (fuse_session_mount(fs->se, cfg->mountpoint) != 0) {
+		r = -ENODEV;
+		fuse_session_destroy(fs->se);
+		fs->se = NULL;
+		goto out_args;
+	}
+	fuse_opt_free_args(&args);
+	strbuf_release(&opts);
+	*ret = fs;
+	return 0;
+
+out_args:
+	fuse_opt_free_args(&args);
+out_free:
+	strbuf_release(&opts);
+	fs_free(fs);
+	return r;
+}
+
+int fs_run(struct fs *fs)
+{
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	int r;
+
+	if (!lc)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(lc, 1);
+	fuse_loop_cfg_set_idle_threads(lc, 4);
+	fuse_loop_cfg_set_max_threads(lc, 16);
+	if (fuse_set_signal_handlers(fs->se) != 0) {
+		fuse_loop_cfg_destroy(lc);
+		return -EIO;
+	}
+	r = fuse_session_loop_mt(fs->se, lc);
+	fuse_remove_signal_handlers(fs->se);
+	fuse_loop_cfg_destroy(lc);
+	fuse_session_unmount(fs->se);
+	return r < 0 ? r : r > 0 ? -EINTR : 0;
+}
+
+void fs_exit(struct fs *fs)
+{
+	fuse_session_exit(fs->se);
+}
+
+void fs_free(struct fs *fs)
+{
+	if (!fs)
+		return;
+	if (fs->se) {
+		fuse_session_unmount(fs->se);
+		fuse_session_destroy(fs->se);
+	}
+	fs_free_tables(fs);
+	fs_free_touched(fs);
+	pthread_rwlock_destroy(&fs->ns);
+	pthread_mutex_destroy(&fs->table);
+	pthread_mutex_destroy(&fs->touch_lock);
+	free(fs);
+}

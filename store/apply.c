@@ -1,0 +1,558 @@
+// SPDX-License-Identifier: MIT
+/*
+ * From change set to PKG: seal (record the new state of every touched path
+ * and store its content), the conflict check, and the journaled apply that
+ * recovery can run again after a crash at any instant.
+ */
+#include "store_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Rows are sealed in SQLite transactions of this many, so readers are not starved. */
+#define SEAL_BATCH 512
+
+int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view *view)
+{
+	struct store_change *c = NULL;
+	int64_t start = util_mono_ns();
+	size_t n = 0;
+	int r;
+
+	r = store_change_list(s, t->id, false, &c, &n);
+	if (r < 0)
+		return r;
+	t->n_modified = t->n_added = t->n_deleted = t->bytes_new = 0;
+	for (size_t i = 0; i < n; i += SEAL_BATCH) {
+		size_t end = i + SEAL_BATCH < n ? i + SEAL_BATCH : n;
+
+		/* Hash and store outside the SQLite transaction: it can take a while. */
+		for (size_t j = i; j < end; j++) {
+			r = store_entry_from_view(s, view, c[j].path,
+						  STORE_ENTRY_HASH | STORE_ENTRY_PUT, &c[j].new);
+			if (r < 0) {
+				log_debug_errno(r, "cannot read '%s' in the new tree", c[j].path);
+				goto out;
+			}
+			c[j].status = store_entry_compare(&c[j].orig, &c[j].new);
+		}
+		r = store_batch_begin(s);
+		if (r < 0)
+			goto out;
+		for (size_t j = i; j < end && r == 0; j++)
+			r = store_change_set_new(s, t->id, &c[j]);
+		if (r < 0) {
+			store_batch_rollback(s);
+			goto out;
+		}
+		r = store_batch_commit(s);
+		if (r < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		switch (c[i].status) {
+		case 'M':
+			t->n_modified++;
+			break;
+		case 'A':
+			t->n_added++;
+			break;
+		case 'D':
+			t->n_deleted++;
+			break;
+		}
+		if (c[i].status && S_ISREG(c[i].new.mode))
+			t->bytes_new += (int64_t)c[i].new.size;
+	}
+	t->seal_ns = util_mono_ns() - start;
+	r = store_txn_save_stats(s, t);
+	if (r < 0)
+		goto out;
+	r = store_txn_transition(s, t->id, STORE_TXN_OPEN, STORE_TXN_SEALED, NULL, NULL);
+	if (r == 0)
+		t->state = STORE_TXN_SEALED;
+out:
+	store_changes_free(c, n);
+	return r;
+}
+
+int store_txn_open_pkg(const struct store_txn *t)
+{
+	struct stat st;
+	int fd = util_openat(AT_FDCWD, t->pkg, O_PATH | O_DIRECTORY, 0);
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0 || st.st_dev != t->pkg_dev || st.st_ino != t->pkg_ino) {
+		util_close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
+static bool hash_eq(const struct store_entry *a, const struct store_entry *b)
+{
+	return a->has_hash && b->has_hash && memcmp(a->hash, b->hash, HASH_LEN) == 0;
+}
+
+/*
+ * Does PKG's current state `now` match `want` in content? Reads PKG again with
+ * hashing only when the cheap comparison cannot decide.
+ */
+static int pkg_matches(struct store *s, int pkg_fd, const char *path, struct store_entry *now,
+		       const struct store_entry *want)
+{
+	int r;
+
+	if (!want->mode || !now->mode)
+		return !want->mode && !now->mode;
+	if ((want->mode & S_IFMT) != (now->mode & S_IFMT))
+		return 0;
+	if (S_ISDIR(want->mode))
+		return 1;
+	if (!S_ISREG(want->mode) && !S_ISLNK(want->mode))
+		return 1;
+	if (now->size != want->size)
+		return 0;
+	if (!now->has_hash) {
+		r = store_entry_at(s, pkg_fd, path, STORE_ENTRY_HASH, now);
+		if (r < 0)
+			return r;
+	}
+	return hash_eq(now, want);
+}
+
+static int add_conflict(struct store_conflict **v, size_t *n, const char *path, const char *why)
+{
+	struct store_conflict *nv = realloc(*v, (*n + 1) * sizeof(**v));
+
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	nv[*n].path = strdup(path);
+	if (!nv[*n].path)
+		return -ENOMEM;
+	nv[*n].why = why;
+	(*n)++;
+	return 0;
+}
+
+static int cmp_change_path(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct store_change *)elem)->path);
+}
+
+/* A directory the transaction deletes must hold nothing in PKG that it does not delete too. */
+static int check_dir_emptied(int pkg_fd, const char *path, const struct store_change *c, size_t n,
+			     struct store_conflict **v, size_t *nv)
+{
+	struct strbuf child = STRBUF_INIT;
+	struct dirent *de;
+	DIR *d;
+	int fd, r = 0;
+
+	fd = util_open_beneath(pkg_fd, path, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0)
+		return fd == -ENOENT || fd == -ENOTDIR ? 0 : fd;
+	d = fdopendir(fd);
+	if (!d) {
+		util_close(fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		const struct store_change *hit;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		strbuf_reset(&child);
+		r = strbuf_addf(&child, "%s/%s", path, de->d_name);
+		if (r < 0)
+			break;
+		hit = bsearch(child.buf, c, n, sizeof(*c), cmp_change_path);
+		if (!hit || hit->new.mode) {
+			if (!hit || hit->orig.mode == 0)
+				r = add_conflict(v, nv, child.buf, "created in PKG since the transaction began");
+			if (r < 0)
+				break;
+		}
+	}
+	closedir(d);
+	strbuf_release(&child);
+	return r;
+}
+
+int store_txn_conflicts(struct store *s, int64_t txn, int pkg_fd, struct store_conflict **ret,
+			size_t *ret_n)
+{
+	struct store_conflict *v = NULL;
+	struct store_change *c = NULL;
+	size_t n = 0, nv = 0;
+	int r;
+
+	r = store_change_list(s, txn, false, &c, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		struct store_entry now;
+		const char *why;
+
+		if (!c[i].status)
+			continue;
+		r = store_entry_at(s, pkg_fd, c[i].path, 0, &now);
+		if (r < 0)
+			goto out;
+		if (store_entry_same_file(&c[i].orig, &now))
+			goto dir_check;
+		r = pkg_matches(s, pkg_fd, c[i].path, &now, &c[i].orig);
+		if (r < 0)
+			goto out;
+		if (r == 1 && (now.mode & 07777) == (c[i].orig.mode & 07777))
+			goto dir_check;
+		/* PKG already holds what the transaction would write: nothing lost either way. */
+		r = pkg_matches(s, pkg_fd, c[i].path, &now, &c[i].new);
+		if (r < 0)
+			goto out;
+		if (r == 1)
+			continue;
+		if (!c[i].orig.mode)
+			why = "created in PKG since the transaction began";
+		else if (!now.mode)
+			why = "deleted in PKG since the transaction began";
+		else
+			why = "changed in PKG since the transaction began";
+		r = add_conflict(&v, &nv, c[i].path, why);
+		if (r < 0)
+			goto out;
+		continue;
+dir_check:
+		if (S_ISDIR(c[i].orig.mode) && !S_ISDIR(c[i].new.mode)) {
+			r = check_dir_emptied(pkg_fd, c[i].path, c, n, &v, &nv);
+			if (r < 0)
+				goto out;
+		}
+	}
+	r = (int)nv;
+out:
+	store_changes_free(c, n);
+	if (r < 0) {
+		store_conflicts_free(v, nv);
+		return r;
+	}
+	*ret = v;
+	*ret_n = nv;
+	return r;
+}
+
+void store_conflicts_free(struct store_conflict *c, size_t n)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(c[i].path);
+	free(c);
+}
+
+const char *store_apply_tmpname(int64_t txn, size_t n, char buf[64])
+{
+	snprintf(buf, 64, ".cjfs-tmp-%lld-%zu", (long long)txn, n);
+	return buf;
+}
+
+/* State shared by the phases of one apply. */
+struct apply {
+	struct store *s;
+	int64_t txn;
+	int pkg_fd;
+	bool recover;
+	bool root;
+	struct store_change *c;
+	size_t n;
+	bool *staged; /* staged[i]: a temporary for row i waits to be renamed */
+};
+
+/* Remove what is at path in PKG when it is in the way of the new state. */
+static int apply_remove(struct apply *a, size_t i)
+{
+	const struct store_change *c = &a->c[i];
+	const char *base;
+	struct stat st;
+	int pfd, r = 0;
+
+	pfd = util_open_parent(a->pkg_fd, c->path, &base);
+	if (pfd == -ENOENT || pfd == -ENOTDIR)
+		return 0;
+	if (pfd < 0)
+		return pfd;
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		r = errno == ENOENT ? 0 : -errno;
+		goto out;
+	}
+	if (c->new.mode && (st.st_mode & S_IFMT) == (c->new.mode & S_IFMT))
+		goto out; /* same type: replaced in place (file) or kept (directory) */
+	if (c->new.mode && S_ISREG(c->new.mode) && !S_ISDIR(st.st_mode))
+		goto out; /* rename() of the new file replaces it atomically */
+	r = util_unlinkat(pfd, base, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+	if (r == -ENOENT)
+		r = 0;
+	if (r < 0)
+		log_debug_errno(r, "cannot remove '%s'", c->path);
+out:
+	util_close(pfd);
+	return r;
+}
+
+static int apply_mkdir(struct apply *a, size_t i)
+{
+	const struct store_change *c = &a->c[i];
+	const char *base;
+	struct stat st;
+	int pfd, r;
+
+	pfd = util_open_parent(a->pkg_fd, c->path, &base);
+	if (pfd < 0)
+		return pfd;
+	r = util_mkdirat(pfd, base, 0700);
+	if (r < 0 && r != -EEXIST)
+		goto out;
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		r = -ENOTDIR;
+		goto out;
+	}
+	r = 0;
+	if (a->root && (st.st_uid != c->new.uid || st.st_gid != c->new.gid) &&
+	    fchownat(pfd, base, c->new.uid, c->new.gid, AT_SYMLINK_NOFOLLOW) < 0)
+		r = -errno;
+	if (r == 0 && (st.st_mode & 07777) != (c->new.mode & 07777) &&
+	    fchmodat(pfd, base, c->new.mode & 07777, 0) < 0)
+		r = -errno;
+out:
+	if (r < 0)
+		log_debug_errno(r, "cannot create directory '%s'", c->path);
+	util_close(pfd);
+	return r;
+}
+
+/* Write row i's new file or symlink into a temporary next to its final name. */
+static int apply_stage(struct apply *a, size_t i)
+{
+	const struct store_change *c = &a->c[i];
+	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
+	char tmp[64];
+	const char *base;
+	int pfd, fd = -1, r;
+
+	pfd = util_open_parent(a->pkg_fd, c->path, &base);
+	if (pfd < 0)
+		return pfd;
+	store_apply_tmpname(a->txn, i, tmp);
+	/* A temporary left by an interrupted apply is ours: start it again. */
+	(void)unlinkat(pfd, tmp, 0);
+	if (S_ISLNK(c->new.mode)) {
+		struct strbuf target = STRBUF_INIT;
+
+		r = store_blob_read(a->s, c->new.hash, &target, PATH_MAX);
+		if (r == 0)
+			r = util_symlinkat(target.buf ? target.buf : "", pfd, tmp);
+		strbuf_release(&target);
+		if (r == 0 && a->root && fchownat(pfd, tmp, c->new.uid, c->new.gid,
+						   AT_SYMLINK_NOFOLLOW) < 0)
+			r = -errno;
+		goto out;
+	}
+	fd = util_openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = fd;
+		goto out;
+	}
+	r = (int)store_blob_copy(a->s, c->new.hash, fd);
+	if (r < 0)
+		goto out_unlink;
+	if (a->root && fchown(fd, c->new.uid, c->new.gid) < 0) {
+		r = -errno;
+		goto out_unlink;
+	}
+	/* After fchown, which clears set-id bits. */
+	if (fchmod(fd, c->new.mode & 07777) < 0) {
+		r = -errno;
+		goto out_unlink;
+	}
+	times[1].tv_sec = c->new.mtime_ns / 1000000000;
+	times[1].tv_nsec = c->new.mtime_ns % 1000000000;
+	if (futimens(fd, times) < 0) {
+		r = -errno;
+		goto out_unlink;
+	}
+	r = 0;
+	goto out;
+
+out_unlink:
+	(void)unlinkat(pfd, tmp, 0);
+out:
+	if (r < 0) {
+		char name[96];
+
+		if (r == -EBADMSG)
+			log_error("refusing to write '%s': its new content in the store ('%s') is corrupt",
+				  c->path, store_blob_name(c->new.hash, name));
+		else
+			log_debug_errno(r, "cannot write a temporary for '%s'", c->path);
+	} else {
+		a->staged[i] = true;
+	}
+	util_close(fd);
+	util_close(pfd);
+	return r;
+}
+
+static int apply_rename(struct apply *a, size_t i)
+{
+	const struct store_change *c = &a->c[i];
+	const char *base;
+	char tmp[64];
+	int pfd, r;
+
+	pfd = util_open_parent(a->pkg_fd, c->path, &base);
+	if (pfd < 0)
+		return pfd;
+	store_apply_tmpname(a->txn, i, tmp);
+	r = util_renameat(pfd, tmp, pfd, base);
+	if (r < 0)
+		log_debug_errno(r, "cannot rename into '%s'", c->path);
+	util_close(pfd);
+	return r;
+}
+
+/* In recovery, skip rows PKG already holds (a previous run got that far). */
+static int apply_done_already(struct apply *a, size_t i)
+{
+	struct store_entry now;
+	int r = store_entry_at(a->s, a->pkg_fd, a->c[i].path, 0, &now);
+
+	if (r < 0)
+		return r;
+	r = pkg_matches(a->s, a->pkg_fd, a->c[i].path, &now, &a->c[i].new);
+	if (r == 1 && now.mode && (now.mode & 07777) != (a->c[i].new.mode & 07777))
+		r = 0;
+	return r;
+}
+
+/* Sync the directory of every changed path: makes renames and unlinks durable. */
+static int apply_sync_dirs(struct apply *a)
+{
+	/*
+	 * One syncfs covers every directory touched, and all file data, at the
+	 * cost of one device flush; the per-directory fsync loop it replaces
+	 * costs one flush per directory.
+	 */
+	int fd = util_openat(a->pkg_fd, ".", O_RDONLY | O_DIRECTORY, 0);
+	int r;
+
+	if (fd < 0)
+		return fd;
+	r = util_syncfs(fd);
+	util_close(fd);
+	return r;
+}
+
+static void apply_cleanup_tmps(struct apply *a)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		const char *base;
+		char tmp[64];
+		int pfd;
+
+		if (!a->c[i].status || a->staged[i])
+			continue;
+		pfd = util_open_parent(a->pkg_fd, a->c[i].path, &base);
+		if (pfd < 0)
+			continue;
+		(void)unlinkat(pfd, store_apply_tmpname(a->txn, i, tmp), 0);
+		util_close(pfd);
+	}
+}
+
+int store_txn_apply(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
+{
+	struct apply a = {
+		.s = s,
+		.txn = txn,
+		.pkg_fd = pkg_fd,
+		.recover = flags & STORE_APPLY_RECOVER,
+		.root = geteuid() == 0,
+	};
+	int r;
+
+	/* All rows, not only changed ones: temporary names are numbered by row. */
+	r = store_change_list(s, txn, false, &a.c, &a.n);
+	if (r < 0)
+		return r;
+	a.staged = calloc(a.n ? a.n : 1, sizeof(*a.staged));
+	if (!a.staged) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/* 1. Deepest first, remove what is deleted or changes type. */
+	for (size_t i = a.n; i-- > 0;) {
+		if (!a.c[i].status)
+			continue;
+		r = apply_remove(&a, i);
+		if (r < 0)
+			goto out;
+	}
+	/* 2. Shallowest first, directories; files and symlinks into temporaries. */
+	for (size_t i = 0; i < a.n; i++) {
+		const struct store_change *c = &a.c[i];
+
+		if (!c->status || !c->new.mode)
+			continue;
+		if (S_ISDIR(c->new.mode)) {
+			r = apply_mkdir(&a, i);
+		} else if (S_ISREG(c->new.mode) || S_ISLNK(c->new.mode)) {
+			if (a.recover) {
+				r = apply_done_already(&a, i);
+				if (r < 0)
+					goto out;
+				if (r == 1)
+					continue;
+			}
+			r = apply_stage(&a, i);
+		} else {
+			log_warn("not committing '%s': special files are not supported", c->path);
+			r = 0;
+		}
+		if (r < 0)
+			goto out;
+	}
+	/* 3. New contents durable before any of them replaces an original. */
+	r = apply_sync_dirs(&a);
+	if (r < 0)
+		goto out;
+	/* 4. Rename into place: each file is atomically old or new. */
+	for (size_t i = 0; i < a.n; i++) {
+		if (!a.staged[i])
+			continue;
+		r = apply_rename(&a, i);
+		if (r < 0)
+			goto out;
+	}
+	if (a.recover)
+		apply_cleanup_tmps(&a);
+	/* 5. The renames and removals durable before the journal says done. */
+	r = apply_sync_dirs(&a);
+out:
+	free(a.staged);
+	store_changes_free(a.c, a.n);
+	return r;
+}

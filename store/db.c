@@ -1,0 +1,301 @@
+// SPDX-License-Identifier: MIT
+/* SQLite connection setup, the versioned schema and a small statement cache. */
+#include "db.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define DB_STMT_CACHE 64
+
+struct db {
+	sqlite3 *h;
+	size_t nstmt;
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} stmt[DB_STMT_CACHE];
+};
+
+/*
+ * Schema version 1. Paths are TEXT compared bytewise (BINARY collation), so
+ * ORDER BY path puts a directory before everything below it.
+ */
+static const char schema_v1[] =
+	"CREATE TABLE txn ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" state INTEGER NOT NULL,"
+	" pkg TEXT NOT NULL,"
+	" pkg_dev INTEGER NOT NULL,"
+	" pkg_ino INTEGER NOT NULL,"
+	" mountpoint TEXT,"
+	" pid INTEGER NOT NULL DEFAULT 0,"
+	" command TEXT,"
+	" undo_of INTEGER NOT NULL DEFAULT 0,"
+	" uid INTEGER NOT NULL,"
+	" created_ns INTEGER NOT NULL,"
+	" finished_ns INTEGER NOT NULL DEFAULT 0,"
+	" n_modified INTEGER NOT NULL DEFAULT 0,"
+	" n_added INTEGER NOT NULL DEFAULT 0,"
+	" n_deleted INTEGER NOT NULL DEFAULT 0,"
+	" bytes_new INTEGER NOT NULL DEFAULT 0,"
+	" backup_ns INTEGER NOT NULL DEFAULT 0,"
+	" seal_ns INTEGER NOT NULL DEFAULT 0,"
+	" apply_ns INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX txn_by_pkg ON txn(pkg_dev, pkg_ino, state);"
+	"CREATE INDEX txn_by_state ON txn(state);"
+	"CREATE INDEX txn_by_pkg_path ON txn(pkg, id);"
+	"CREATE TABLE change ("
+	" txn INTEGER NOT NULL REFERENCES txn(id),"
+	" path TEXT NOT NULL,"
+	" o_mode INTEGER NOT NULL,"
+	" o_uid INTEGER NOT NULL DEFAULT 0,"
+	" o_gid INTEGER NOT NULL DEFAULT 0,"
+	" o_size INTEGER NOT NULL DEFAULT 0,"
+	" o_mtime_ns INTEGER NOT NULL DEFAULT 0,"
+	" o_ctime_ns INTEGER NOT NULL DEFAULT 0,"
+	" o_dev INTEGER NOT NULL DEFAULT 0,"
+	" o_ino INTEGER NOT NULL DEFAULT 0,"
+	" o_hash BLOB,"
+	" n_mode INTEGER NOT NULL DEFAULT 0,"
+	" n_uid INTEGER NOT NULL DEFAULT 0,"
+	" n_gid INTEGER NOT NULL DEFAULT 0,"
+	" n_size INTEGER NOT NULL DEFAULT 0,"
+	" n_mtime_ns INTEGER NOT NULL DEFAULT 0,"
+	" n_hash BLOB,"
+	" status TEXT NOT NULL DEFAULT '',"
+	" applied INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY (txn, path)) WITHOUT ROWID;"
+	"CREATE INDEX change_by_ohash ON change(o_hash) WHERE o_hash IS NOT NULL;"
+	"CREATE INDEX change_by_nhash ON change(n_hash) WHERE n_hash IS NOT NULL;"
+	"CREATE TABLE blob ("
+	" hash BLOB PRIMARY KEY,"
+	" size INTEGER NOT NULL,"
+	" stored_size INTEGER NOT NULL,"
+	" encoding INTEGER NOT NULL DEFAULT 0,"
+	" created_ns INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE audit ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" time_ns INTEGER NOT NULL,"
+	" uid INTEGER NOT NULL,"
+	" pid INTEGER NOT NULL,"
+	" txn INTEGER NOT NULL DEFAULT 0,"
+	" event TEXT NOT NULL,"
+	" detail TEXT);"
+	"CREATE INDEX audit_by_time ON audit(time_ns);"
+	"CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit"
+	" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+	"CREATE TRIGGER audit_append_only_delete BEFORE DELETE ON audit"
+	" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+	"CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;";
+
+/* migrations[v] brings a store from version v to v + 1. */
+static const char *const migrations[DB_SCHEMA_VERSION] = {
+	schema_v1,
+};
+
+int db_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_CANTOPEN:
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	default:
+		return -EIO;
+	}
+}
+
+sqlite3 *db_handle(struct db *db)
+{
+	return db->h;
+}
+
+const char *db_errmsg(struct db *db)
+{
+	return sqlite3_errmsg(db->h);
+}
+
+int db_exec(struct db *db, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db->h, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		log_debug("sqlite: %s", msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return db_errno(rc);
+	}
+	return 0;
+}
+
+static int db_user_version(struct db *db, int *ret)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_errno(rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*ret = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : db_errno(rc);
+}
+
+/* Bring the schema forward one version at a time, each step atomic. */
+static int db_migrate(struct db *db)
+{
+	int v = 0, r;
+
+	r = db_exec(db, "BEGIN IMMEDIATE");
+	if (r < 0)
+		return r;
+	r = db_user_version(db, &v);
+	if (r < 0)
+		goto out_rollback;
+	if (v > DB_SCHEMA_VERSION) {
+		r = -EPROTO;
+		goto out_rollback;
+	}
+	for (; v < DB_SCHEMA_VERSION; v++) {
+		char pragma[64];
+
+		r = db_exec(db, migrations[v]);
+		if (r < 0)
+			goto out_rollback;
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
+		r = db_exec(db, pragma);
+		if (r < 0)
+			goto out_rollback;
+	}
+	return db_exec(db, "COMMIT");
+
+out_rollback:
+	(void)db_exec(db, "ROLLBACK");
+	return r;
+}
+
+int db_open(const char *path, bool relaxed, struct db **ret)
+{
+	struct db *db = calloc(1, sizeof(*db));
+	int rc, r;
+
+	if (!db)
+		return -ENOMEM;
+	rc = sqlite3_open_v2(path, &db->h,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+				     SQLITE_OPEN_EXRESCODE,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		r = db_errno(rc);
+		log_debug("cannot open '%s': %s", path, db->h ? sqlite3_errmsg(db->h) : "");
+		goto out_close;
+	}
+	/* Other processes (daemon, CLI) write concurrently; wait for them, not fail. */
+	sqlite3_busy_timeout(db->h, 30000);
+	r = db_exec(db, "PRAGMA journal_mode=WAL");
+	if (r < 0)
+		goto out_close;
+	r = db_exec(db, relaxed ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL");
+	if (r < 0)
+		goto out_close;
+	r = db_exec(db, "PRAGMA foreign_keys=ON");
+	if (r < 0)
+		goto out_close;
+	r = db_migrate(db);
+	if (r < 0)
+		goto out_close;
+	*ret = db;
+	return 0;
+
+out_close:
+	db_close(db);
+	return r;
+}
+
+void db_close(struct db *db)
+{
+	if (!db)
+		return;
+	for (size_t i = 0; i < db->nstmt; i++)
+		sqlite3_finalize(db->stmt[i].st);
+	sqlite3_close(db->h);
+	free(db);
+}
+
+sqlite3_stmt *db_stmt(struct db *db, const char *sql, int *ret_err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	for (size_t i = 0; i < db->nstmt; i++) {
+		if (db->stmt[i].sql == sql) {
+			st = db->stmt[i].st;
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			return st;
+		}
+	}
+	if (db->nstmt == DB_STMT_CACHE) {
+		*ret_err = -ENOSPC; /* programmer error: raise DB_STMT_CACHE */
+		return NULL;
+	}
+	rc = sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+	if (rc != SQLITE_OK) {
+		log_debug("cannot prepare '%s': %s", sql, sqlite3_errmsg(db->h));
+		*ret_err = db_errno(rc);
+		return NULL;
+	}
+	db->stmt[db->nstmt].sql = sql;
+	db->stmt[db->nstmt].st = st;
+	db->nstmt++;
+	return st;
+}
+
+int db_step_done(struct db *db, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		log_debug("sqlite: %s", sqlite3_errmsg(db->h));
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_errno(rc);
+}
+
+int db_bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	int rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+
+	return db_errno(rc);
+}
+
+int db_bind_blob(sqlite3_stmt *st, int i, const void *p, int n)
+{
+	int rc = p ? sqlite3_bind_blob(st, i, p, n, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+
+	return db_errno(rc);
+}
+
+int db_bind_i64(sqlite3_stmt *st, int i, int64_t v)
+{
+	return db_errno(sqlite3_bind_int64(st, i, v));
+}

@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Crash recovery: roll interrupted commits forward, reopen sealed ones, and
+ * remove what dead processes left behind (layers of finished transactions,
+ * blob temporaries).
+ */
+#include "store_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+int store_needs_recovery(struct store *s)
+{
+	static const char q[] = "SELECT 1 FROM txn WHERE state IN (2, 3) LIMIT 1";
+	sqlite3_stmt *st;
+	int r = 0, rc;
+
+	store_lock(s);
+	st = db_stmt(s->db, q, &r);
+	if (st) {
+		rc = sqlite3_step(st);
+		r = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_errno(rc);
+		sqlite3_reset(st);
+	}
+	store_unlock(s);
+	return r;
+}
+
+/* Finish one COMMITTING transaction whose committer died. */
+static int recover_committing(struct store *s, int64_t id)
+{
+	struct store_txn *t = NULL;
+	int lock, pkg_fd, r;
+
+	/* A live committer holds the finish lock: leave its work alone. */
+	lock = store_txn_lock(s, id, "finish", false);
+	if (lock == -EWOULDBLOCK)
+		return 0;
+	if (lock < 0)
+		return lock;
+	r = store_txn_load(s, id, &t);
+	if (r < 0)
+		goto out;
+	if (t->state != STORE_TXN_COMMITTING) {
+		r = 0; /* someone finished it between our list and our lock */
+		goto out;
+	}
+	pkg_fd = store_txn_open_pkg(t);
+	if (pkg_fd < 0) {
+		r = log_errno(pkg_fd, "cannot finish the commit of transaction %lld: cannot open '%s'",
+			      (long long)id, t->pkg);
+		goto out;
+	}
+	r = store_txn_apply(s, id, pkg_fd, STORE_APPLY_RECOVER);
+	util_close(pkg_fd);
+	if (r < 0) {
+		log_errno(r, "cannot finish the commit of transaction %lld into '%s'", (long long)id,
+			  t->pkg);
+		goto out;
+	}
+	r = store_txn_transition(s, id, STORE_TXN_COMMITTING, STORE_TXN_COMMITTED,
+				 "TXN_RECOVERED", "commit rolled forward");
+	if (r == 0) {
+		(void)store_txn_remove_dir(s, id);
+		log_info("finished the interrupted commit of transaction %lld into '%s'",
+			 (long long)id, t->pkg);
+		r = 1;
+	}
+out:
+	store_txn_free(t);
+	util_close(lock);
+	return r;
+}
+
+/* A SEALED transaction never reached its commit point: PKG is untouched, reopen it. */
+static int recover_sealed(struct store *s, int64_t id)
+{
+	int lock = store_txn_lock(s, id, "finish", false);
+	int r;
+
+	if (lock == -EWOULDBLOCK)
+		return 0;
+	if (lock < 0)
+		return lock;
+	r = store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_OPEN, "TXN_RECOVERED",
+				 "commit interrupted before its commit point; reopened");
+	util_close(lock);
+	if (r == -ESTALE)
+		return 0;
+	return r < 0 ? r : 1;
+}
+
+/* Remove tmp/<pid>.<n> files of processes that no longer exist. */
+static size_t recover_tmp(struct store *s)
+{
+	int fd = util_openat(s->tmpfd, ".", O_RDONLY | O_DIRECTORY, 0);
+	struct dirent *de;
+	size_t cleaned = 0;
+	DIR *d;
+
+	if (fd < 0)
+		return 0;
+	d = fdopendir(fd);
+	if (!d) {
+		util_close(fd);
+		return 0;
+	}
+	while ((de = readdir(d))) {
+		long pid = strtol(de->d_name, NULL, 10);
+
+		if (pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH)) {
+			if (de->d_name[0] != '.' && unlinkat(s->tmpfd, de->d_name, 0) == 0)
+				cleaned++;
+		}
+	}
+	closedir(d);
+	return cleaned;
+}
+
+/* Remove txn/<id>/ of transactions that are finished. */
+static size_t recover_layers(struct store *s)
+{
+	static const char q[] = "SELECT state FROM txn WHERE id = ?";
+	int fd = util_openat(s->txnfd, ".", O_RDONLY | O_DIRECTORY, 0);
+	struct dirent *de;
+	size_t cleaned = 0;
+	DIR *d;
+
+	if (fd < 0)
+		return 0;
+	d = fdopendir(fd);
+	if (!d) {
+		util_close(fd);
+		return 0;
+	}
+	while ((de = readdir(d))) {
+		int64_t id;
+		sqlite3_stmt *st;
+		int r = 0, state = 0;
+
+		if (util_parse_i64(de->d_name, &id) < 0)
+			continue;
+		store_lock(s);
+		st = db_stmt(s->db, q, &r);
+		if (st) {
+			sqlite3_bind_int64(st, 1, id);
+			if (sqlite3_step(st) == SQLITE_ROW)
+				state = sqlite3_column_int(st, 0);
+			sqlite3_reset(st);
+		}
+		store_unlock(s);
+		if (state == STORE_TXN_COMMITTED || state == STORE_TXN_ROLLED_BACK ||
+		    state == STORE_TXN_UNDONE) {
+			if (store_txn_remove_dir(s, id) == 0)
+				cleaned++;
+		}
+	}
+	closedir(d);
+	return cleaned;
+}
+
+int store_recover(struct store *s, struct store_recover_report *ret)
+{
+	struct store_recover_report rep = { 0 };
+	int64_t *ids = NULL;
+	size_t n = 0;
+	int r, first = 0;
+
+	r = store_txn_list_state(s, STORE_TXN_COMMITTING, &ids, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		r = recover_committing(s, ids[i]);
+		if (r > 0)
+			rep.rolled_forward++;
+		if (r < 0) {
+			rep.failed++;
+			if (!first)
+				first = r;
+		}
+	}
+	free(ids);
+	r = store_txn_list_state(s, STORE_TXN_SEALED, &ids, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		r = recover_sealed(s, ids[i]);
+		if (r > 0)
+			rep.reopened++;
+		if (r < 0) {
+			rep.failed++;
+			if (!first)
+				first = r;
+		}
+	}
+	free(ids);
+	rep.cleaned = recover_tmp(s) + recover_layers(s);
+	if (ret)
+		*ret = rep;
+	return first;
+}

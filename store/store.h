@@ -1,0 +1,371 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The content store: a directory holding content-addressed blobs (SHA-256)
+ * and a SQLite index of transactions, the paths each one touched (their
+ * original and new state), the commit journal and the audit log.
+ *
+ * Layout of a store directory (all 0700, files 0600):
+ *   index.db            SQLite, WAL mode
+ *   objects/ab/<hash>   blob, raw bytes; or <hash>.zst, zstd-compressed
+ *   tmp/                blobs being written
+ *   txn/<id>/           per-transaction area: upper/, work/, lock
+ *
+ * Locking: one SQLite connection per struct store, serialised by an internal
+ * recursive mutex, so a struct store may be shared by threads. Every function
+ * returns >= 0 on success and -errno on failure and logs only at debug level.
+ */
+#ifndef CJFS_STORE_STORE_H
+#define CJFS_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "hash.h"
+#include "util.h"
+
+struct store;
+
+enum store_open_flags {
+	STORE_OPEN_CREATE = 1 << 0, /* create the directory and schema if missing */
+	/*
+	 * The daemon's connection: SQLite commits survive the death of the
+	 * process but are synced to disk only at the next checkpoint
+	 * (synchronous=NORMAL). Without it every commit is synced (FULL).
+	 */
+	STORE_OPEN_RELAXED = 1 << 1,
+};
+
+/*
+ * Open (and with STORE_OPEN_CREATE, create 0700) the store at dir. Refuses a
+ * store whose schema is newer than this binary (-EPROTO), and a store path
+ * that cannot be written (-EACCES/-EROFS). On success *ret owns the store.
+ */
+int store_open(const char *dir, unsigned flags, struct store **ret);
+/* Close the index and fds; NULL is a no-op. */
+void store_close(struct store *s);
+const char *store_path(const struct store *s);
+/* The store's root directory fd (owned by the store). */
+int store_dirfd(const struct store *s);
+
+/*
+ * Default store directory: $CJFS_HOME, else ${XDG_STATE_HOME:-$HOME/.local/state}/cjfs.
+ * Returns a malloc'd string or NULL (ENOMEM or no HOME).
+ */
+char *store_default_path(void);
+
+/* ---- blobs (blob.c) ---- */
+
+/*
+ * Store the bytes of fd from its current offset to EOF. Identical content is
+ * stored once. The blob is written but not fsynced: store_sync() makes every
+ * blob written so far durable (one syncfs for a whole commit). The blob's row
+ * is inserted in the index. ret_hash gets the SHA-256 of the bytes.
+ */
+int store_put_fd(struct store *s, int fd, uint8_t ret_hash[HASH_LEN], uint64_t *ret_size);
+int store_put_buf(struct store *s, const void *buf, size_t n, uint8_t ret_hash[HASH_LEN]);
+
+/* 1 if the blob exists, 0 if not, -errno. */
+int store_has(struct store *s, const uint8_t hash[HASH_LEN]);
+
+/*
+ * Copy the blob's bytes to outfd while hashing them. Returns the size on
+ * success, -ENOENT if the blob is missing and -EBADMSG if its content does not
+ * hash to `hash` (corrupt). On failure outfd may hold partial data: callers
+ * write into a temporary file and discard it, so corrupt bytes never reach a
+ * real file.
+ */
+int64_t store_blob_copy(struct store *s, const uint8_t hash[HASH_LEN], int outfd);
+
+/* Read a whole (verified) blob into out; -EFBIG beyond limit bytes (0 = none). */
+int store_blob_read(struct store *s, const uint8_t hash[HASH_LEN], struct strbuf *out,
+		    size_t limit);
+
+/* Re-hash one blob: 0 if intact, -EBADMSG if corrupt, -ENOENT if missing. */
+int store_blob_verify(struct store *s, const uint8_t hash[HASH_LEN]);
+
+/* Relative path of a blob for messages ("objects/ab/<hash>"); buf holds 96 bytes. */
+const char *store_blob_name(const uint8_t hash[HASH_LEN], char buf[96]);
+
+/* Make all blobs written so far and their directory entries durable. */
+int store_sync(struct store *s);
+
+/* ---- transactions (txn.c) ---- */
+
+/*
+ * Stored states. ORPHANED is not stored: it is OPEN with no live daemon
+ * (see store_txn_daemon_alive()).
+ */
+enum store_txn_state {
+	STORE_TXN_OPEN = 1,
+	STORE_TXN_SEALED = 2,	  /* change set and new contents recorded, PKG untouched */
+	STORE_TXN_COMMITTING = 3, /* journal durable: recovery rolls forward */
+	STORE_TXN_COMMITTED = 4,
+	STORE_TXN_ROLLED_BACK = 5,
+	STORE_TXN_UNDONE = 6,
+};
+
+const char *store_txn_state_name(enum store_txn_state st);
+
+struct store_txn {
+	int64_t id;
+	enum store_txn_state state;
+	char *pkg;	  /* absolute, canonical path of PKG */
+	uint64_t pkg_dev; /* identity of PKG's root directory */
+	uint64_t pkg_ino;
+	char *mountpoint; /* absolute path while mounted, else NULL */
+	int64_t pid;	  /* daemon pid while mounted, else 0 */
+	char *command;	  /* command line for `cjfs run`, else NULL */
+	int64_t undo_of;  /* id of the transaction this one reverts, else 0 */
+	int64_t created_ns;
+	int64_t finished_ns;
+	int64_t n_modified, n_added, n_deleted;
+	int64_t bytes_new; /* bytes of new content */
+	int64_t backup_ns; /* time spent storing originals */
+	int64_t seal_ns;   /* time spent computing and storing the change set */
+	int64_t apply_ns;  /* time spent applying to PKG */
+};
+
+enum store_txn_begin_flags {
+	STORE_TXN_ALLOW_CONCURRENT = 1 << 0, /* allow a second open txn on the same PKG */
+};
+
+/*
+ * Create an OPEN transaction on pkg (absolute canonical path, st its lstat)
+ * and its directory txn/<id>/ with upper/ and work/. -EBUSY if another
+ * transaction on the same PKG is open, orphaned, sealed or committing and
+ * STORE_TXN_ALLOW_CONCURRENT is not given; *ret_other then names it.
+ * Records TXN_BEGIN in the audit log in the same SQLite transaction.
+ */
+int store_txn_begin(struct store *s, const char *pkg, const struct stat *st, const char *command,
+		    int64_t undo_of, unsigned flags, int64_t *ret_id, int64_t *ret_other);
+
+/* Load a transaction; -ENOENT if there is none with that id. Free with store_txn_free(). */
+int store_txn_load(struct store *s, int64_t id, struct store_txn **ret);
+void store_txn_free(struct store_txn *t);
+
+/* The OPEN transaction mounted at mnt (canonical path): id, or -ENOENT. */
+int store_txn_find_mount(struct store *s, const char *mnt, int64_t *ret_id);
+
+/* Ids of transactions in the given state, ascending; *ret is malloc'd. */
+int store_txn_list_state(struct store *s, enum store_txn_state st, int64_t **ret, size_t *ret_n);
+
+/*
+ * All transactions, newest first, optionally only those of PKG (NULL = all),
+ * at most limit (0 = all). Free each with store_txn_free() and the array with free().
+ */
+int store_txn_list(struct store *s, const char *pkg, size_t limit, struct store_txn ***ret,
+		   size_t *ret_n);
+
+/* Record (or clear, with mnt NULL) where the transaction is mounted and by which pid. */
+int store_txn_set_mount(struct store *s, int64_t id, const char *mnt, int64_t pid);
+
+/*
+ * Move a transaction from state `from` to `to` atomically, writing the audit
+ * event `event` (may be NULL) with `detail` in the same SQLite transaction.
+ * -ESTALE if the transaction is not in `from` (someone else won the race).
+ * Durable on return unless the store was opened with STORE_OPEN_RELAXED.
+ */
+int store_txn_transition(struct store *s, int64_t id, enum store_txn_state from,
+			 enum store_txn_state to, const char *event, const char *detail);
+
+/* Record the timing/size columns of a transaction (from t's fields). */
+int store_txn_save_stats(struct store *s, const struct store_txn *t);
+
+/*
+ * Open the transaction's directory (txn/<id>) or a subdirectory of it
+ * ("upper", "work") as an O_PATH|O_DIRECTORY fd, or with O_RDONLY when
+ * readable is set.
+ */
+int store_txn_open_dir(struct store *s, int64_t id, const char *sub, bool readable);
+
+/*
+ * Transaction locks, files txn/<id>/<name>.lock held with flock(LOCK_EX):
+ *   "daemon"  held by the daemon serving the transaction for its whole life;
+ *   "finish"  held by a command that changes the transaction's state
+ *             (commit, rollback, resume, recover), so exactly one wins.
+ * Returns an fd that holds the lock until closed (it is O_CLOEXEC), or
+ * -EWOULDBLOCK if held elsewhere and wait is false.
+ */
+int store_txn_lock(struct store *s, int64_t id, const char *name, bool wait);
+
+/* 1 if a daemon serves the transaction (holds its "daemon" lock), 0 if not, -errno. */
+int store_txn_daemon_alive(struct store *s, int64_t id);
+
+/* Remove txn/<id>/ (upper layer and work area). */
+int store_txn_remove_dir(struct store *s, int64_t id);
+
+/* ---- the change set (txn.c) ---- */
+
+/*
+ * The state of one path: its type and mode (st_mode, 0 = absent), owner,
+ * size, times, identity, and for regular files and symlinks the SHA-256 of
+ * the content (symlinks: of the target string), whose bytes are in the store.
+ */
+struct store_entry {
+	uint32_t mode;
+	uint32_t uid, gid;
+	uint64_t size;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+	uint64_t dev, ino;
+	bool has_hash;
+	uint8_t hash[HASH_LEN];
+};
+
+/* One path touched by a transaction. */
+struct store_change {
+	char *path;		/* relative to PKG, validated with util_path_is_safe() */
+	struct store_entry orig; /* PKG's state when the transaction first touched the path */
+	struct store_entry new;	 /* the state the transaction leaves (valid once sealed) */
+	char status;		 /* 'M', 'A', 'D', or 0 for unchanged; valid once sealed */
+	bool applied;		 /* promoted into PKG (journal progress) */
+};
+
+/*
+ * Record that the transaction is about to change path, with PKG's original
+ * state. The first record for a path wins (later calls return 0 and change
+ * nothing); returns 1 when a row was inserted. Committed with synchronous=NORMAL:
+ * survives the death of the process, made durable at seal time.
+ */
+int store_change_record(struct store *s, int64_t txn, const char *path,
+			const struct store_entry *orig);
+
+/* 1 if path has a row in the transaction, 0 if not. */
+int store_change_exists(struct store *s, int64_t txn, const char *path);
+
+/*
+ * All rows of a transaction sorted by path (bytewise), or only changed ones
+ * (status != 0) with only_changed. Free with store_changes_free().
+ */
+int store_change_list(struct store *s, int64_t txn, bool only_changed,
+		      struct store_change **ret, size_t *ret_n);
+void store_changes_free(struct store_change *c, size_t n);
+
+/* Set the new state and status of one row (during seal). */
+int store_change_set_new(struct store *s, int64_t txn, const struct store_change *c);
+/* Mark one row applied (journal progress). */
+int store_change_set_applied(struct store *s, int64_t txn, const char *path);
+
+/* Group several writes into one SQLite transaction (BEGIN IMMEDIATE ... COMMIT). */
+int store_batch_begin(struct store *s);
+int store_batch_commit(struct store *s);
+void store_batch_rollback(struct store *s);
+
+/* ---- the new tree, as seen by seal and status (changeset.c) ---- */
+
+/*
+ * Read access to the tree a transaction would leave: the mount while it is
+ * up, the upper layer over PKG (fs/ provides it) when it is not, or a plain
+ * directory in tests. Paths are relative to the root.
+ */
+struct store_view {
+	void *ctx;
+	/* lstat semantics; -ENOENT if absent. */
+	int (*lstat)(void *ctx, const char *path, struct stat *st);
+	/* Open a regular file read-only; returns fd or -errno. */
+	int (*open)(void *ctx, const char *path);
+	/* Append a symlink's target to out. */
+	int (*readlink)(void *ctx, const char *path, struct strbuf *out);
+};
+
+/* A view of a plain directory tree (dirfd is borrowed). */
+void store_view_dir(struct store_view *v, int *dirfd);
+
+/* Read the state of path in a view; mode 0 when absent. With hash, regular files
+ * and symlinks are hashed (and stored when put is set). */
+enum store_entry_flags {
+	STORE_ENTRY_HASH = 1 << 0,
+	STORE_ENTRY_PUT = 1 << 1,
+};
+int store_entry_from_view(struct store *s, const struct store_view *v, const char *path,
+			  unsigned flags, struct store_entry *ret);
+
+/* Read the state of path below dirfd (PKG); optionally hash and store its content. */
+int store_entry_at(struct store *s, int dirfd, const char *path, unsigned flags,
+		   struct store_entry *ret);
+
+/*
+ * Compare an original with a new state: 'A' added, 'D' deleted, 'M' content,
+ * type, mode or target changed, 0 if the same. Both must carry hashes for
+ * regular files and symlinks (sizes are compared first).
+ */
+char store_entry_compare(const struct store_entry *orig, const struct store_entry *now);
+
+/* Does PKG's current state still match what the transaction recorded? */
+bool store_entry_same_file(const struct store_entry *recorded, const struct store_entry *now);
+
+/* ---- seal, conflicts, apply, recovery (apply.c, recover.c) ---- */
+
+/*
+ * Seal an OPEN transaction: for every touched path read its new state from
+ * view (hashing and storing new contents), record it and the status, fill
+ * the counters of *t, and move the transaction to SEALED. PKG is not touched.
+ */
+int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view *view);
+
+struct store_conflict {
+	char *path;
+	const char *why; /* static string: "changed in PKG", "created in PKG", ... */
+};
+
+/*
+ * Compare PKG (pkg_fd) with the originals of every changed path of a sealed
+ * transaction. A path conflicts when PKG holds neither the original the
+ * transaction started from nor the state the transaction would leave.
+ * Returns the number of conflicts (0 = none) and the list in *ret.
+ */
+int store_txn_conflicts(struct store *s, int64_t txn, int pkg_fd, struct store_conflict **ret,
+			size_t *ret_n);
+void store_conflicts_free(struct store_conflict *c, size_t n);
+
+/*
+ * Open PKG of a transaction for applying: the directory at t->pkg, refused
+ * (-ESTALE) unless it is still the directory the transaction was opened on.
+ */
+int store_txn_open_pkg(const struct store_txn *t);
+
+enum store_apply_flags {
+	/* A previous apply may have stopped anywhere: check every path, remove stale temps. */
+	STORE_APPLY_RECOVER = 1 << 0,
+};
+
+/*
+ * Promote the sealed change set into PKG. The transaction must be
+ * COMMITTING (the journal record is the commit point: from there on the new
+ * tree is the only outcome). Every byte is verified against its SHA-256
+ * before it is written; the order is: remove what goes away (deepest
+ * first), create directories (shallowest first), write every new file into a
+ * temporary in its directory, sync, rename them into place, sync the
+ * directories. Idempotent: running it again after a crash at any point
+ * finishes the same tree. -EBADMSG names a corrupt blob in the log.
+ */
+int store_txn_apply(struct store *s, int64_t txn, int pkg_fd, unsigned flags);
+
+/*
+ * The temporary name apply uses in a directory for the n-th row of a
+ * transaction (".cjfs-tmp-<txn>-<n>"); buf holds 64 bytes.
+ */
+const char *store_apply_tmpname(int64_t txn, size_t n, char buf[64]);
+
+struct store_recover_report {
+	size_t rolled_forward; /* COMMITTING transactions finished */
+	size_t reopened;       /* SEALED transactions returned to OPEN */
+	size_t cleaned;	       /* leftover directories and temporaries removed */
+	size_t failed;	       /* transactions that could not be recovered now */
+};
+
+/*
+ * Finish whatever a crash interrupted: roll COMMITTING transactions forward
+ * (audit TXN_RECOVERED), return SEALED ones to OPEN, remove the layers of
+ * finished transactions and blob temporaries of dead processes. Safe to run
+ * at any time and concurrently (transactions being worked on are skipped);
+ * a crash during recovery is recovered by the next run.
+ */
+int store_recover(struct store *s, struct store_recover_report *ret);
+
+/* 1 if some transaction needs recovery (SEALED or COMMITTING), 0 if not. */
+int store_needs_recovery(struct store *s);
+
+#endif
