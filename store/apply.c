@@ -260,26 +260,246 @@ void store_conflicts_free(struct store_conflict *c, size_t n)
 	free(c);
 }
 
-const char *store_apply_tmpname(int64_t txn, size_t n, char buf[64])
-{
-	snprintf(buf, 64, ".cjfs-tmp-%lld-%zu", (long long)txn, n);
-	return buf;
-}
-
-/* State shared by the phases of one apply. */
+/* State shared by the steps of one stage, promote or unstage. */
 struct apply {
 	struct store *s;
 	int64_t txn;
 	int pkg_fd;
 	bool recover;
+	bool reverse;
 	bool root;
 	struct store_change *c;
 	size_t n;
-	bool *staged; /* staged[i]: a temporary for row i waits to be renamed */
 };
 
-/* Remove what is at path in PKG when it is in the way of the new state. */
-static int apply_remove(struct apply *a, size_t i)
+static void tmpname(const struct apply *a, size_t i, char buf[64])
+{
+	snprintf(buf, 64, ".cjfs-%s-%lld-%zu", a->reverse ? "rev" : "tmp", (long long)a->txn, i);
+}
+
+/*
+ * Load all rows (temporaries are numbered by row). For a reverse apply the
+ * original becomes the target and the status is recomputed accordingly.
+ */
+static int apply_load(struct apply *a, struct store *s, int64_t txn, int pkg_fd, unsigned flags)
+{
+	int r;
+
+	memset(a, 0, sizeof(*a));
+	a->s = s;
+	a->txn = txn;
+	a->pkg_fd = pkg_fd;
+	a->recover = flags & STORE_APPLY_RECOVER;
+	a->reverse = flags & STORE_APPLY_REVERSE;
+	a->root = geteuid() == 0;
+	r = store_change_list(s, txn, false, &a->c, &a->n);
+	if (r < 0 || !a->reverse)
+		return r;
+	for (size_t i = 0; i < a->n; i++) {
+		struct store_entry tmp = a->c[i].orig;
+
+		a->c[i].orig = a->c[i].new;
+		a->c[i].new = tmp;
+		if (a->c[i].status)
+			a->c[i].status = store_entry_compare(&a->c[i].orig, &a->c[i].new);
+	}
+	return 0;
+}
+
+static void apply_release(struct apply *a)
+{
+	store_changes_free(a->c, a->n);
+}
+
+static int cmp_path_key(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct store_change *)elem)->path);
+}
+
+static bool is_content(const struct store_change *c)
+{
+	return c->status && (S_ISREG(c->new.mode) || S_ISLNK(c->new.mode));
+}
+
+/*
+ * Where row i's temporary lives: the deepest ancestor directory that is a
+ * directory both before and after the transaction, so it exists at staging
+ * time and is never removed; renames out of it stay on one file system.
+ * Returns its length in c->path (0 = PKG's root).
+ */
+static size_t stage_dirlen(const struct apply *a, size_t i)
+{
+	const char *path = a->c[i].path;
+	char buf[PATH_MAX];
+	size_t len = util_path_dirlen(path);
+
+	while (len > 0) {
+		const struct store_change *hit;
+
+		memcpy(buf, path, len);
+		buf[len] = '\0';
+		hit = bsearch(buf, a->c, a->n, sizeof(*a->c), cmp_path_key);
+		if (!hit || (S_ISDIR(hit->orig.mode) && S_ISDIR(hit->new.mode)))
+			break;
+		len = util_path_dirlen(buf);
+	}
+	return len;
+}
+
+static int open_stage_dir(const struct apply *a, size_t i)
+{
+	size_t len = stage_dirlen(a, i);
+	char buf[PATH_MAX];
+
+	if (len == 0)
+		return util_openat(a->pkg_fd, ".", O_PATH | O_DIRECTORY, 0);
+	memcpy(buf, a->c[i].path, len);
+	buf[len] = '\0';
+	return util_open_beneath(a->pkg_fd, buf, O_PATH | O_DIRECTORY, 0);
+}
+
+/* Write row i's new file or symlink as its temporary. */
+static int stage_one(struct apply *a, size_t i)
+{
+	const struct store_change *c = &a->c[i];
+	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
+	char tmp[64];
+	int sfd, fd = -1, r;
+
+	sfd = open_stage_dir(a, i);
+	if (sfd < 0)
+		return log_debug_errno(sfd, "cannot open the directory to stage '%s' in", c->path);
+	tmpname(a, i, tmp);
+	/* A temporary left by an interrupted run is ours: start it again. */
+	(void)unlinkat(sfd, tmp, 0);
+	if (S_ISLNK(c->new.mode)) {
+		struct strbuf target = STRBUF_INIT;
+
+		r = store_blob_read(a->s, c->new.hash, &target, PATH_MAX);
+		if (r == 0)
+			r = util_symlinkat(target.buf ? target.buf : "", sfd, tmp);
+		strbuf_release(&target);
+		if (r == 0 && a->root &&
+		    fchownat(sfd, tmp, c->new.uid, c->new.gid, AT_SYMLINK_NOFOLLOW) < 0)
+			r = -errno;
+		if (r < 0)
+			goto out_unlink;
+		goto out;
+	}
+	fd = util_openat(sfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = fd;
+		goto out;
+	}
+	r = (int)store_blob_copy(a->s, c->new.hash, fd);
+	if (r < 0)
+		goto out_unlink;
+	if (a->root && fchown(fd, c->new.uid, c->new.gid) < 0) {
+		r = -errno;
+		goto out_unlink;
+	}
+	/* After fchown, which clears set-id bits. */
+	if (fchmod(fd, c->new.mode & 07777) < 0) {
+		r = -errno;
+		goto out_unlink;
+	}
+	times[1].tv_sec = c->new.mtime_ns / 1000000000;
+	times[1].tv_nsec = c->new.mtime_ns % 1000000000;
+	if (futimens(fd, times) < 0) {
+		r = -errno;
+		goto out_unlink;
+	}
+	r = 0;
+	goto out;
+
+out_unlink:
+	(void)unlinkat(sfd, tmp, 0);
+out:
+	if (r == -EBADMSG) {
+		char name[96];
+
+		log_error("refusing to write '%s': its content in the store ('%s') is corrupt",
+			  c->path, store_blob_name(c->new.hash, name));
+	} else if (r < 0) {
+		log_debug_errno(r, "cannot stage '%s'", c->path);
+	}
+	util_close(fd);
+	util_close(sfd);
+	return r;
+}
+
+static int sync_pkg(const struct apply *a)
+{
+	/*
+	 * One syncfs makes every staged file's data, every rename and every
+	 * directory change durable with a single device flush, where one fsync
+	 * per file and per directory would cost one flush each.
+	 */
+	int fd = util_openat(a->pkg_fd, ".", O_RDONLY | O_DIRECTORY, 0);
+	int r;
+
+	if (fd < 0)
+		return fd;
+	r = util_syncfs(fd);
+	util_close(fd);
+	return r;
+}
+
+static void unstage_all(struct apply *a)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		char tmp[64];
+		int sfd;
+
+		if (!a->c[i].status)
+			continue;
+		sfd = open_stage_dir(a, i);
+		if (sfd < 0)
+			continue;
+		tmpname(a, i, tmp);
+		(void)unlinkat(sfd, tmp, 0);
+		util_close(sfd);
+	}
+}
+
+int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
+{
+	struct apply a;
+	int r;
+
+	r = apply_load(&a, s, txn, pkg_fd, flags);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < a.n && r == 0; i++) {
+		if (is_content(&a.c[i]))
+			r = stage_one(&a, i);
+	}
+	/* The new data durable before the commit point can refer to it. */
+	if (r == 0)
+		r = sync_pkg(&a);
+	if (r < 0)
+		unstage_all(&a);
+	apply_release(&a);
+	return r;
+}
+
+int store_txn_unstage(struct store *s, int64_t txn, int pkg_fd)
+{
+	struct apply a;
+	int r;
+
+	for (int rev = 0; rev < 2; rev++) {
+		r = apply_load(&a, s, txn, pkg_fd, rev ? STORE_APPLY_REVERSE : 0);
+		if (r < 0)
+			return r;
+		unstage_all(&a);
+		apply_release(&a);
+	}
+	return 0;
+}
+
+/* Remove what is at row i's path when it is in the way of the new state. */
+static int promote_remove(struct apply *a, size_t i)
 {
 	const struct store_change *c = &a->c[i];
 	const char *base;
@@ -296,9 +516,9 @@ static int apply_remove(struct apply *a, size_t i)
 		goto out;
 	}
 	if (c->new.mode && (st.st_mode & S_IFMT) == (c->new.mode & S_IFMT))
-		goto out; /* same type: replaced in place (file) or kept (directory) */
-	if (c->new.mode && S_ISREG(c->new.mode) && !S_ISDIR(st.st_mode))
-		goto out; /* rename() of the new file replaces it atomically */
+		goto out; /* same type: replaced by rename (file) or kept (directory) */
+	if (c->new.mode && !S_ISDIR(c->new.mode) && !S_ISDIR(st.st_mode))
+		goto out; /* rename() of the new file or symlink replaces it atomically */
 	r = util_unlinkat(pfd, base, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
 	if (r == -ENOENT)
 		r = 0;
@@ -309,7 +529,7 @@ out:
 	return r;
 }
 
-static int apply_mkdir(struct apply *a, size_t i)
+static int promote_dir(struct apply *a, size_t i)
 {
 	const struct store_change *c = &a->c[i];
 	const char *base;
@@ -344,98 +564,8 @@ out:
 	return r;
 }
 
-/* Write row i's new file or symlink into a temporary next to its final name. */
-static int apply_stage(struct apply *a, size_t i)
-{
-	const struct store_change *c = &a->c[i];
-	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
-	char tmp[64];
-	const char *base;
-	int pfd, fd = -1, r;
-
-	pfd = util_open_parent(a->pkg_fd, c->path, &base);
-	if (pfd < 0)
-		return pfd;
-	store_apply_tmpname(a->txn, i, tmp);
-	/* A temporary left by an interrupted apply is ours: start it again. */
-	(void)unlinkat(pfd, tmp, 0);
-	if (S_ISLNK(c->new.mode)) {
-		struct strbuf target = STRBUF_INIT;
-
-		r = store_blob_read(a->s, c->new.hash, &target, PATH_MAX);
-		if (r == 0)
-			r = util_symlinkat(target.buf ? target.buf : "", pfd, tmp);
-		strbuf_release(&target);
-		if (r == 0 && a->root && fchownat(pfd, tmp, c->new.uid, c->new.gid,
-						   AT_SYMLINK_NOFOLLOW) < 0)
-			r = -errno;
-		goto out;
-	}
-	fd = util_openat(pfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		r = fd;
-		goto out;
-	}
-	r = (int)store_blob_copy(a->s, c->new.hash, fd);
-	if (r < 0)
-		goto out_unlink;
-	if (a->root && fchown(fd, c->new.uid, c->new.gid) < 0) {
-		r = -errno;
-		goto out_unlink;
-	}
-	/* After fchown, which clears set-id bits. */
-	if (fchmod(fd, c->new.mode & 07777) < 0) {
-		r = -errno;
-		goto out_unlink;
-	}
-	times[1].tv_sec = c->new.mtime_ns / 1000000000;
-	times[1].tv_nsec = c->new.mtime_ns % 1000000000;
-	if (futimens(fd, times) < 0) {
-		r = -errno;
-		goto out_unlink;
-	}
-	r = 0;
-	goto out;
-
-out_unlink:
-	(void)unlinkat(pfd, tmp, 0);
-out:
-	if (r < 0) {
-		char name[96];
-
-		if (r == -EBADMSG)
-			log_error("refusing to write '%s': its new content in the store ('%s') is corrupt",
-				  c->path, store_blob_name(c->new.hash, name));
-		else
-			log_debug_errno(r, "cannot write a temporary for '%s'", c->path);
-	} else {
-		a->staged[i] = true;
-	}
-	util_close(fd);
-	util_close(pfd);
-	return r;
-}
-
-static int apply_rename(struct apply *a, size_t i)
-{
-	const struct store_change *c = &a->c[i];
-	const char *base;
-	char tmp[64];
-	int pfd, r;
-
-	pfd = util_open_parent(a->pkg_fd, c->path, &base);
-	if (pfd < 0)
-		return pfd;
-	store_apply_tmpname(a->txn, i, tmp);
-	r = util_renameat(pfd, tmp, pfd, base);
-	if (r < 0)
-		log_debug_errno(r, "cannot rename into '%s'", c->path);
-	util_close(pfd);
-	return r;
-}
-
-/* In recovery, skip rows PKG already holds (a previous run got that far). */
-static int apply_done_already(struct apply *a, size_t i)
+/* Does PKG already hold row i's new state (an earlier run got that far)? */
+static int promote_done(struct apply *a, size_t i)
 {
 	struct store_entry now;
 	int r = store_entry_at(a->s, a->pkg_fd, a->c[i].path, 0, &now);
@@ -443,116 +573,81 @@ static int apply_done_already(struct apply *a, size_t i)
 	if (r < 0)
 		return r;
 	r = pkg_matches(a->s, a->pkg_fd, a->c[i].path, &now, &a->c[i].new);
-	if (r == 1 && now.mode && (now.mode & 07777) != (a->c[i].new.mode & 07777))
+	if (r == 1 && (now.mode & 07777) != (a->c[i].new.mode & 07777))
 		r = 0;
 	return r;
 }
 
-/* Sync the directory of every changed path: makes renames and unlinks durable. */
-static int apply_sync_dirs(struct apply *a)
+static int promote_content(struct apply *a, size_t i)
 {
-	/*
-	 * One syncfs covers every directory touched, and all file data, at the
-	 * cost of one device flush; the per-directory fsync loop it replaces
-	 * costs one flush per directory.
-	 */
-	int fd = util_openat(a->pkg_fd, ".", O_RDONLY | O_DIRECTORY, 0);
-	int r;
+	const struct store_change *c = &a->c[i];
+	const char *base;
+	char tmp[64];
+	struct stat st;
+	int sfd, pfd, r;
 
-	if (fd < 0)
-		return fd;
-	r = util_syncfs(fd);
-	util_close(fd);
-	return r;
-}
-
-static void apply_cleanup_tmps(struct apply *a)
-{
-	for (size_t i = 0; i < a->n; i++) {
-		const char *base;
-		char tmp[64];
-		int pfd;
-
-		if (!a->c[i].status || a->staged[i])
-			continue;
-		pfd = util_open_parent(a->pkg_fd, a->c[i].path, &base);
-		if (pfd < 0)
-			continue;
-		(void)unlinkat(pfd, store_apply_tmpname(a->txn, i, tmp), 0);
-		util_close(pfd);
-	}
-}
-
-int store_txn_apply(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
-{
-	struct apply a = {
-		.s = s,
-		.txn = txn,
-		.pkg_fd = pkg_fd,
-		.recover = flags & STORE_APPLY_RECOVER,
-		.root = geteuid() == 0,
-	};
-	int r;
-
-	/* All rows, not only changed ones: temporary names are numbered by row. */
-	r = store_change_list(s, txn, false, &a.c, &a.n);
-	if (r < 0)
-		return r;
-	a.staged = calloc(a.n ? a.n : 1, sizeof(*a.staged));
-	if (!a.staged) {
-		r = -ENOMEM;
-		goto out;
-	}
-	/* 1. Deepest first, remove what is deleted or changes type. */
-	for (size_t i = a.n; i-- > 0;) {
-		if (!a.c[i].status)
-			continue;
-		r = apply_remove(&a, i);
+	sfd = open_stage_dir(a, i);
+	if (sfd < 0)
+		return sfd;
+	tmpname(a, i, tmp);
+	if (fstatat(sfd, tmp, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		r = -errno;
+		if (r != -ENOENT || !a->recover)
+			goto out;
+		/* No temporary: renamed already, or lost. Check, and stage again if needed. */
+		r = promote_done(a, i);
+		if (r != 0)
+			goto out;
+		r = stage_one(a, i);
 		if (r < 0)
 			goto out;
 	}
-	/* 2. Shallowest first, directories; files and symlinks into temporaries. */
-	for (size_t i = 0; i < a.n; i++) {
+	pfd = util_open_parent(a->pkg_fd, c->path, &base);
+	if (pfd < 0) {
+		r = pfd;
+		goto out;
+	}
+	r = util_renameat(sfd, tmp, pfd, base);
+	if (r < 0)
+		log_debug_errno(r, "cannot rename into '%s'", c->path);
+	util_close(pfd);
+out:
+	util_close(sfd);
+	return r < 0 ? r : 0;
+}
+
+int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
+{
+	struct apply a;
+	int r;
+
+	r = apply_load(&a, s, txn, pkg_fd, flags);
+	if (r < 0)
+		return r;
+	/* 1. Deepest first (reverse path order), remove what goes away or changes type. */
+	for (size_t i = a.n; i-- > 0 && r == 0;) {
+		if (a.c[i].status)
+			r = promote_remove(&a, i);
+	}
+	/* 2. Shallowest first, directories, then each file into place: old or new, never half. */
+	for (size_t i = 0; i < a.n && r == 0; i++) {
 		const struct store_change *c = &a.c[i];
 
 		if (!c->status || !c->new.mode)
 			continue;
-		if (S_ISDIR(c->new.mode)) {
-			r = apply_mkdir(&a, i);
-		} else if (S_ISREG(c->new.mode) || S_ISLNK(c->new.mode)) {
-			if (a.recover) {
-				r = apply_done_already(&a, i);
-				if (r < 0)
-					goto out;
-				if (r == 1)
-					continue;
-			}
-			r = apply_stage(&a, i);
-		} else {
-			log_warn("not committing '%s': special files are not supported", c->path);
-			r = 0;
-		}
-		if (r < 0)
-			goto out;
+		if (S_ISDIR(c->new.mode))
+			r = promote_dir(&a, i);
+		else if (is_content(c))
+			r = promote_content(&a, i);
+		else
+			log_warn("not committing '%s': only files, directories and symlinks are",
+				 c->path);
 	}
-	/* 3. New contents durable before any of them replaces an original. */
-	r = apply_sync_dirs(&a);
-	if (r < 0)
-		goto out;
-	/* 4. Rename into place: each file is atomically old or new. */
-	for (size_t i = 0; i < a.n; i++) {
-		if (!a.staged[i])
-			continue;
-		r = apply_rename(&a, i);
-		if (r < 0)
-			goto out;
-	}
-	if (a.recover)
-		apply_cleanup_tmps(&a);
-	/* 5. The renames and removals durable before the journal says done. */
-	r = apply_sync_dirs(&a);
-out:
-	free(a.staged);
-	store_changes_free(a.c, a.n);
+	if (r == 0 && a.recover)
+		unstage_all(&a);
+	/* 3. Every rename and removal durable before the journal says done. */
+	if (r == 0)
+		r = sync_pkg(&a);
+	apply_release(&a);
 	return r;
 }

@@ -26,3 +26,17 @@ int store_audit_locked(struct store *s, int64_t txn, const char *event, const ch
 	db_bind_text(st, 6, detail);
 	return db_step_done(s->db, st);
 }
+
+int store_audit(struct store *s, int64_t txn, const char *event, const char *detail)
+{
+	int r = store_batch_begin(s);
+
+	if (r < 0)
+		return r;
+	r = store_audit_locked(s, txn, event, detail);
+	if (r < 0) {
+		store_batch_rollback(s);
+		return r;
+	}
+	return store_batch_commit(s);
+}

@@ -59,7 +59,9 @@ static int recover_committing(struct store *s, int64_t id)
 			      (long long)id, t->pkg);
 		goto out;
 	}
-	r = store_txn_apply(s, id, pkg_fd, STORE_APPLY_RECOVER);
+	r = store_txn_promote(s, id, pkg_fd, STORE_APPLY_RECOVER);
+	if (r == 0)
+		r = store_txn_unstage(s, id, pkg_fd);
 	util_close(pkg_fd);
 	if (r < 0) {
 		log_errno(r, "cannot finish the commit of transaction %lld into '%s'", (long long)id,
@@ -80,18 +82,34 @@ out:
 	return r;
 }
 
-/* A SEALED transaction never reached its commit point: PKG is untouched, reopen it. */
+/*
+ * A SEALED transaction never reached its commit point: PKG holds at most
+ * its temporaries. Remove them and reopen it.
+ */
 static int recover_sealed(struct store *s, int64_t id)
 {
 	int lock = store_txn_lock(s, id, "finish", false);
-	int r;
+	struct store_txn *t = NULL;
+	int pkg_fd, r;
 
 	if (lock == -EWOULDBLOCK)
 		return 0;
 	if (lock < 0)
 		return lock;
+	r = store_txn_load(s, id, &t);
+	if (r < 0)
+		goto out;
+	pkg_fd = store_txn_open_pkg(t);
+	if (pkg_fd >= 0) {
+		r = store_txn_unstage(s, id, pkg_fd);
+		util_close(pkg_fd);
+		if (r < 0)
+			goto out;
+	}
 	r = store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_OPEN, "TXN_RECOVERED",
 				 "commit interrupted before its commit point; reopened");
+out:
+	store_txn_free(t);
 	util_close(lock);
 	if (r == -ESTALE)
 		return 0;

@@ -170,6 +170,9 @@ int store_txn_set_mount(struct store *s, int64_t id, const char *mnt, int64_t pi
 int store_txn_transition(struct store *s, int64_t id, enum store_txn_state from,
 			 enum store_txn_state to, const char *event, const char *detail);
 
+/* Append an event to the audit log in its own SQLite transaction. */
+int store_audit(struct store *s, int64_t txn, const char *event, const char *detail);
+
 /* Record the timing/size columns of a transaction (from t's fields). */
 int store_txn_save_stats(struct store *s, const struct store_txn *t);
 
@@ -326,28 +329,36 @@ void store_conflicts_free(struct store_conflict *c, size_t n);
  */
 int store_txn_open_pkg(const struct store_txn *t);
 
+/*
+ * Committing a sealed change set into PKG (apply.c), in three steps around
+ * the commit point:
+ *
+ *   store_txn_stage()    write every new file and symlink as a temporary
+ *                        (".cjfs-tmp-<txn>-<row>") in a directory of PKG that
+ *                        the transaction keeps, verifying each byte against
+ *                        its SHA-256, then sync. PKG shows nothing new yet; on
+ *                        failure (ENOSPC, EIO, a corrupt blob) every temporary
+ *                        is removed and PKG is exactly as before.
+ *   -- commit point: the transaction becomes COMMITTING (durably) --
+ *   store_txn_promote()  remove what goes away (deepest first), create
+ *                        directories (shallowest first), rename temporaries
+ *                        into place, set directory modes, sync.
+ *
+ * With STORE_APPLY_REVERSE the same steps move PKG from the new state back to
+ * the original one (temporaries ".cjfs-rev-..."): that undoes a promote that
+ * failed half way, and later undoes committed transactions.
+ * With STORE_APPLY_RECOVER, promote checks every path, re-stages from the
+ * store what a crash lost, and is safe to run any number of times.
+ */
 enum store_apply_flags {
-	/* A previous apply may have stopped anywhere: check every path, remove stale temps. */
 	STORE_APPLY_RECOVER = 1 << 0,
+	STORE_APPLY_REVERSE = 1 << 1,
 };
 
-/*
- * Promote the sealed change set into PKG. The transaction must be
- * COMMITTING (the journal record is the commit point: from there on the new
- * tree is the only outcome). Every byte is verified against its SHA-256
- * before it is written; the order is: remove what goes away (deepest
- * first), create directories (shallowest first), write every new file into a
- * temporary in its directory, sync, rename them into place, sync the
- * directories. Idempotent: running it again after a crash at any point
- * finishes the same tree. -EBADMSG names a corrupt blob in the log.
- */
-int store_txn_apply(struct store *s, int64_t txn, int pkg_fd, unsigned flags);
-
-/*
- * The temporary name apply uses in a directory for the n-th row of a
- * transaction (".cjfs-tmp-<txn>-<n>"); buf holds 64 bytes.
- */
-const char *store_apply_tmpname(int64_t txn, size_t n, char buf[64]);
+int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags);
+int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags);
+/* Remove temporaries of both directions (missing ones are fine). */
+int store_txn_unstage(struct store *s, int64_t txn, int pkg_fd);
 
 struct store_recover_report {
 	size_t rolled_forward; /* COMMITTING transactions finished */
@@ -358,7 +369,8 @@ struct store_recover_report {
 
 /*
  * Finish whatever a crash interrupted: roll COMMITTING transactions forward
- * (audit TXN_RECOVERED), return SEALED ones to OPEN, remove the layers of
+ * (audit TXN_RECOVERED), return SEALED ones to OPEN after removing their
+ * temporaries from PKG, remove the layers of
  * finished transactions and blob temporaries of dead processes. Safe to run
  * at any time and concurrently (transactions being worked on are skipped);
  * a crash during recovery is recovered by the next run.
