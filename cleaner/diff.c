@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -91,8 +92,10 @@ static int run_diff(FILE *out, const char *la, const char *lb, const struct strb
 	if (pid > 0) {
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 			;
-		/* 0 same, 1 different, anything else trouble. */
-		if (!WIFEXITED(status) || WEXITSTATUS(status) > 1)
+		/* 0 same, 1 different, anything else trouble; SIGPIPE: the reader left. */
+		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE)
+			r = -EPIPE;
+		else if (!WIFEXITED(status) || WEXITSTATUS(status) > 1)
 			r = -EIO;
 	}
 	unlink(pa);
@@ -138,7 +141,7 @@ static int diff_one(struct cjfs *c, const struct store_view *view, FILE *out,
 	snprintf(la, sizeof(la), "%s%s", om ? "a/" : "/dev/null", om ? e->path : "");
 	snprintf(lb, sizeof(lb), "%s%s", nm ? "b/" : "/dev/null", nm ? e->path : "");
 	r = run_diff(out, la, lb, &a, &b);
-	if (r < 0)
+	if (r < 0 && r != -EPIPE)
 		log_errno(r, "cannot diff '%s' (is diff(1) installed?)", e->path);
 out:
 	strbuf_release(&a);
@@ -171,7 +174,10 @@ int cjfs_diff(struct cjfs *c, int64_t txn, FILE *out)
 	}
 	for (size_t i = 0; i < n && r == 0; i++)
 		r = diff_one(c, tv ? cjfs_tree_view_get(tv) : NULL, out, &v[i]);
-	fflush(out);
+	if (fflush(out) != 0 && r == 0)
+		r = -errno;
+	if (r == -EPIPE)
+		r = 0; /* the reader (head, a pager) has seen enough */
 out:
 	cjfs_tree_view_free(tv);
 	store_txn_free(t);

@@ -295,6 +295,10 @@ int cjfs_mount(struct cjfs *c, const char *pkg, const char *mnt,
 			r = -EBUSY;
 			goto out;
 		}
+		/* A dead daemon's mount point is still attached: detach it first. */
+		r = cjfs_unmount(c, t->id);
+		if (r < 0)
+			goto out;
 		pkg = t->pkg;
 	}
 	r = check_pkg(pkg, &rpkg);

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -300,12 +301,16 @@ static int do_umount(const char *mnt)
 int cjfs_unmount(struct cjfs *c, int64_t txn)
 {
 	struct store_txn *t = NULL;
+	char *source = NULL, want[64];
 	int r, alive;
 
+	snprintf(want, sizeof(want), "cjfs-%lld", (long long)txn);
 	r = store_txn_load(c->store, txn, &t);
 	if (r < 0)
 		return log_errno(r, "cannot load transaction %lld", (long long)txn);
-	if (t->mountpoint && cjfs_mount_source(t->mountpoint, NULL) == 1) {
+	if (t->mountpoint && cjfs_mount_source(t->mountpoint, &source) == 1 && source &&
+	    strcmp(source, want) == 0) {
+		/* Ours (a dead daemon's mount too): never unmount what another transaction serves. */
 		r = do_umount(t->mountpoint);
 		if (r == -EBUSY) {
 			log_error("'%s' is busy: a process still has a file open or its working directory there; close it and try again",
@@ -333,6 +338,7 @@ int cjfs_unmount(struct cjfs *c, int64_t txn)
 	if (r < 0)
 		log_errno(r, "cannot update transaction %lld", (long long)txn);
 out:
+	free(source);
 	store_txn_free(t);
 	return r < 0 ? r : 0;
 }

@@ -1,0 +1,2 @@
+from greet import greet  
+print(greet("world"))

@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The transaction as a user sees it: isolation while open, rollback leaves
+ * PKG byte-identical, commit leaves PKG equal to what the mount showed,
+ * cjfs run commits or rolls back by exit status, and bad input fails with
+ * one clear line and changes nothing.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct h_env env;
+
+static void setup(void)
+{
+	if (!h_fuse_available())
+		cr_skip_test("/dev/fuse is not available");
+	h_setup(&env);
+	/* A small package: nested directories, executables, a symlink, an empty dir. */
+	cr_assert_eq(h_sh(env.pkg,
+			  "mkdir -p src/pkg docs empty && "
+			  "printf 'def f( x ):\\n    return x  \\n' > src/pkg/mod.py && "
+			  "printf 'print(1)\\r\\n' > src/main.py && "
+			  "printf '#!/bin/sh\\necho hi\\n' > run.sh && chmod 755 run.sh && "
+			  "printf 'notes\\n' > docs/notes.txt && "
+			  "printf 'gone\\n' > docs/old.txt && "
+			  "mkdir -p docs/sub && printf 's\\n' > docs/sub/s.txt && "
+			  "ln -s src/main.py main-link && "
+			  "touch -d '2020-01-02 03:04:05' src/main.py docs/notes.txt"),
+		     0);
+}
+
+static void teardown(void)
+{
+	h_teardown(&env);
+}
+
+TestSuite(transaction, .init = setup, .fini = teardown, .timeout = 120);
+
+/* Every kind of change the overlay supports, made through the mount. */
+static void change_everything(const char *mnt)
+{
+	cr_assert_eq(h_sh(mnt,
+			  "printf 'changed\\n' >> src/pkg/mod.py && "
+			  "printf 'new\\n' > new.txt && "
+			  "rm docs/old.txt && "
+			  "mkdir -p made/deeper && printf 'x\\n' > made/deeper/x && "
+			  "rm -r docs/sub && rmdir empty && "
+			  "mv docs/notes.txt docs/renamed.txt && "
+			  "mv src/main.py src/main2.py && "
+			  "chmod 700 run.sh && "
+			  "ln -s ../new.txt made/link && "
+			  "rm main-link && ln -s src/main2.py main-link"),
+		     0);
+}
+
+Test(transaction, pkg_is_untouched_while_open_and_after_rollback)
+{
+	char *before = h_snapshot(env.pkg, true);
+	char *during;
+
+	h_mount(&env);
+	change_everything(env.mnt);
+	during = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(during, before, "PKG changed while the transaction was open");
+	cr_assert_eq(h_cjfs(&env, "rollback", env.mnt, NULL), 0, "%s", env.err);
+	free(during);
+	during = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(during, before, "rollback did not leave PKG byte-identical");
+	cr_assert_eq(h_count_names(env.pkg, ".cjfs"), 0, "stray files in PKG");
+	free(before);
+	free(during);
+}
+
+Test(transaction, commit_leaves_pkg_equal_to_the_mount)
+{
+	char *shown, *after;
+
+	h_mount(&env);
+	change_everything(env.mnt);
+	shown = h_snapshot(env.mnt, false);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	after = h_snapshot(env.pkg, false);
+	cr_assert_str_eq(after, shown, "PKG after commit differs from what the mount showed");
+	cr_assert_eq(h_count_names(env.pkg, ".cjfs"), 0, "temporaries left in PKG");
+	free(shown);
+	free(after);
+}
+
+Test(transaction, commit_keeps_the_mtimes_the_mount_showed)
+{
+	struct stat a, b;
+	char p[PATH_MAX];
+
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "printf 'y\\n' > docs/notes.txt && "
+				   "touch -d '2021-05-06 07:08:09' docs/notes.txt"),
+		     0);
+	snprintf(p, sizeof(p), "%s/docs/notes.txt", env.mnt);
+	cr_assert_eq(stat(p, &a), 0);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	snprintf(p, sizeof(p), "%s/docs/notes.txt", env.pkg);
+	cr_assert_eq(stat(p, &b), 0);
+	cr_assert_eq(a.st_mtim.tv_sec, b.st_mtim.tv_sec);
+}
+
+Test(transaction, status_lists_each_change_like_git)
+{
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "printf 'z\\n' >> src/pkg/mod.py && printf 'n\\n' > new.txt && "
+				   "rm docs/old.txt && mkdir made"),
+		     0);
+	cr_assert_eq(h_cjfs(&env, "status", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_str_eq(env.out, "D docs/old.txt\nA made/\nA new.txt\nM src/pkg/mod.py\n");
+	cr_assert_eq(h_cjfs(&env, "diff", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "+z\n"), "diff lacks the added line: %s", env.out);
+	cr_assert_not_null(strstr(env.out, "-gone\n"), "diff lacks the deleted file: %s", env.out);
+	cr_assert_eq(h_cjfs(&env, "rollback", env.mnt, NULL), 0, "%s", env.err);
+}
+
+Test(transaction, writing_back_identical_content_is_not_a_change)
+{
+	h_mount(&env);
+	/* Copied up, rewritten with the same bytes: nothing to report or promote. */
+	cr_assert_eq(h_sh(env.mnt, "cp docs/notes.txt /tmp/.cjfs-same.$$ && "
+				   "cat /tmp/.cjfs-same.$$ > docs/notes.txt && rm /tmp/.cjfs-same.$$"),
+		     0);
+	cr_assert_eq(h_cjfs(&env, "status", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_str_eq(env.out, "");
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "0 modified, 0 added, 0 deleted"), "%s", env.out);
+}
+
+Test(transaction, run_commits_on_success)
+{
+	char *s;
+	int r = h_cjfs(&env, "run", env.pkg, "--", "sh", "-c", "printf 'ok\\n' > result.txt", NULL);
+
+	cr_assert_eq(r, 0, "%s", env.err);
+	s = h_read(env.pkg, "result.txt");
+	cr_assert_not_null(s, "the change was not committed");
+	cr_assert_str_eq(s, "ok\n");
+	cr_assert_not_null(strstr(env.err, "committed"), "no summary: %s", env.err);
+	free(s);
+}
+
+Test(transaction, run_rolls_back_on_failure_and_returns_the_status)
+{
+	char *before = h_snapshot(env.pkg, true), *after;
+	int r = h_cjfs(&env, "run", env.pkg, "--", "sh", "-c",
+		       "printf 'half\\n' > src/pkg/mod.py; rm run.sh; exit 7", NULL);
+
+	cr_assert_eq(r, 7);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before);
+	cr_assert_not_null(strstr(env.err, "rolled back"), "no summary: %s", env.err);
+	free(before);
+	free(after);
+}
+
+Test(transaction, run_rolls_back_a_command_killed_by_a_signal)
+{
+	char *before = h_snapshot(env.pkg, true), *after;
+	int r = h_cjfs(&env, "run", env.pkg, "--", "sh", "-c",
+		       "printf 'half\\n' > src/pkg/mod.py; kill -9 $$", NULL);
+
+	cr_assert_eq(r, 128 + 9);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before);
+	free(before);
+	free(after);
+}
+
+Test(transaction, run_reports_a_missing_command_as_127)
+{
+	int r = h_cjfs(&env, "run", env.pkg, "--", "/nonexistent/cleaner", NULL);
+
+	cr_assert_eq(r, 127);
+	cr_assert_not_null(strstr(env.err, "/nonexistent/cleaner"), "%s", env.err);
+}
+
+/* One line on stderr, naming the thing. */
+static void assert_one_line_error(const char *what)
+{
+	cr_assert_neq(env.err[0], '\0', "no error message");
+	cr_assert_not_null(strstr(env.err, what), "error does not name '%s': %s", what, env.err);
+	cr_assert_eq(strchr(env.err, '\n'), env.err + strlen(env.err) - 1,
+		     "error is not one line: %s", env.err);
+}
+
+Test(transaction, mount_refuses_bad_arguments_and_changes_nothing)
+{
+	char *before = h_snapshot(env.pkg, true), *after;
+	char missing[PATH_MAX], file[PATH_MAX], inside[PATH_MAX];
+
+	snprintf(missing, sizeof(missing), "%s/nope", env.root);
+	cr_assert_eq(h_cjfs(&env, "mount", missing, env.mnt, NULL), 1);
+	assert_one_line_error("nope");
+	snprintf(file, sizeof(file), "%s/run.sh", env.pkg);
+	cr_assert_eq(h_cjfs(&env, "mount", file, env.mnt, NULL), 1);
+	assert_one_line_error("not a directory");
+	cr_assert_eq(h_cjfs(&env, "mount", env.pkg, missing, NULL), 1);
+	assert_one_line_error("does not exist");
+	snprintf(inside, sizeof(inside), "%s/empty", env.pkg);
+	cr_assert_eq(h_cjfs(&env, "mount", env.pkg, inside, NULL), 1);
+	assert_one_line_error("inside");
+	cr_assert_eq(h_cjfs(&env, "mount", env.pkg, env.root, NULL), 1);
+	assert_one_line_error("contains");
+	h_write(env.mnt, "occupied", "x");
+	cr_assert_eq(h_cjfs(&env, "mount", env.pkg, env.mnt, NULL), 1);
+	assert_one_line_error("not empty");
+	cr_assert_eq(h_cjfs(&env, "mount", env.pkg, NULL), 2);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before);
+	free(before);
+	free(after);
+}
+
+Test(transaction, a_second_mount_of_the_same_pkg_is_refused)
+{
+	char mnt2[PATH_MAX];
+
+	h_mount(&env);
+	snprintf(mnt2, sizeof(mnt2), "%s/mnt2", env.root);
+	cr_assert_eq(mkdir(mnt2, 0755), 0);
+	cr_assert_eq(h_cjfs(&env, "mount", env.pkg, mnt2, NULL), 1);
+	assert_one_line_error("already has open transaction");
+	cr_assert_eq(h_cjfs(&env, "rollback", env.mnt, NULL), 0, "%s", env.err);
+}
+
+Test(transaction, commit_and_status_refuse_a_path_that_is_not_a_mount)
+{
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 1);
+	assert_one_line_error("not a cjfs mount");
+	cr_assert_eq(h_cjfs(&env, "rollback", env.pkg, NULL), 1);
+	assert_one_line_error("not a cjfs mount");
+	cr_assert_eq(h_cjfs(&env, "status", env.mnt, NULL), 1);
+	assert_one_line_error("not a cjfs mount");
+	cr_assert_eq(h_cjfs(&env, "commit", "999", NULL), 1);
+	assert_one_line_error("999");
+}
+
+Test(transaction, an_unwritable_store_is_reported)
+{
+	char *before = h_snapshot(env.pkg, true), *after;
+	char ro[PATH_MAX];
+
+	if (geteuid() == 0)
+		cr_skip_test("root can write anywhere; covered by the non-root run");
+	snprintf(ro, sizeof(ro), "%s/ro", env.root);
+	cr_assert_eq(mkdir(ro, 0500), 0);
+	snprintf(env.store, sizeof(env.store), "%s/ro/store", env.root);
+	cr_assert_eq(h_cjfs(&env, "mount", env.pkg, env.mnt, NULL), 1);
+	assert_one_line_error("store");
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before);
+	free(before);
+	free(after);
+}
+
+Test(transaction, the_foreground_daemon_exits_cleanly_on_unmount)
+{
+	h_mount_fg(&env);
+	h_write(env.mnt, "fg.txt", "fg\n");
+	cr_assert_eq(h_unmount(&env), 0);
+	/* The transaction survives its daemon: commit it by id. */
+	cr_assert_eq(h_cjfs(&env, "status", NULL), 0);
+	cr_assert_not_null(strstr(env.out, "orphaned"), "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "commit", "1", NULL), 0, "%s", env.err);
+	cr_assert_not_null(h_read(env.pkg, "fg.txt"));
+}

@@ -1,0 +1,446 @@
+// SPDX-License-Identifier: MIT
+/* The integration-test harness (see harness.h). */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hash.h"
+#include "util.h"
+
+const char *h_cjfs_bin(void)
+{
+	const char *b = getenv("CJFS_BIN");
+
+	return b && *b ? b : "cjfs";
+}
+
+bool h_fuse_available(void)
+{
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+void h_setup(struct h_env *e)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	memset(e, 0, sizeof(*e));
+	snprintf(e->root, sizeof(e->root), "%s/cjfs-test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	cr_assert_not_null(mkdtemp(e->root), "mkdtemp: %s", strerror(errno));
+	snprintf(e->pkg, sizeof(e->pkg), "%s/pkg", e->root);
+	snprintf(e->mnt, sizeof(e->mnt), "%s/mnt", e->root);
+	snprintf(e->store, sizeof(e->store), "%s/store", e->root);
+	cr_assert_eq(mkdir(e->pkg, 0755), 0);
+	cr_assert_eq(mkdir(e->mnt, 0755), 0);
+}
+
+static bool is_mounted(const char *mnt)
+{
+	struct stat a, b;
+	char parent[PATH_MAX];
+
+	if (stat(mnt, &a) < 0)
+		return errno == ENOTCONN; /* a dead FUSE mount */
+	snprintf(parent, sizeof(parent), "%s/..", mnt);
+	if (stat(parent, &b) < 0)
+		return false;
+	return a.st_dev != b.st_dev;
+}
+
+static void force_unmount(const char *mnt)
+{
+	for (int i = 0; i < 50 && is_mounted(mnt); i++) {
+		if (umount2(mnt, i < 20 ? 0 : MNT_DETACH) == 0)
+			break;
+		if (h_sh("/", "fusermount3 -u%s '%s' 2>/dev/null", i < 20 ? "" : "z", mnt) == 0)
+			break;
+		usleep(20000);
+	}
+}
+
+void h_teardown(struct h_env *e)
+{
+	char cmd[PATH_MAX + 64];
+
+	if (!e->root[0])
+		return;
+	force_unmount(e->mnt);
+	if (e->daemon > 0) {
+		int status;
+
+		/* Never leave a daemon behind, even after a failed test. */
+		for (int i = 0; i < 200 && waitpid(e->daemon, &status, WNOHANG) == 0; i++)
+			usleep(10000);
+		if (kill(e->daemon, 0) == 0) {
+			kill(e->daemon, SIGKILL);
+			waitpid(e->daemon, &status, 0);
+			force_unmount(e->mnt);
+		}
+		e->daemon = 0;
+	}
+	/* Any daemon serving a mount of ours has exited with its mount. */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->root);
+	(void)!system(cmd);
+	e->root[0] = '\0';
+}
+
+static void read_into(int fd, char *buf, size_t cap)
+{
+	size_t len = 0;
+
+	for (;;) {
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len == cap - 1) {
+			char sink[4096];
+
+			while (read(fd, sink, sizeof(sink)) > 0)
+				;
+			break;
+		}
+	}
+	buf[len] = '\0';
+}
+
+int h_cjfsv(struct h_env *e, char *const argv[])
+{
+	int outp[2], errp[2], status;
+	struct pollfd pf[2];
+	size_t olen = 0, elen = 0;
+	char *args[64];
+	size_t n = 0;
+	pid_t pid;
+
+	args[n++] = (char *)h_cjfs_bin();
+	args[n++] = (char *)"--store";
+	args[n++] = e->store;
+	for (size_t i = 0; argv[i] && n < 63; i++)
+		args[n++] = argv[i];
+	args[n] = NULL;
+	cr_assert_eq(pipe2(outp, O_CLOEXEC), 0);
+	cr_assert_eq(pipe2(errp, O_CLOEXEC), 0);
+	fflush(NULL);
+	pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		dup2(outp[1], STDOUT_FILENO);
+		dup2(errp[1], STDERR_FILENO);
+		execv(args[0], args);
+		_exit(127);
+	}
+	close(outp[1]);
+	close(errp[1]);
+	/* Both pipes at once: a full stderr must not block a child writing stdout. */
+	pf[0] = (struct pollfd){ .fd = outp[0], .events = POLLIN };
+	pf[1] = (struct pollfd){ .fd = errp[0], .events = POLLIN };
+	while (pf[0].fd >= 0 || pf[1].fd >= 0) {
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (int k = 0; k < 2; k++) {
+			char *buf = k ? e->err : e->out;
+			size_t *len = k ? &elen : &olen;
+			size_t cap = k ? sizeof(e->err) : sizeof(e->out);
+			char sink[4096];
+			ssize_t r;
+
+			if (pf[k].fd < 0 || !(pf[k].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			if (*len < cap - 1)
+				r = read(pf[k].fd, buf + *len, cap - 1 - *len);
+			else
+				r = read(pf[k].fd, sink, sizeof(sink));
+			if (r > 0 && *len < cap - 1)
+				*len += (size_t)r;
+			if (r <= 0 && !(r < 0 && errno == EINTR)) {
+				close(pf[k].fd);
+				pf[k].fd = -1;
+			}
+		}
+	}
+	e->out[olen] = '\0';
+	e->err[elen] = '\0';
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int h_cjfs(struct h_env *e, ...)
+{
+	char *argv[60];
+	size_t n = 0;
+	va_list ap;
+
+	va_start(ap, e);
+	while (n < 59 && (argv[n] = va_arg(ap, char *)))
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	return h_cjfsv(e, argv);
+}
+
+void h_mount_fg(struct h_env *e)
+{
+	struct stat before, now;
+	int errp[2], status;
+	pid_t pid;
+
+	cr_assert_eq(stat(e->mnt, &before), 0);
+	cr_assert_eq(pipe2(errp, O_CLOEXEC), 0);
+	fflush(NULL);
+	pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		dup2(errp[1], STDERR_FILENO);
+		execl(h_cjfs_bin(), h_cjfs_bin(), "--store", e->store, "mount", "-f", e->pkg,
+		      e->mnt, (char *)NULL);
+		_exit(127);
+	}
+	close(errp[1]);
+	e->daemon = pid;
+	for (int i = 0; i < 1000; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			e->daemon = 0;
+			read_into(errp[0], e->err, sizeof(e->err));
+			close(errp[0]);
+			cr_assert_fail("cjfs mount -f exited before mounting: %s", e->err);
+		}
+		if (stat(e->mnt, &now) == 0 && now.st_dev != before.st_dev) {
+			close(errp[0]);
+			return;
+		}
+		usleep(10000);
+	}
+	close(errp[0]);
+	cr_assert_fail("cjfs mount -f did not mount within 10 s");
+}
+
+void h_mount(struct h_env *e)
+{
+	int r = h_cjfs(e, "mount", e->pkg, e->mnt, NULL);
+
+	cr_assert_eq(r, 0, "cjfs mount failed (%d): %s", r, e->err);
+}
+
+int h_unmount(struct h_env *e)
+{
+	int status = 0;
+
+	if (h_sh("/", "fusermount3 -u '%s'", e->mnt) != 0)
+		return -1;
+	if (e->daemon > 0) {
+		while (waitpid(e->daemon, &status, 0) < 0 && errno == EINTR)
+			;
+		e->daemon = 0;
+		return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	}
+	return 0;
+}
+
+int h_sh(const char *dir, const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	pid_t pid;
+	int status;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		if (chdir(dir) < 0)
+			_exit(126);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void h_write(const char *dir, const char *rel, const char *content)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	f = fopen(path, "w");
+	cr_assert_not_null(f, "cannot write '%s': %s", path, strerror(errno));
+	fputs(content, f);
+	cr_assert_eq(fclose(f), 0);
+}
+
+char *h_read(const char *dir, const char *rel)
+{
+	struct strbuf sb = STRBUF_INIT;
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	if (strbuf_read_fd(&sb, fd, 0) < 0) {
+		close(fd);
+		strbuf_release(&sb);
+		return NULL;
+	}
+	close(fd);
+	return strbuf_detach(&sb);
+}
+
+struct lines {
+	char **v;
+	size_t n, cap;
+};
+
+static void lines_add(struct lines *l, char *s)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 64;
+		l->v = realloc(l->v, l->cap * sizeof(*l->v));
+		cr_assert_not_null(l->v);
+	}
+	l->v[l->n++] = s;
+}
+
+static void walk(int dfd, const char *prefix, bool with_mtime, struct lines *l)
+{
+	DIR *d = fdopendir(dfd);
+	struct dirent *de;
+
+	cr_assert_not_null(d);
+	while ((de = readdir(d))) {
+		char rel[PATH_MAX], desc[64 + HASH_HEX_LEN + PATH_MAX] = "", hex[HASH_HEX_LEN + 1];
+		uint8_t h[HASH_LEN];
+		struct stat st;
+		char *line;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(rel, sizeof(rel), "%s%s", prefix, de->d_name);
+		cr_assert_eq(fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW), 0,
+			     "stat '%s': %s", rel, strerror(errno));
+		if (S_ISREG(st.st_mode)) {
+			int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC);
+
+			cr_assert(fd >= 0, "open '%s': %s", rel, strerror(errno));
+			cr_assert_eq(hash_fd(fd, h, NULL), 0);
+			close(fd);
+			hash_to_hex(h, hex);
+			snprintf(desc, sizeof(desc), "file %lld %s", (long long)st.st_size, hex);
+		} else if (S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX];
+			ssize_t n = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
+
+			cr_assert(n >= 0);
+			target[n] = '\0';
+			snprintf(desc, sizeof(desc), "link -> %s", target);
+		} else if (S_ISDIR(st.st_mode)) {
+			snprintf(desc, sizeof(desc), "dir");
+		} else {
+			snprintf(desc, sizeof(desc), "special %o", (unsigned)(st.st_mode & S_IFMT));
+		}
+		if (with_mtime && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
+			line = util_xasprintf("%s\t%s\t%04o\t%lld.%09ld", rel, desc,
+					      (unsigned)(st.st_mode & 07777),
+					      (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+		else
+			line = util_xasprintf("%s\t%s\t%04o", rel, desc,
+					      S_ISLNK(st.st_mode) ? 0 : (unsigned)(st.st_mode & 07777));
+		lines_add(l, line);
+		if (S_ISDIR(st.st_mode)) {
+			int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			char sp[PATH_MAX];
+
+			cr_assert(sub >= 0);
+			snprintf(sp, sizeof(sp), "%s/", rel);
+			walk(sub, sp, with_mtime, l);
+		}
+	}
+	closedir(d);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char *h_snapshot(const char *dir, bool with_mtime)
+{
+	struct strbuf sb = STRBUF_INIT;
+	struct lines l = { 0 };
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	cr_assert(fd >= 0, "open '%s': %s", dir, strerror(errno));
+	walk(fd, "", with_mtime, &l);
+	qsort(l.v, l.n, sizeof(*l.v), cmp_str);
+	strbuf_grow(&sb, 0);
+	for (size_t i = 0; i < l.n; i++) {
+		strbuf_adds(&sb, l.v[i]);
+		strbuf_add(&sb, "\n", 1);
+		free(l.v[i]);
+	}
+	free(l.v);
+	return strbuf_detach(&sb);
+}
+
+static int count_walk(int dfd, const char *s)
+{
+	DIR *d = fdopendir(dfd);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (strstr(de->d_name, s))
+			n++;
+		if (de->d_type == DT_DIR) {
+			int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+			if (sub >= 0)
+				n += count_walk(sub, s);
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+int h_count_names(const char *dir, const char *s)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	return fd < 0 ? 0 : count_walk(fd, s);
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what cjfs needs on Debian 12 (bookworm) and build it into build/.
+#   tools/setup.sh          runtime and build dependencies
+#   tools/setup.sh --tests  also what the test suite runs (real formatters, git, ...)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(build-essential meson ninja-build pkg-config fuse3 libfuse3-dev libssl-dev
+      libsqlite3-dev libcriterion-dev diffutils)
+if [[ ${1:-} == --tests ]]; then
+	pkgs+=(black clang-format python3 git sed perl valgrind e2fsprogs util-linux)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	sudo=
+	[[ $(id -u) == 0 ]] || sudo=sudo
+	echo "setup: installing ${missing[*]}"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[[ -f build/build.ninja ]] || meson setup build >/dev/null
+meson compile -C build >/dev/null
+echo "setup: built $(pwd)/build/tools/cjfs"

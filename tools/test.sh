@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install, build and run the whole test suite: unit and integration tests on
+# the normal build, then again on an ASan/UBSan build. Ends with the line
+# "N passed, N failed" (N counts Criterion test cases).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+tools/setup.sh --tests || exit 1
+
+status=0
+run_suite() { # build-dir
+	local dir=$1
+	echo "== meson test -C $dir"
+	if ! meson test -C "$dir" --print-errorlogs --num-processes 1; then
+		status=1
+	fi
+}
+
+run_suite build
+
+if [[ ${CJFS_NO_ASAN:-} != 1 ]]; then
+	if [[ ! -f build-asan/build.ninja ]]; then
+		meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null || exit 1
+	fi
+	meson compile -C build-asan >/dev/null || exit 1
+	run_suite build-asan
+fi
+
+# Sum Criterion's per-executable synthesis lines; an executable that died
+# before reporting counts as one failure.
+passed=0
+failed=0
+for log in build/meson-logs/testlog.txt build-asan/meson-logs/testlog.txt; do
+	[[ -f $log ]] || continue
+	while read -r p f c; do
+		passed=$((passed + p))
+		failed=$((failed + f + c))
+	done < <(sed -n 's/.*Synthesis: Tested: [0-9]* | Passing: \([0-9]*\) | Failing: \([0-9]*\) | Crashing: \([0-9]*\).*/\1 \2 \3/p' "$log")
+	n_exe_fail=$(grep -cE '^ *[0-9]+/[0-9]+ .* (FAIL|TIMEOUT)' "$log" || true)
+	n_synth_fail=$(sed -n 's/.*Synthesis:.*Failing: \([0-9]*\) | Crashing: \([0-9]*\).*/\1 \2/p' "$log" | awk '$1+$2>0' | wc -l)
+	if ((n_exe_fail > n_synth_fail)); then
+		failed=$((failed + n_exe_fail - n_synth_fail))
+	fi
+done
+if ((status != 0 && failed == 0)); then
+	failed=1
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))
