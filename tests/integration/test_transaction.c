@@ -267,6 +267,8 @@ Test(transaction, an_unwritable_store_is_reported)
 
 Test(transaction, the_foreground_daemon_exits_cleanly_on_unmount)
 {
+	char *s;
+
 	h_mount_fg(&env);
 	h_write(env.mnt, "fg.txt", "fg\n");
 	cr_assert_eq(h_unmount(&env), 0);
@@ -274,5 +276,7 @@ Test(transaction, the_foreground_daemon_exits_cleanly_on_unmount)
 	cr_assert_eq(h_cjfs(&env, "status", NULL), 0);
 	cr_assert_not_null(strstr(env.out, "orphaned"), "%s", env.out);
 	cr_assert_eq(h_cjfs(&env, "commit", "1", NULL), 0, "%s", env.err);
-	cr_assert_not_null(h_read(env.pkg, "fg.txt"));
+	s = h_read(env.pkg, "fg.txt");
+	cr_assert_not_null(s);
+	free(s);
 }
