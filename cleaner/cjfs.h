@@ -22,6 +22,8 @@ struct cjfs;
  */
 int cjfs_open(const char *dir, struct cjfs **ret);
 void cjfs_close(struct cjfs *c);
+/* What cjfs_open()'s recovery did, and its error (0 if complete). */
+void cjfs_recovery(struct cjfs *c, struct store_recover_report *ret, int *ret_err);
 struct store *cjfs_store(struct cjfs *c);
 
 struct cjfs_mount_opts {

@@ -26,7 +26,15 @@
 struct cjfs {
 	struct store *store;
 	char *dir;
+	struct store_recover_report recovered; /* what cjfs_open() finished */
+	int recover_err;
 };
+
+void cjfs_recovery(struct cjfs *c, struct store_recover_report *ret, int *ret_err)
+{
+	*ret = c->recovered;
+	*ret_err = c->recover_err;
+}
 
 struct store *cjfs_store(struct cjfs *c)
 {
@@ -83,6 +91,8 @@ int cjfs_open(const char *dir, struct cjfs **ret)
 	}
 	/* Finish whatever a crash interrupted before doing anything else. */
 	r = store_recover(c->store, &rep);
+	c->recovered = rep;
+	c->recover_err = r;
 	if (r < 0)
 		log_warn("some interrupted work could not be finished yet; run 'cjfs recover' for details");
 	if (rep.rolled_forward)

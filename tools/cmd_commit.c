@@ -115,9 +115,9 @@ static const char recover_help[] =
 int cmd_recover(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = { CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
-	struct store_recover_report rep;
+	struct store_recover_report first, rep;
 	bool done = false;
-	int opt, r;
+	int opt, r, r2;
 
 	while ((opt = cli_getopt(argc, argv, "h", longopts)) != -1) {
 		r = cli_common_opt(cli, opt, "recover", recover_help, &done);
@@ -126,9 +126,14 @@ int cmd_recover(struct cli *cli, int argc, char **argv)
 	}
 	if (argc != optind)
 		return cli_usage_error("recover", "cjfs recover", "no arguments expected");
-	r = store_recover(cjfs_store(cli_store(cli)), &rep);
+	/* Opening the store already recovered; run once more for what was busy then. */
+	cjfs_recovery(cli_store(cli), &first, &r);
+	r2 = store_recover(cjfs_store(cli->c), &rep);
+	if (r2 < 0)
+		r = r2;
 	printf("%zu commit(s) finished, %zu reopened, %zu leftover(s) removed, %zu failed\n",
-	       rep.rolled_forward, rep.reopened, rep.cleaned, rep.failed);
+	       first.rolled_forward + rep.rolled_forward, first.reopened + rep.reopened,
+	       first.cleaned + rep.cleaned, rep.failed);
 	if (r < 0) {
 		log_errno(r, "recovery is not complete");
 		return EXIT_FAIL;
