@@ -575,6 +575,31 @@ Test(apply_conflicts, touching_a_file_without_changing_it_is_no_conflict)
 	store_conflicts_free(c, 0);
 }
 
+Test(apply_conflicts, a_file_created_in_pkg_where_the_txn_created_and_removed_one)
+{
+	struct store_conflict *c = NULL;
+	struct store_entry absent;
+	int64_t id;
+	size_t n;
+
+	u_mkdir(pkgfd, "dir", 0755);
+	put(pkgfd, "dir/old", "old\n", 0644, T_OLD);
+	id = begin_txn();
+	/* Through the mount: create dir/tmp, delete it, then remove dir altogether. */
+	record(id, "dir/tmp");
+	record(id, "dir/old");
+	record(id, "dir");
+	seal(id);
+	cr_assert(eq(int, store_entry_at(s, pkgfd, "dir/tmp", 0, &absent), 0));
+	cr_assert(eq(u32, absent.mode, 0));
+	/* Meanwhile an editor saves dir/tmp in PKG: removing dir would need to delete it. */
+	put(pkgfd, "dir/tmp", "saved by an editor\n", 0644, T_OLD);
+	n = conflicts(id, &c);
+	cr_assert(eq(sz, n, 1), "the file in the way of the deletion was not reported");
+	cr_assert_str_eq(c[0].path, "dir/tmp");
+	store_conflicts_free(c, n);
+}
+
 Test(apply_conflicts, a_file_created_in_a_directory_the_txn_deletes)
 {
 	struct store_conflict *c = NULL;

@@ -33,6 +33,7 @@ static void setup(void)
 
 static void teardown(void)
 {
+	util_fault_arm(0, 0);
 	store_close(s);
 	s = NULL;
 	if (rootfd >= 0)
@@ -185,6 +186,68 @@ Test(blob_io, name_is_objects_prefix_and_hex)
 	hash_to_hex(h, hex);
 	snprintf(want, sizeof(want), "objects/%.2s/%s", hex, hex);
 	cr_assert_str_eq(store_blob_name(h, name), want);
+}
+
+Test(blob_io, hash_is_sha256_and_hex_round_trips)
+{
+	static const char abc[] =
+		"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+	char hex[HASH_HEX_LEN + 1];
+	uint8_t h[HASH_LEN], back[HASH_LEN];
+
+	cr_assert(eq(int, hash_buf("abc", 3, h), 0));
+	hash_to_hex(h, hex);
+	cr_assert_str_eq(hex, abc);
+	cr_assert(eq(int, hash_from_hex(abc, back), 0));
+	cr_assert(eq(int, memcmp(back, h, HASH_LEN), 0));
+	memset(back, 0, sizeof(back));
+	cr_assert(eq(int, hash_from_hex("BA7816BF8F01CFEA414140DE5DAE2223"
+					"B00361A396177A9CB410FF61F20015AD", back), -EINVAL));
+	cr_assert(eq(int, hash_from_hex(abc + 1, back), -EINVAL));
+	cr_assert(eq(int, hash_from_hex("", back), -EINVAL));
+	cr_assert(eq(int, back[0], 0), "written on failure");
+}
+
+Test(blob_io, a_failed_put_leaves_nothing_behind)
+{
+	static const char data[] = "content that will not fit\n";
+	uint8_t h[HASH_LEN], want[HASH_LEN];
+	char path[PATH_MAX];
+	int objfd, tmpfd, fd, r = -1;
+	long n;
+
+	cr_assert(eq(int, hash_buf(data, strlen(data), want), 0));
+	u_write(rootfd, "src", data, 0644);
+	objfd = store_fd("store/objects");
+	tmpfd = store_fd("store/tmp");
+	for (int by_fd = 0; by_fd < 2; by_fd++) {
+		for (n = 1; n < 100; n++) {
+			util_fault_arm(n, ENOSPC);
+			if (by_fd) {
+				fd = openat(rootfd, "src", O_RDONLY | O_CLOEXEC);
+				cr_assert(fd >= 0);
+				r = store_put_fd(s, fd, h, NULL);
+				close(fd);
+			} else {
+				r = store_put_buf(s, data, strlen(data), h);
+			}
+			util_fault_arm(0, 0);
+			if (r == 0)
+				break;
+			cr_assert(eq(int, r, -ENOSPC), "put failing at call %ld: %d", n, r);
+			cr_assert(eq(sz, u_count_files(tmpfd), 0), "temporary left (call %ld)", n);
+			cr_assert(eq(sz, u_count_files(objfd), 0), "blob published (call %ld)", n);
+			cr_assert(eq(int, store_has(s, want), 0));
+		}
+		cr_assert(eq(int, r, 0));
+		cr_assert(n > 2, "only %ld durable calls", n - 1);
+		cr_assert(eq(int, store_blob_verify(s, want), 0));
+		/* The next round starts without the blob again. */
+		blob_file(want, path);
+		cr_assert(eq(int, unlinkat(rootfd, path, 0), 0));
+	}
+	close(objfd);
+	close(tmpfd);
 }
 
 /* Flip one byte of a stored blob in place. */

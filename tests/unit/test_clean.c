@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -134,6 +135,32 @@ Test(clean_text, mode_is_kept)
 	cr_assert_str_eq(c, "#!/bin/sh\n");
 	free(c);
 	cr_assert(eq(u32, (uint32_t)u_mode(treefd, "run.sh"), S_IFREG | 0751));
+}
+
+Test(clean_text, cleaning_twice_changes_nothing_more)
+{
+	static const char *const inputs[] = {
+		"x\r \n",   "x \r\n",    "x\t\r\t\r\n", "a\r\r\n",  "\r\n\r\n", " \r",
+		"a\n\r\n",  "a\n \n\r",  "a\rb\r\n",     "\t",	    "a\r",
+	};
+	struct cjfs_clean_report rep;
+	char *once, *twice;
+
+	for (size_t i = 0; i < 2 * ARRAY_SIZE(inputs); i++) {
+		const char *name = i % 2 ? "f.md" : "f.txt"; /* with and without stripping */
+
+		u_write(treefd, name, inputs[i / 2], 0644);
+		clean(false);
+		once = u_read(treefd, name, NULL);
+		cr_assert_null(strstr(once, "\r\n"), "input %zu left a CRLF in %s", i / 2, name);
+		rep = clean(false);
+		twice = u_read(treefd, name, NULL);
+		cr_assert_str_eq(twice, once, "input %zu changed again in %s", i / 2, name);
+		cr_assert(eq(sz, rep.changed, 0), "input %zu changed again in %s", i / 2, name);
+		free(once);
+		free(twice);
+		cr_assert(eq(int, unlinkat(treefd, name, 0), 0));
+	}
 }
 
 /* ---- what is left alone ---- */
@@ -273,6 +300,44 @@ Test(clean_run, reports_counts_names_paths_and_is_idempotent)
 	cr_assert_str_eq(snap2, snap);
 	free(snap);
 	free(snap2);
+}
+
+static int count_fds(void)
+{
+	int fd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	int n = 0;
+	DIR *d;
+
+	cr_assert(fd >= 0);
+	d = fdopendir(fd);
+	cr_assert_not_null(d);
+	while ((de = readdir(d)))
+		n++;
+	closedir(d);
+	return n;
+}
+
+Test(clean_run, an_overly_deep_tree_fails_without_leaking_descriptors)
+{
+	int before, after, fd = dup(treefd);
+
+	cr_assert(fd >= 0);
+	for (int i = 0; i < 300; i++) {
+		int sub;
+
+		u_mkdir(fd, "d", 0755);
+		sub = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		cr_assert(sub >= 0);
+		close(fd);
+		fd = sub;
+	}
+	u_write(fd, "deep.txt", "deep \n", 0644);
+	close(fd);
+	before = count_fds();
+	cr_assert(eq(int, cjfs_clean_tree(treefd, false, NULL, NULL), -ELOOP));
+	after = count_fds();
+	cr_assert(eq(int, after, before), "descriptors leaked");
 }
 
 Test(clean_run, a_text_file_at_the_size_limit_is_cleaned)
