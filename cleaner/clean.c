@@ -45,9 +45,11 @@ static int clean_text(const struct strbuf *in, bool strip, struct strbuf *out)
 		size_t len = nl ? (size_t)(nl - line) : in->len - i;
 		size_t keep = len;
 
-		if (keep && line[keep - 1] == '\r')
+		/* Every CR before the newline: one left over would end the line in CRLF again. */
+		while (keep && line[keep - 1] == '\r')
 			keep--;
-		while (strip && keep && (line[keep - 1] == ' ' || line[keep - 1] == '\t'))
+		while (strip && keep &&
+		       (line[keep - 1] == ' ' || line[keep - 1] == '\t' || line[keep - 1] == '\r'))
 			keep--;
 		r = strbuf_add(out, line, keep);
 		if (r == 0)
