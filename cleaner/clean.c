@@ -130,15 +130,15 @@ out:
 static int clean_dir(int dfd, struct strbuf *path, bool dry_run, FILE *out,
 		     struct cjfs_clean_report *rep, int depth)
 {
-	int fd = util_openat(dfd, ".", O_RDONLY | O_DIRECTORY, 0);
 	struct dirent *de;
 	DIR *d;
-	int r = 0;
+	int fd, r = 0;
 
-	if (fd < 0)
-		return fd;
 	if (depth > 256)
 		return -ELOOP;
+	fd = util_openat(dfd, ".", O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0)
+		return fd;
 	d = fdopendir(fd);
 	if (!d) {
 		util_close(fd);
