@@ -276,6 +276,40 @@ Test(index_txn, mount_is_recorded_and_found)
 	cr_assert(eq(int, store_txn_find_mount(s, "/mnt/x", &found), -ENOENT));
 }
 
+Test(index_txn, a_final_state_clears_the_mount)
+{
+	struct store_txn *t = NULL;
+	int64_t id = begin(NULL, 0), found = 0;
+
+	cr_assert(eq(int, store_txn_set_mount(s, id, "/mnt/y", 1), 0));
+	cr_assert(eq(int, store_txn_transition(s, id, STORE_TXN_OPEN, STORE_TXN_ROLLED_BACK,
+					      "TXN_ROLLBACK", NULL), 0));
+	cr_assert(eq(int, store_txn_load(s, id, &t), 0));
+	cr_assert_null(t->mountpoint, "a rolled-back transaction still claims its mount");
+	store_txn_free(t);
+	cr_assert(eq(int, store_txn_find_mount(s, "/mnt/y", &found), -ENOENT));
+}
+
+Test(index_txn, open_pkg_refuses_a_replaced_directory)
+{
+	struct store_txn *t = NULL;
+	char moved[PATH_MAX];
+	int64_t id = begin(NULL, 0);
+	int fd;
+
+	cr_assert(eq(int, store_txn_load(s, id, &t), 0));
+	fd = store_txn_open_pkg(t);
+	cr_assert(fd >= 0, "%s", strerror(-fd));
+	close(fd);
+	/* Someone moved PKG away and put another directory in its place. */
+	snprintf(moved, sizeof(moved), "%s/moved", root);
+	cr_assert(eq(int, rename(pkg, moved), 0));
+	cr_assert(eq(int, store_txn_open_pkg(t), -ENOENT));
+	cr_assert(eq(int, mkdir(pkg, 0755), 0));
+	cr_assert(eq(int, store_txn_open_pkg(t), -ESTALE));
+	store_txn_free(t);
+}
+
 Test(index_txn, finish_lock_is_exclusive)
 {
 	int64_t id = begin(NULL, 0);

@@ -323,6 +323,49 @@ Test(util_open, open_parent_returns_the_directory_and_the_last_name)
 	cr_assert(eq(int, util_open_parent(rootfd, "lp/q/x", &base), -ENOTDIR));
 }
 
+TestSuite(util_tree, .init = setup, .fini = teardown);
+
+Test(util_tree, rm_rf_removes_a_tree_without_following_symlinks)
+{
+	int outfd = u_mkdir_open(root, "outside", NULL);
+
+	u_write(outfd, "keep", "keep\n", 0644);
+	close(outfd);
+	u_mkdir(rootfd, "t", 0755);
+	u_mkdir(rootfd, "t/a", 0755);
+	u_mkdir(rootfd, "t/a/b", 0700);
+	u_write(rootfd, "t/a/b/f", "f", 0400);
+	u_symlink(rootfd, "../outside", "t/a/out");
+	u_symlink(rootfd, "../../outside/keep", "t/a/b/file-link");
+	cr_assert(eq(int, util_rm_rf_at(rootfd, "t"), 0));
+	cr_assert_not(u_exists(rootfd, "t"));
+	cr_assert(u_is_reg(rootfd, "outside/keep"), "followed a symlink out of the tree");
+	cr_assert(eq(int, util_rm_rf_at(rootfd, "t"), 0), "a missing tree is not success");
+	cr_assert(eq(int, util_rm_rf_at(rootfd, "outside/keep"), 0));
+	cr_assert_not(u_exists(rootfd, "outside/keep"));
+}
+
+TestSuite(util_parse, .init = setup, .fini = teardown);
+
+Test(util_parse, decimal_ids_strictly)
+{
+	int64_t v = 0;
+
+	cr_assert(eq(int, util_parse_i64("42", &v), 0));
+	cr_assert(eq(i64, v, 42));
+	cr_assert(eq(int, util_parse_i64("-7", &v), 0));
+	cr_assert(eq(i64, v, -7));
+	cr_assert(eq(int, util_parse_i64("9223372036854775807", &v), 0));
+	cr_assert(eq(i64, v, INT64_MAX));
+	v = 5;
+	static const char *const bad[] = { "", "12x", "x12", " ", "9223372036854775808", "1 " };
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		cr_assert(eq(int, util_parse_i64(bad[i], &v), -EINVAL), "input '%s'", bad[i]);
+	cr_assert(eq(int, util_parse_i64(NULL, &v), -EINVAL));
+	cr_assert(eq(i64, v, 5), "written on failure");
+}
+
 /* ---- fault injection ---- */
 
 TestSuite(util_fault, .init = setup, .fini = teardown);
