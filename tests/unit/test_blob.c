@@ -359,6 +359,7 @@ Test(blob_integrity, a_put_after_loss_brings_the_blob_back)
 
 static void check_private(void)
 {
+	static const char *const dirs[] = { "store/objects", "store/tmp", "store/txn" };
 	char path[PATH_MAX];
 	uint8_t h[HASH_LEN];
 	struct stat st;
@@ -367,8 +368,6 @@ static void check_private(void)
 	cr_assert(eq(int, fstatat(rootfd, "store", &st, 0), 0));
 	cr_assert(eq(int, (int)(st.st_mode & 07777), 0700), "store dir is %04o",
 		  st.st_mode & 07777);
-	static const char *const dirs[] = { "store/objects", "store/tmp", "store/txn" };
-
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
 		cr_assert(eq(int, fstatat(rootfd, dirs[i], &st, 0), 0));
 		cr_assert(eq(int, (int)(st.st_mode & 077), 0), "dir '%s' is %04o", dirs[i],

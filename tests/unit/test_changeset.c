@@ -329,6 +329,7 @@ Test(changeset_seal, statuses_counts_and_new_contents_are_recorded)
 		{ "keep.txt", 0 },   { "link", 'M' },	{ "mod.txt", 'M' }, { "new.txt", 'A' },
 		{ "newdir", 'A' },   { "newdir/x", 'A' },
 	};
+	const struct store_change *m;
 	struct store_change *c = NULL;
 	struct store_txn *t = NULL;
 	struct store_view v;
@@ -387,8 +388,7 @@ Test(changeset_seal, statuses_counts_and_new_contents_are_recorded)
 				  "new content of %s is not in the store", want[i].path);
 		}
 	}
-	const struct store_change *m = find(c, n, "new.txt");
-
+	m = find(c, n, "new.txt");
 	cr_assert(eq(u32, m->new.mode, S_IFREG | 0600));
 	m = find(c, n, "gone.txt");
 	cr_assert(eq(u32, m->new.mode, 0));

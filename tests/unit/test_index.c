@@ -420,7 +420,7 @@ Test(index_change, list_is_sorted_bytewise_by_path)
 
 Test(index_change, set_new_round_trips_and_filters_unchanged)
 {
-	struct store_entry orig = file_entry(S_IFREG | 0644, 3, "old");
+	struct store_entry orig = file_entry(S_IFREG | 0644, 3, "old"), want;
 	struct store_change *c = NULL, upd;
 	int64_t id = begin(NULL, 0);
 	size_t n = 0;
@@ -462,8 +462,7 @@ Test(index_change, set_new_round_trips_and_filters_unchanged)
 	cr_assert(eq(u32, c[1].new.gid, 100));
 	cr_assert(eq(i64, c[1].new.mtime_ns, 1234567890123456789LL));
 	cr_assert(c[1].new.has_hash);
-	struct store_entry want = file_entry(0, 0, "new one");
-
+	want = file_entry(0, 0, "new one");
 	cr_assert(eq(int, memcmp(c[1].new.hash, want.hash, HASH_LEN), 0));
 	cr_assert(eq(u32, c[1].orig.mode, S_IFREG | 0644), "set_new changed the original");
 	cr_assert_not(c[1].applied);
@@ -547,15 +546,15 @@ Test(index_audit, log_cannot_be_updated_or_deleted)
 
 Test(index_schema, a_new_store_has_the_current_version)
 {
+	struct store_txn *t = NULL;
 	sqlite3 *db = open_index();
+	int64_t id;
 
 	cr_assert(eq(i64, query_i64(db, "PRAGMA user_version"), DB_SCHEMA_VERSION));
 	cr_assert(eq(i64, DB_SCHEMA_VERSION, 1));
 	sqlite3_close(db);
 	/* Reopening an existing store keeps it and its data. */
-	int64_t id = begin(NULL, 0);
-	struct store_txn *t = NULL;
-
+	id = begin(NULL, 0);
 	store_close(s);
 	s = NULL;
 	cr_assert(eq(int, store_open(spath, 0, &s), 0));

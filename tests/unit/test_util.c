@@ -265,14 +265,12 @@ Test(util_open, refuses_a_symlink_in_the_middle_of_the_path)
 
 Test(util_open, refuses_a_symlink_as_last_component_even_when_creating)
 {
-	char outside[PATH_MAX];
-	int fd;
+	int fd, tfd;
+	char *c;
 
-	snprintf(outside, sizeof(outside), "%s/outside", root);
 	u_mkdir(rootfd, "tree", 0755);
 	u_mkdir(rootfd, "outside", 0755);
-	int tfd = openat(rootfd, "tree", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
+	tfd = openat(rootfd, "tree", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	cr_assert(tfd >= 0);
 	u_symlink(tfd, "../outside/victim", "evil");
 	fd = util_open_beneath(tfd, "evil", O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -281,8 +279,7 @@ Test(util_open, refuses_a_symlink_as_last_component_even_when_creating)
 	u_write(rootfd, "outside/victim", "keep", 0644);
 	fd = util_open_beneath(tfd, "evil", O_WRONLY | O_TRUNC, 0);
 	cr_assert(fd < 0, "truncated through a symlink");
-	char *c = u_read(rootfd, "outside/victim", NULL);
-
+	c = u_read(rootfd, "outside/victim", NULL);
 	cr_assert_str_eq(c, "keep");
 	free(c);
 	close(tfd);
@@ -349,6 +346,7 @@ TestSuite(util_parse, .init = setup, .fini = teardown);
 
 Test(util_parse, decimal_ids_strictly)
 {
+	static const char *const bad[] = { "", "12x", "x12", " ", "9223372036854775808", "1 " };
 	int64_t v = 0;
 
 	cr_assert(eq(int, util_parse_i64("42", &v), 0));
@@ -358,8 +356,6 @@ Test(util_parse, decimal_ids_strictly)
 	cr_assert(eq(int, util_parse_i64("9223372036854775807", &v), 0));
 	cr_assert(eq(i64, v, INT64_MAX));
 	v = 5;
-	static const char *const bad[] = { "", "12x", "x12", " ", "9223372036854775808", "1 " };
-
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
 		cr_assert(eq(int, util_parse_i64(bad[i], &v), -EINVAL), "input '%s'", bad[i]);
 	cr_assert(eq(int, util_parse_i64(NULL, &v), -EINVAL));
@@ -385,6 +381,7 @@ Test(util_fault, fails_exactly_the_nth_durable_call_with_the_chosen_errno)
 
 Test(util_fault, counts_every_durable_primitive_and_not_plain_reads)
 {
+	char *c;
 	int fd;
 
 	util_fault_arm(1000, EIO);
@@ -406,8 +403,7 @@ Test(util_fault, counts_every_durable_primitive_and_not_plain_reads)
 	cr_assert(fd >= 0);
 	close(fd);
 	cr_assert(eq(long, util_fault_calls(), 10));
-	char *c = u_read(rootfd, "g", NULL);
-
+	c = u_read(rootfd, "g", NULL);
 	cr_assert_str_eq(c, "zb");
 	free(c);
 }
@@ -415,6 +411,7 @@ Test(util_fault, counts_every_durable_primitive_and_not_plain_reads)
 Test(util_fault, each_primitive_reports_the_injected_errno)
 {
 	int fd = openat(rootfd, "f", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	struct stat st;
 
 	cr_assert(fd >= 0);
 	util_fault_arm(1, EIO);
@@ -430,8 +427,6 @@ Test(util_fault, each_primitive_reports_the_injected_errno)
 	util_fault_arm(0, 0);
 	cr_assert(eq(int, util_fsync(fd), 0));
 	close(fd);
-	struct stat st;
-
 	cr_assert(eq(int, fstatat(rootfd, "f", &st, 0), 0));
 	cr_assert(eq(int, (int)st.st_size, 0), "the failed write still wrote");
 }
@@ -451,6 +446,7 @@ Test(util_fault, disarmed_injection_fails_nothing)
 Test(util_fault, crash_mode_kills_the_process_at_the_nth_call)
 {
 	int status = 0;
+	bool killed;
 	pid_t pid = fork();
 
 	cr_assert(pid >= 0);
@@ -461,8 +457,7 @@ Test(util_fault, crash_mode_kills_the_process_at_the_nth_call)
 		_exit(0); /* reached only if the crash point did not kill us */
 	}
 	cr_assert(eq(int, (int)waitpid(pid, &status, 0), (int)pid));
-	bool killed = WIFSIGNALED(status);
-
+	killed = WIFSIGNALED(status);
 	cr_assert(killed, "survived the crash point (status %#x)", status);
 	cr_assert(eq(int, WTERMSIG(status), SIGKILL));
 	/* The crash happens before the call: the first went through, the second never did. */
@@ -472,12 +467,12 @@ Test(util_fault, crash_mode_kills_the_process_at_the_nth_call)
 
 Test(util_fault, arms_from_the_environment)
 {
+	static const char *const bad[] = { "x:EIO", "2:EWHAT", "2", "0:EIO", "-1:EIO", "2EIO" };
+
 	cr_assert(eq(int, setenv("CJFS_FAULT", "2:EIO", 1), 0));
 	cr_assert(eq(int, util_fault_from_env(), 0));
 	cr_assert(eq(int, util_mkdirat(rootfd, "a", 0755), 0));
 	cr_assert(eq(int, util_mkdirat(rootfd, "b", 0755), -EIO));
-	static const char *const bad[] = { "x:EIO", "2:EWHAT", "2", "0:EIO", "-1:EIO", "2EIO" };
-
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		cr_assert(eq(int, setenv("CJFS_FAULT", bad[i], 1), 0));
 		cr_assert(eq(int, util_fault_from_env(), -EINVAL), "CJFS_FAULT='%s' accepted",
