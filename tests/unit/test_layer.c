@@ -684,6 +684,40 @@ Test(layer_view, markers_are_invisible_and_marker_named_user_files_are_plain)
 	fs_layer_free(lv.l);
 }
 
+Test(layer_view, a_user_directory_with_the_reserved_prefix_merges_like_any_other)
+{
+	char buf[NAME_MAX + 1], path[PATH_MAX];
+	struct fs_dirent *v = NULL;
+	const char *uname;
+	struct lview lv;
+	size_t n = 0;
+	int u, l;
+
+	u_mkdir(lofd, ".cjfs~d", 0755);
+	u_write(lofd, ".cjfs~d/lf", "lower\n", 0644);
+	cr_assert(eq(int, layer_encode(".cjfs~d", buf, &uname), 0));
+	u_mkdir(upfd, uname, 0755);
+	snprintf(path, sizeof(path), "%s/uf", uname);
+	u_write(upfd, path, "upper\n", 0644);
+
+	lview_open_(&lv);
+	assert_content(&lv, ".cjfs~d/lf", "lower\n");
+	assert_content(&lv, ".cjfs~d/uf", "upper\n");
+	fs_layer_free(lv.l);
+	open_dir(".cjfs~d", &u, &l);
+	cr_assert(eq(int, fs_list_merged(NULL, u, l, &v, &n), 0));
+	cr_assert(eq(sz, n, 2));
+	cr_assert(listed(v, n, "lf"));
+	cr_assert(listed(v, n, "uf"));
+	fs_dirents_free(v, n);
+	close(u);
+	close(l);
+	cr_assert(eq(int, fs_list_merged(NULL, upfd, lofd, &v, &n), 0));
+	cr_assert(eq(sz, n, 1), "the directory is listed twice or not at all");
+	cr_assert_str_eq(v[0].name, ".cjfs~d");
+	fs_dirents_free(v, n);
+}
+
 Test(layer_view, seal_reads_entries_through_it)
 {
 	char spath[PATH_MAX];
