@@ -45,9 +45,11 @@ static int clean_text(const struct strbuf *in, bool strip, struct strbuf *out)
 		size_t len = nl ? (size_t)(nl - line) : in->len - i;
 		size_t keep = len;
 
-		if (keep && line[keep - 1] == '\r')
+		/* Every CR before the newline: one left over would end the line in CRLF again. */
+		while (keep && line[keep - 1] == '\r')
 			keep--;
-		while (strip && keep && (line[keep - 1] == ' ' || line[keep - 1] == '\t'))
+		while (strip && keep &&
+		       (line[keep - 1] == ' ' || line[keep - 1] == '\t' || line[keep - 1] == '\r'))
 			keep--;
 		r = strbuf_add(out, line, keep);
 		if (r == 0)
@@ -128,15 +130,15 @@ out:
 static int clean_dir(int dfd, struct strbuf *path, bool dry_run, FILE *out,
 		     struct cjfs_clean_report *rep, int depth)
 {
-	int fd = util_openat(dfd, ".", O_RDONLY | O_DIRECTORY, 0);
 	struct dirent *de;
 	DIR *d;
-	int r = 0;
+	int fd, r = 0;
 
-	if (fd < 0)
-		return fd;
 	if (depth > 256)
 		return -ELOOP;
+	fd = util_openat(dfd, ".", O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0)
+		return fd;
 	d = fdopendir(fd);
 	if (!d) {
 		util_close(fd);

@@ -67,6 +67,12 @@ int fs_list_merged(struct fs *fs, int upper_fd, int lower_fd, struct fs_dirent *
 		   size_t *ret_n)
 {
 	struct strset seen = STRSET_INIT;
+	/*
+	 * Whiteout keys apart from the names seen in upper: the key of a long
+	 * name's whiteout (".cjfs~wH.<sha256>") is also a valid user name, and
+	 * a user's file with that name must not hide the long lower name.
+	 */
+	struct strset whiteouts = STRSET_INIT;
 	struct fs_dirent *v = NULL;
 	size_t n = 0, cap = 0;
 	int r = 0;
@@ -105,7 +111,7 @@ int fs_list_merged(struct fs *fs, int upper_fd, int lower_fd, struct fs_dirent *
 				continue;
 			if (pass == 0) {
 				if (layer_is_whiteout(name, &key)) {
-					r = strset_add(&seen, key);
+					r = strset_add(&whiteouts, key);
 					if (r < 0)
 						break;
 					continue;
@@ -114,7 +120,7 @@ int fs_list_merged(struct fs *fs, int upper_fd, int lower_fd, struct fs_dirent *
 				if (!name)
 					continue; /* a marker */
 			} else if (strset_has(&seen, name) ||
-				   strset_has(&seen, layer_whiteout_key(name, kb))) {
+				   strset_has(&whiteouts, layer_whiteout_key(name, kb))) {
 				continue;
 			}
 			if (pass == 0) {
@@ -137,6 +143,7 @@ int fs_list_merged(struct fs *fs, int upper_fd, int lower_fd, struct fs_dirent *
 		closedir(d);
 	}
 	strset_release(&seen);
+	strset_release(&whiteouts);
 	if (r < 0) {
 		fs_dirents_free(v, n);
 		return r;

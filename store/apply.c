@@ -177,7 +177,12 @@ static int check_dir_emptied(int pkg_fd, const char *path, const struct store_ch
 		if (r < 0)
 			break;
 		hit = bsearch(child.buf, c, n, sizeof(*c), cmp_change_path);
-		if (!hit || hit->new.mode) {
+		/*
+		 * Only a row that deletes the child accounts for it: a row with no
+		 * status (created and removed again in the transaction) deletes
+		 * nothing, so a file PKG now has there would make the rmdir fail.
+		 */
+		if (!hit || hit->new.mode || !hit->status) {
 			if (!hit || hit->orig.mode == 0)
 				r = add_conflict(v, nv, child.buf, "created in PKG since the transaction began");
 			if (r < 0)

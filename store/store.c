@@ -53,6 +53,7 @@ int store_open(const char *dir, unsigned flags, struct store **ret)
 	pthread_mutexattr_t attr;
 	struct store *s;
 	char *dbpath = NULL;
+	mode_t old_mask;
 	int r;
 
 	r = hash_global_init();
@@ -102,7 +103,14 @@ int store_open(const char *dir, unsigned flags, struct store **ret)
 		r = -ENOMEM;
 		goto out_free;
 	}
+	/*
+	 * SQLite creates index.db 0644 & ~umask and gives -wal and -shm the same
+	 * mode: the paths and history of the user's code stay private even in a
+	 * store directory that is not 0700.
+	 */
+	old_mask = umask(077);
 	r = db_open(dbpath, flags & STORE_OPEN_RELAXED, &s->db);
+	umask(old_mask);
 	free(dbpath);
 	if (r < 0)
 		goto out_free;

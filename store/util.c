@@ -604,7 +604,8 @@ int strbuf_read_fd(struct strbuf *sb, int fd, size_t limit)
 		ssize_t n;
 		int r;
 
-		if (limit && sb->len >= limit)
+		/* Beyond limit, not at it: a file of exactly limit bytes is read whole. */
+		if (limit && sb->len > limit)
 			return -EFBIG;
 		r = strbuf_grow(sb, 64 * 1024);
 		if (r < 0)
