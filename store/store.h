@@ -116,16 +116,28 @@ struct store_txn {
 	uint64_t pkg_ino;
 	char *mountpoint; /* absolute path while mounted, else NULL */
 	int64_t pid;	  /* daemon pid while mounted, else 0 */
-	char *command;	  /* command line for `cjfs run`, else NULL */
+	char *command;	  /* command line for `cjfs run`, undo and restore, else NULL */
 	int64_t undo_of;  /* id of the transaction this one reverts, else 0 */
+	int64_t restore_of; /* id of the transaction whose originals this one restores, else 0 */
 	int64_t created_ns;
 	int64_t finished_ns;
 	int64_t n_modified, n_added, n_deleted;
-	int64_t bytes_new; /* bytes of new content */
-	int64_t backup_ns; /* time spent storing originals */
-	int64_t seal_ns;   /* time spent computing and storing the change set */
-	int64_t apply_ns;  /* time spent applying to PKG */
+	int64_t bytes_new;  /* bytes of new content */
+	int64_t n_orig;	    /* originals with content (files, symlinks) kept in the store */
+	int64_t bytes_orig; /* their bytes */
+	int64_t backup_ns;  /* time spent storing originals */
+	int64_t seal_ns;    /* time spent computing and storing the change set */
+	int64_t check_ns;   /* conflict check */
+	int64_t stage_ns;   /* writing and verifying the temporaries, and syncing the store */
+	int64_t apply_ns;   /* promote: removals, directories, renames, sync */
+	int64_t commit_ns;  /* the whole commit, from unmount to the final record */
 };
+
+/* A transaction built from the store (undo, restore) rather than through a mount. */
+static inline bool store_txn_is_synthetic(const struct store_txn *t)
+{
+	return t->undo_of != 0 || t->restore_of != 0;
+}
 
 enum store_txn_begin_flags {
 	STORE_TXN_ALLOW_CONCURRENT = 1 << 0, /* allow a second open txn on the same PKG */
@@ -173,7 +185,11 @@ int store_txn_transition(struct store *s, int64_t id, enum store_txn_state from,
 /* Append an event to the audit log in its own SQLite transaction. */
 int store_audit(struct store *s, int64_t txn, const char *event, const char *detail);
 
-/* Record the timing/size columns of a transaction (from t's fields). */
+/*
+ * Record the counters and commit timings of a transaction (from t's fields:
+ * counts, bytes_new, seal/check/stage/apply/commit_ns). backup_ns, n_orig and
+ * bytes_orig belong to store_change_record_timed() and are not written.
+ */
 int store_txn_save_stats(struct store *s, const struct store_txn *t);
 
 /*
@@ -234,6 +250,13 @@ struct store_change {
  */
 int store_change_record(struct store *s, int64_t txn, const char *path,
 			const struct store_entry *orig);
+/*
+ * The same, adding backup_ns (the time it took to store the original) and the
+ * original's size to the transaction's backup counters in the same SQLite
+ * transaction when the row is new.
+ */
+int store_change_record_timed(struct store *s, int64_t txn, const char *path,
+			      const struct store_entry *orig, int64_t backup_ns);
 
 /* 1 if path has a row in the transaction, 0 if not. */
 int store_change_exists(struct store *s, int64_t txn, const char *path);

@@ -129,7 +129,8 @@ static char *col_strdup(sqlite3_stmt *st, int i)
 
 #define TXN_COLUMNS                                                                                \
 	"id, state, pkg, pkg_dev, pkg_ino, mountpoint, pid, command, undo_of, created_ns,"         \
-	" finished_ns, n_modified, n_added, n_deleted, bytes_new, backup_ns, seal_ns, apply_ns"
+	" finished_ns, n_modified, n_added, n_deleted, bytes_new, backup_ns, seal_ns, apply_ns,"   \
+	" restore_of, n_orig, bytes_orig, check_ns, stage_ns, commit_ns"
 
 static struct store_txn *txn_from_row(sqlite3_stmt *st)
 {
@@ -155,6 +156,12 @@ static struct store_txn *txn_from_row(sqlite3_stmt *st)
 	t->backup_ns = sqlite3_column_int64(st, 15);
 	t->seal_ns = sqlite3_column_int64(st, 16);
 	t->apply_ns = sqlite3_column_int64(st, 17);
+	t->restore_of = sqlite3_column_int64(st, 18);
+	t->n_orig = sqlite3_column_int64(st, 19);
+	t->bytes_orig = sqlite3_column_int64(st, 20);
+	t->check_ns = sqlite3_column_int64(st, 21);
+	t->stage_ns = sqlite3_column_int64(st, 22);
+	t->commit_ns = sqlite3_column_int64(st, 23);
 	if (!t->pkg) {
 		store_txn_free(t);
 		return NULL;
@@ -378,8 +385,8 @@ out_rollback:
 int store_txn_save_stats(struct store *s, const struct store_txn *t)
 {
 	static const char q[] = "UPDATE txn SET n_modified = ?, n_added = ?, n_deleted = ?,"
-				" bytes_new = ?, backup_ns = ?, seal_ns = ?, apply_ns = ?"
-				" WHERE id = ?";
+				" bytes_new = ?, seal_ns = ?, check_ns = ?, stage_ns = ?,"
+				" apply_ns = ?, commit_ns = ? WHERE id = ?";
 	sqlite3_stmt *st;
 	int r = 0;
 
@@ -390,10 +397,12 @@ int store_txn_save_stats(struct store *s, const struct store_txn *t)
 		sqlite3_bind_int64(st, 2, t->n_added);
 		sqlite3_bind_int64(st, 3, t->n_deleted);
 		sqlite3_bind_int64(st, 4, t->bytes_new);
-		sqlite3_bind_int64(st, 5, t->backup_ns);
-		sqlite3_bind_int64(st, 6, t->seal_ns);
-		sqlite3_bind_int64(st, 7, t->apply_ns);
-		sqlite3_bind_int64(st, 8, t->id);
+		sqlite3_bind_int64(st, 5, t->seal_ns);
+		sqlite3_bind_int64(st, 6, t->check_ns);
+		sqlite3_bind_int64(st, 7, t->stage_ns);
+		sqlite3_bind_int64(st, 8, t->apply_ns);
+		sqlite3_bind_int64(st, 9, t->commit_ns);
+		sqlite3_bind_int64(st, 10, t->id);
 		r = db_step_done(s->db, st);
 	}
 	store_unlock(s);
@@ -474,27 +483,54 @@ static void bind_entry(sqlite3_stmt *st, int i, const struct store_entry *e, boo
 		sqlite3_bind_null(st, i);
 }
 
-int store_change_record(struct store *s, int64_t txn, const char *path,
-			const struct store_entry *orig)
+int store_change_record_timed(struct store *s, int64_t txn, const char *path,
+			      const struct store_entry *orig, int64_t backup_ns)
 {
 	static const char q[] = "INSERT OR IGNORE INTO change(txn, path, o_mode, o_uid, o_gid,"
 				" o_size, o_mtime_ns, o_ctime_ns, o_dev, o_ino, o_hash)"
 				" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+	static const char q_cost[] = "UPDATE txn SET n_orig = n_orig + ?, bytes_orig = bytes_orig + ?,"
+				     " backup_ns = backup_ns + ? WHERE id = ?";
 	sqlite3_stmt *st;
-	int r = 0;
+	int r, added;
 
-	store_lock(s);
+	r = store_batch_begin(s);
+	if (r < 0)
+		return r;
 	st = db_stmt(s->db, q, &r);
-	if (st) {
-		sqlite3_bind_int64(st, 1, txn);
-		db_bind_text(st, 2, path);
-		bind_entry(st, 3, orig, true);
+	if (!st)
+		goto out_rollback;
+	sqlite3_bind_int64(st, 1, txn);
+	db_bind_text(st, 2, path);
+	bind_entry(st, 3, orig, true);
+	r = db_step_done(s->db, st);
+	if (r < 0)
+		goto out_rollback;
+	added = sqlite3_changes(db_handle(s->db)) == 1;
+	if (added) {
+		st = db_stmt(s->db, q_cost, &r);
+		if (!st)
+			goto out_rollback;
+		sqlite3_bind_int64(st, 1, orig->has_hash);
+		sqlite3_bind_int64(st, 2, orig->has_hash ? (int64_t)orig->size : 0);
+		sqlite3_bind_int64(st, 3, backup_ns);
+		sqlite3_bind_int64(st, 4, txn);
 		r = db_step_done(s->db, st);
-		if (r == 0)
-			r = sqlite3_changes(db_handle(s->db)) == 1;
+		if (r < 0)
+			goto out_rollback;
 	}
-	store_unlock(s);
+	r = store_batch_commit(s);
+	return r < 0 ? r : added;
+
+out_rollback:
+	store_batch_rollback(s);
 	return r;
+}
+
+int store_change_record(struct store *s, int64_t txn, const char *path,
+			const struct store_entry *orig)
+{
+	return store_change_record_timed(s, txn, path, orig, 0);
 }
 
 int store_change_exists(struct store *s, int64_t txn, const char *path)
