@@ -58,15 +58,29 @@ char *store_default_path(void);
 /* ---- blobs (blob.c) ---- */
 
 /*
+ * How a blob file holds its bytes. The hash is always of the uncompressed
+ * bytes; a compressed blob is objects/ab/<hash>.zst, one standard zstd frame
+ * (with its own checksum), so `zstd -d` recovers it by hand.
+ */
+enum store_blob_encoding {
+	STORE_BLOB_RAW = 0,
+	STORE_BLOB_ZSTD = 1,
+};
+
+/*
  * Store the bytes of fd from its current offset to EOF. Identical content is
- * stored once. The blob is written but not fsynced: store_sync() makes every
+ * stored once. The blob is compressed with zstd when that takes fewer file
+ * system blocks than the raw bytes (files over 1 MiB are judged on their
+ * first MiB). The blob is written but not fsynced: store_sync() makes every
  * blob written so far durable (one syncfs for a whole commit). The blob's row
- * is inserted in the index. ret_hash gets the SHA-256 of the bytes.
+ * is inserted (or its use time refreshed) in the same SQLite transaction as
+ * the file is published, which is what lets gc delete files safely.
+ * ret_hash gets the SHA-256 of the bytes.
  */
 int store_put_fd(struct store *s, int fd, uint8_t ret_hash[HASH_LEN], uint64_t *ret_size);
 int store_put_buf(struct store *s, const void *buf, size_t n, uint8_t ret_hash[HASH_LEN]);
 
-/* 1 if the blob exists, 0 if not, -errno. */
+/* 1 if the blob exists (in either form), 0 if not, -errno. */
 int store_has(struct store *s, const uint8_t hash[HASH_LEN]);
 
 /*
@@ -87,6 +101,23 @@ int store_blob_verify(struct store *s, const uint8_t hash[HASH_LEN]);
 
 /* Relative path of a blob for messages ("objects/ab/<hash>"); buf holds 96 bytes. */
 const char *store_blob_name(const uint8_t hash[HASH_LEN], char buf[96]);
+
+/*
+ * The blob file as it is on disk, for messages: "objects/ab/<hash>.zst" when
+ * compressed, else "objects/ab/<hash>" (also when missing). buf holds 96 bytes.
+ */
+const char *store_blob_file(struct store *s, const uint8_t hash[HASH_LEN], char buf[96]);
+
+/*
+ * Parse the name of a file in objects/ab/: "<64 hex>" (raw) or "<64 hex>.zst".
+ * 0 with the hash and encoding, or -EINVAL for any other name (temporaries,
+ * foreign files), which callers leave alone.
+ */
+int store_blob_parse_name(const char *name, uint8_t ret_hash[HASH_LEN], int *ret_encoding);
+
+/* Size of a blob and how it is stored, from the index; -ENOENT without a row. */
+int store_blob_info(struct store *s, const uint8_t hash[HASH_LEN], uint64_t *ret_size,
+		    uint64_t *ret_stored_size, int *ret_encoding);
 
 /* Make all blobs written so far and their directory entries durable. */
 int store_sync(struct store *s);
@@ -402,5 +433,24 @@ int store_recover(struct store *s, struct store_recover_report *ret);
 
 /* 1 if some transaction needs recovery (SEALED or COMMITTING), 0 if not. */
 int store_needs_recovery(struct store *s);
+
+/* ---- statistics (stats.c) ---- */
+
+struct store_stats {
+	int64_t n_txn;
+	int64_t n_txn_by_state[7]; /* indexed by enum store_txn_state */
+	int64_t n_blobs;
+	int64_t n_compressed;
+	uint64_t logical;     /* bytes of every version the index refers to, as if stored apart */
+	uint64_t unique;      /* bytes of distinct contents (after dedup, before compression) */
+	uint64_t stored;      /* bytes of the blob files (after compression) */
+	uint64_t disk_blobs;  /* allocated on disk by objects/ (st_blocks) */
+	uint64_t disk_index;  /* index.db with its WAL */
+	uint64_t disk_other;  /* txn/ and tmp/ */
+	int64_t n_audit;
+};
+
+/* Sizes and counts of the store; walks objects/ for the on-disk size. */
+int store_stats_get(struct store *s, struct store_stats *ret);
 
 #endif
