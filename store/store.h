@@ -209,6 +209,9 @@ int store_txn_set_mount(struct store *s, int64_t id, const char *mnt, int64_t pi
  * event `event` (may be NULL) with `detail` in the same SQLite transaction.
  * -ESTALE if the transaction is not in `from` (someone else won the race).
  * Durable on return unless the store was opened with STORE_OPEN_RELAXED.
+ * Reaching COMMITTED also finishes what the transaction stands for, in the
+ * same SQLite transaction: an undo marks the transaction it reverts UNDONE,
+ * and both undo and restore record BACKUP_RESTORED for their source.
  */
 int store_txn_transition(struct store *s, int64_t id, enum store_txn_state from,
 			 enum store_txn_state to, const char *event, const char *detail);
@@ -305,6 +308,50 @@ int store_change_set_new(struct store *s, int64_t txn, const struct store_change
 /* Mark one row applied (journal progress). */
 int store_change_set_applied(struct store *s, int64_t txn, const char *path);
 
+/*
+ * Create a transaction whose change set is already known (undo, restore):
+ * in one SQLite transaction, the same busy check as store_txn_begin(), the
+ * row in state SEALED with its counters, one change row per entry of c (orig,
+ * new and status as given; every hash must already be in the store), and the
+ * audit event TXN_BEGIN. With undo_of, the transaction it reverts must still
+ * be COMMITTED (-ESTALE otherwise); with restore_of, it must still exist
+ * (-ENOENT). On success *ret_lock holds the new transaction's "finish" lock,
+ * taken before the row became visible, so recovery never sees it unowned.
+ */
+struct store_txn_synth {
+	const char *pkg;
+	const struct stat *pkg_st;
+	const char *command;
+	int64_t undo_of;
+	int64_t restore_of;
+	int64_t backup_ns; /* time it took to store the current states */
+};
+int store_txn_begin_sealed(struct store *s, const struct store_txn_synth *spec,
+			   const struct store_change *c, size_t n, int64_t *ret_id,
+			   int64_t *ret_other, int *ret_lock);
+
+/*
+ * Record that the transaction keeps a blob beyond its change rows (what
+ * commit --force overwrote), with an audit event (BACKUP_CREATED) carrying
+ * detail, in one SQLite transaction. gc counts kept blobs as referenced.
+ */
+int store_kept_add(struct store *s, int64_t txn, const char *path, uint32_t mode,
+		   const uint8_t hash[HASH_LEN], const char *why, const char *detail);
+
+struct store_kept {
+	char *path;
+	uint32_t mode;
+	uint8_t hash[HASH_LEN];
+	int64_t time_ns;
+	char *why;
+};
+/* The kept blobs of a transaction, by path. Free with store_kept_free(). */
+int store_kept_list(struct store *s, int64_t txn, struct store_kept **ret, size_t *ret_n);
+void store_kept_free(struct store_kept *k, size_t n);
+
+/* Id of the committed transaction that undid txn, 0 if none. */
+int store_txn_undone_by(struct store *s, int64_t txn, int64_t *ret_id);
+
 /* Group several writes into one SQLite transaction (BEGIN IMMEDIATE ... COMMIT). */
 int store_batch_begin(struct store *s);
 int store_batch_commit(struct store *s);
@@ -364,7 +411,7 @@ int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view
 
 struct store_conflict {
 	char *path;
-	const char *why; /* static string: "changed in PKG", "created in PKG", ... */
+	const char *why; /* static: "changed in PKG", "created in PKG", "deleted in PKG" */
 };
 
 /*
@@ -424,7 +471,8 @@ struct store_recover_report {
 /*
  * Finish whatever a crash interrupted: roll COMMITTING transactions forward
  * (audit TXN_RECOVERED), return SEALED ones to OPEN after removing their
- * temporaries from PKG, remove the layers of
+ * temporaries from PKG (SEALED undo and restore transactions become
+ * ROLLED_BACK: they have no layer to reopen), remove the layers of
  * finished transactions and blob temporaries of dead processes. Safe to run
  * at any time and concurrently (transactions being worked on are skipped);
  * a crash during recovery is recovered by the next run.
