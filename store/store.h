@@ -482,6 +482,79 @@ int store_recover(struct store *s, struct store_recover_report *ret);
 /* 1 if some transaction needs recovery (SEALED or COMMITTING), 0 if not. */
 int store_needs_recovery(struct store *s);
 
+/* ---- the audit log (audit.c) ---- */
+
+struct store_audit_event {
+	int64_t id;
+	int64_t time_ns;
+	int64_t uid;
+	int64_t pid;
+	int64_t txn; /* 0 when the event is about the store, not one transaction */
+	char *event;
+	char *detail; /* may be NULL */
+};
+
+/*
+ * Events in the order they were written, those at or after since_ns (0 = all)
+ * and, with txn > 0, only that transaction's. Free with store_audit_free().
+ */
+int store_audit_list(struct store *s, int64_t since_ns, int64_t txn,
+		     struct store_audit_event **ret, size_t *ret_n);
+void store_audit_free(struct store_audit_event *v, size_t n);
+
+/* ---- retention (gc.c) ---- */
+
+/* Limits of the retention policy; a negative value means "no limit". */
+struct store_gc_policy {
+	int64_t keep_last;     /* keep only the newest N finished transactions */
+	int64_t older_than_ns; /* drop finished transactions that finished longer ago */
+	int64_t max_size;      /* drop the oldest until the blobs take at most this */
+	int64_t grace_ns;      /* never delete blobs stored or reused more recently */
+	bool dry_run;	       /* report only */
+};
+
+/* The defaults: no limits, one hour of grace (see docs/history.md). */
+void store_gc_policy_init(struct store_gc_policy *p);
+
+/*
+ * Fill the limits the store's config file sets (gc.keep-last, gc.older-than,
+ * gc.max-size, gc.grace), keeping p's values for keys it does not set.
+ * -EINVAL for a malformed file; *ret_where (may be NULL) then gets a
+ * malloc'd "config:LINE: message".
+ */
+int store_gc_policy_load(struct store *s, struct store_gc_policy *p, char **ret_where);
+
+struct store_gc_dropped {
+	int64_t id;
+	const char *why; /* static: "keep-last", "older-than", "max-size" */
+};
+
+struct store_gc_report {
+	struct store_gc_dropped *dropped; /* transactions dropped (or that would be), by id */
+	size_t n_dropped;
+	size_t blobs;	      /* blobs deleted (or that would be) */
+	uint64_t bytes;	      /* their stored bytes */
+	size_t orphans;	      /* blob files without an index row, removed (or found) */
+	uint64_t orphan_bytes;
+	uint64_t size_before; /* stored bytes of all blobs in the index, before */
+	uint64_t size_after;
+};
+void store_gc_report_release(struct store_gc_report *r);
+
+/*
+ * Apply the policy. Only finished transactions (committed, rolled back,
+ * undone) are dropped; whatever an open, orphaned, sealed or committing
+ * transaction refers to is never deleted. In one SQLite transaction: the
+ * rows of the dropped transactions, the index rows of the blobs nothing
+ * refers to any more (and not used within the grace period), and one
+ * BACKUP_DELETED audit event per dropped transaction (plus one for blobs no
+ * transaction referred to). Only then are the blob files deleted, each in a
+ * SQLite write transaction that first checks no writer has re-created its
+ * row. A crash at any point loses nothing still referenced: a blob file
+ * whose row is gone is an orphan, and every gc removes orphans.
+ */
+int store_gc(struct store *s, const struct store_gc_policy *p, struct store_gc_report *ret);
+
 /* ---- statistics (stats.c) ---- */
 
 struct store_stats {
@@ -500,5 +573,14 @@ struct store_stats {
 
 /* Sizes and counts of the store; walks objects/ for the on-disk size. */
 int store_stats_get(struct store *s, struct store_stats *ret);
+
+/* ---- the config file (config.c) ---- */
+
+/*
+ * The store's config file, <store>/config: lines "key = value", '#' starts a
+ * comment. Value of key as a malloc'd string in *ret, or NULL if not set.
+ * -EINVAL for a malformed line (*ret_where as for store_gc_policy_load).
+ */
+int store_config_get(struct store *s, const char *key, char **ret, char **ret_where);
 
 #endif
