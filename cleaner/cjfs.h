@@ -89,6 +89,45 @@ int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result 
 /* Unmount (if mounted) and discard every change; PKG is never touched. */
 int cjfs_rollback(struct cjfs *c, int64_t txn, struct cjfs_result *ret);
 
+/* ---- history (history.c) ---- */
+
+enum cjfs_undo_flags {
+	CJFS_UNDO_FORCE = 1 << 0, /* overwrite files changed since (they are kept in the store) */
+};
+
+/*
+ * Revert committed transaction txn as a new transaction (undo_of = txn) that
+ * goes through the same all-or-nothing commit: every path it changed goes
+ * back to its original, verified from the store. A path changed in PKG since
+ * txn was committed is a conflict: each is named and nothing is applied
+ * (-EEXIST; the new transaction ends rolled back) unless CJFS_UNDO_FORCE.
+ * On success txn is UNDONE, in the same SQLite transaction as the new one's
+ * COMMITTED. ret (may be NULL) describes the new transaction. -EBUSY when
+ * PKG has an open transaction.
+ */
+int cjfs_undo(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result *ret);
+
+struct cjfs_restore_opts {
+	const char *const *paths; /* relative to PKG; files or directories; NULL = every path */
+	size_t n_paths;
+	const char *to; /* write into this directory instead of PKG (created if missing) */
+};
+
+/*
+ * Write the originals of transaction txn (every path it touched that existed
+ * before it, or those at or below opts->paths) back into PKG, or into
+ * opts->to. Every blob is verified before anything is written, and every
+ * byte again on its way into a temporary that is renamed into place; a
+ * corrupt or missing original names its path and blob and writes nothing
+ * (-EBADMSG, -ENOENT). Paths are validated (relative, no "..") and no
+ * symlink on the way is followed. Into PKG it is a new transaction
+ * (restore_of = txn) with the same commit protocol, so what it overwrites
+ * is kept and can be undone; paths the transaction added are left alone
+ * (that is what undo is for). With opts->to, ret->added counts what was written.
+ */
+int cjfs_restore(struct cjfs *c, int64_t txn, const struct cjfs_restore_opts *opts,
+		 struct cjfs_result *ret);
+
 /* Exit status of a command run through cjfs_run (see run.c). */
 struct cjfs_run_opts {
 	bool concurrent;

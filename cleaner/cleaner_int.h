@@ -27,4 +27,18 @@ int cjfs_tree_view(struct cjfs *c, const struct store_txn *t, struct tree_view *
 const struct store_view *cjfs_tree_view_get(struct tree_view *tv);
 void cjfs_tree_view_free(struct tree_view *tv);
 
+/*
+ * Commit a SEALED transaction t: the conflict check against PKG (pkg_fd)
+ * and, with CJFS_COMMIT_FORCE, keeping what is overwritten; staging; the
+ * store made durable; the commit point (audit BACKUP_CREATED); the promote
+ * (undone again if it fails); COMMITTED (audit TXN_COMMIT). start is
+ * util_mono_ns() when the whole operation began (for commit_ns); since names
+ * the baseline in conflict messages ("the transaction began"). A failure
+ * before the commit point returns the transaction to OPEN, or ends an undo
+ * or restore ROLLED_BACK. Logs its errors; -EEXIST when there are conflicts.
+ * The caller holds the transaction's "finish" lock.
+ */
+int cjfs_commit_sealed(struct cjfs *c, struct store_txn *t, int pkg_fd, unsigned flags,
+		       int64_t start, const char *since, struct cjfs_result *ret);
+
 #endif

@@ -556,12 +556,17 @@ static void fill_result(const struct store_txn *t, struct cjfs_result *ret)
 	ret->bytes = t->bytes_new;
 }
 
-/* --force: keep what the commit is about to overwrite. */
+/*
+ * --force: keep what the commit is about to overwrite, referenced from the
+ * transaction (store_kept_add) so that gc keeps it as long as the history.
+ */
 static int keep_conflicts(struct cjfs *c, const struct store_txn *t, int pkg_fd,
 			  const struct store_conflict *v, size_t n)
 {
+	const char *verb = t->undo_of ? "undo" : t->restore_of ? "restore" : "commit";
+
 	for (size_t i = 0; i < n; i++) {
-		char hex[HASH_HEX_LEN + 1], *detail;
+		char hex[HASH_HEX_LEN + 1], *detail, *why;
 		struct store_entry e;
 		int r = store_entry_at(c->store, pkg_fd, v[i].path,
 				       STORE_ENTRY_HASH | STORE_ENTRY_PUT, &e);
@@ -571,9 +576,13 @@ static int keep_conflicts(struct cjfs *c, const struct store_txn *t, int pkg_fd,
 		if (!e.has_hash)
 			continue;
 		hash_to_hex(e.hash, hex);
-		detail = util_xasprintf("overwritten by commit --force: %s %s", v[i].path, hex);
-		r = store_audit(c->store, t->id, "BACKUP_CREATED", detail);
+		detail = util_xasprintf("overwritten by %s --force: %s %s", verb, v[i].path, hex);
+		why = util_xasprintf("overwritten by %s --force", verb);
+		r = detail && why ? store_kept_add(c->store, t->id, v[i].path, e.mode, e.hash, why,
+						   detail)
+				  : -ENOMEM;
 		free(detail);
+		free(why);
 		if (r < 0)
 			return log_errno(r, "cannot record the overwritten '%s'", v[i].path);
 	}
@@ -583,13 +592,22 @@ static int keep_conflicts(struct cjfs *c, const struct store_txn *t, int pkg_fd,
 static void explain_stage_failure(int r, const struct store_txn *t)
 {
 	if (r == -ENOSPC || r == -EDQUOT)
-		log_error("no space left on the device of '%s' while writing the new files: nothing was changed in PKG; free some space and commit again",
+		log_error("no space left on the device of '%s' while writing the new files: nothing was changed in PKG; free some space and try again",
 			  t->pkg);
 	else if (r == -EBADMSG)
 		log_error("nothing was changed in PKG: the store is damaged; run 'cjfs verify'");
+	else if (r == -ENOENT)
+		log_error("nothing was changed in PKG: a content the transaction needs is missing from the store; run 'cjfs verify'");
 	else
 		log_errno(r, "cannot write the new files into '%s': nothing was changed in PKG",
 			  t->pkg);
+}
+
+/* The state a transaction returns to when it fails before (or is undone after) its commit point. */
+static enum store_txn_state back_state(const struct store_txn *t)
+{
+	/* An undo or restore has no mount to go back to: it is over. */
+	return store_txn_is_synthetic(t) ? STORE_TXN_ROLLED_BACK : STORE_TXN_OPEN;
 }
 
 /* The promote failed after the commit point: put PKG back to the original tree. */
@@ -602,11 +620,12 @@ static int revert(struct cjfs *c, struct store_txn *t, int pkg_fd, int cause)
 	if (r == 0)
 		r = store_txn_unstage(c->store, t->id, pkg_fd);
 	if (r == 0)
-		r = store_txn_transition(c->store, t->id, STORE_TXN_COMMITTING, STORE_TXN_OPEN,
+		r = store_txn_transition(c->store, t->id, STORE_TXN_COMMITTING, back_state(t),
 					 "TXN_ROLLBACK", "commit failed while applying; undone");
 	if (r == 0) {
-		log_errno(cause, "the commit of transaction %lld failed while applying and was undone: PKG is unchanged and the transaction is still open",
-			  (long long)t->id);
+		log_errno(cause, "the commit of transaction %lld failed while applying and was undone: PKG is unchanged%s",
+			  (long long)t->id,
+			  store_txn_is_synthetic(t) ? "" : " and the transaction is still open");
 		return cause;
 	}
 	log_errno(cause, "the commit of transaction %lld stopped half way and could not be undone: PKG '%s' is partly updated; fix the cause and run 'cjfs recover' to finish it",
@@ -616,9 +635,30 @@ static int revert(struct cjfs *c, struct store_txn *t, int pkg_fd, int cause)
 
 static int summary_detail(const struct store_txn *t, char **ret)
 {
-	*ret = util_xasprintf("%lld modified, %lld added, %lld deleted", (long long)t->n_modified,
-			      (long long)t->n_added, (long long)t->n_deleted);
+	char what[64] = "";
+
+	if (t->undo_of)
+		snprintf(what, sizeof(what), "undo of transaction %lld: ", (long long)t->undo_of);
+	else if (t->restore_of)
+		snprintf(what, sizeof(what), "restore from transaction %lld: ",
+			 (long long)t->restore_of);
+	*ret = util_xasprintf("%s%lld modified, %lld added, %lld deleted", what,
+			      (long long)t->n_modified, (long long)t->n_added,
+			      (long long)t->n_deleted);
 	return *ret ? 0 : -ENOMEM;
+}
+
+static char *backup_detail(const struct store_txn *t)
+{
+	char size[32], took[32];
+
+	if (!t->backup_ns)
+		return util_xasprintf("%lld original(s) kept, %s (already in the store)",
+				      (long long)t->n_orig,
+				      util_fmt_size((uint64_t)t->bytes_orig, size));
+	return util_xasprintf("%lld original(s) kept, %s, stored in %s", (long long)t->n_orig,
+			      util_fmt_size((uint64_t)t->bytes_orig, size),
+			      util_fmt_duration(t->backup_ns, took));
 }
 
 /* Bring a transaction left SEALED or COMMITTING by a crash back to a known state. */
@@ -638,14 +678,115 @@ static int settle(struct cjfs *c, struct store_txn **tp)
 	return store_txn_load(c->store, id, tp);
 }
 
-int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result *ret)
+int cjfs_commit_sealed(struct cjfs *c, struct store_txn *t, int pkg_fd, unsigned flags,
+		       int64_t start, const char *since, struct cjfs_result *ret)
 {
 	struct store_conflict *conf = NULL;
+	size_t nconf = 0;
+	char *detail = NULL;
+	int64_t t0;
+	int r;
+
+	t0 = util_mono_ns();
+	r = store_txn_conflicts(c->store, t->id, pkg_fd, &conf, &nconf);
+	t->check_ns = util_mono_ns() - t0;
+	if (r < 0) {
+		log_errno(r, "cannot check '%s' for changes made outside the transaction", t->pkg);
+		goto out_back;
+	}
+	if (nconf) {
+		for (size_t i = 0; i < nconf; i++)
+			log_error("conflict: '%s' was %s since %s", conf[i].path, conf[i].why, since);
+		if (!(flags & CJFS_COMMIT_FORCE)) {
+			detail = util_xasprintf("%zu conflicting path(s), first '%s'", nconf,
+						conf[0].path);
+			(void)store_txn_transition(c->store, t->id, STORE_TXN_SEALED, back_state(t),
+						   "TXN_CONFLICT", detail);
+			if (store_txn_is_synthetic(t))
+				log_error("nothing was applied: resolve the %zu conflict(s) and try again, or use --force to overwrite them (what is overwritten is kept in the store)",
+					  nconf);
+			else
+				log_error("nothing was committed: resolve the %zu conflict(s) and commit again, use --force to overwrite them, or roll back",
+					  nconf);
+			r = -EEXIST;
+			if (ret) {
+				fill_result(t, ret);
+				ret->conflicts = nconf;
+			}
+			goto out;
+		}
+		r = keep_conflicts(c, t, pkg_fd, conf, nconf);
+		if (r < 0)
+			goto out_back;
+	}
+	t0 = util_mono_ns();
+	r = store_txn_stage(c->store, t->id, pkg_fd, 0);
+	if (r < 0) {
+		explain_stage_failure(r, t);
+		goto out_back;
+	}
+	/* Everything the journal refers to must be on disk before the commit point. */
+	r = store_sync(c->store);
+	if (r < 0) {
+		log_errno(r, "cannot make the store durable: nothing was changed in PKG");
+		(void)store_txn_unstage(c->store, t->id, pkg_fd);
+		goto out_back;
+	}
+	t->stage_ns = util_mono_ns() - t0;
+	/* The commit point; from here the originals in the store are what PKG had. */
+	detail = backup_detail(t);
+	r = detail ? store_txn_transition(c->store, t->id, STORE_TXN_SEALED, STORE_TXN_COMMITTING,
+					  "BACKUP_CREATED", detail)
+		   : -ENOMEM;
+	free(detail);
+	detail = NULL;
+	if (r < 0) {
+		log_errno(r, "cannot write the commit record: nothing was changed in PKG");
+		(void)store_txn_unstage(c->store, t->id, pkg_fd);
+		goto out_back;
+	}
+	/* Commit point passed: from here PKG ends up in the new state (or, failing that, the old). */
+	t0 = util_mono_ns();
+	r = store_txn_promote(c->store, t->id, pkg_fd, 0);
+	if (r < 0) {
+		r = revert(c, t, pkg_fd, r);
+		goto out;
+	}
+	t->apply_ns = util_mono_ns() - t0;
+	t->commit_ns = util_mono_ns() - start;
+	(void)store_txn_save_stats(c->store, t);
+	r = summary_detail(t, &detail);
+	if (r == 0)
+		r = store_txn_transition(c->store, t->id, STORE_TXN_COMMITTING, STORE_TXN_COMMITTED,
+					 "TXN_COMMIT", detail);
+	if (r < 0) {
+		log_errno(r, "transaction %lld was applied to '%s' but cannot be marked done; run 'cjfs recover'",
+			  (long long)t->id, t->pkg);
+		goto out;
+	}
+	t->state = STORE_TXN_COMMITTED;
+	(void)store_txn_remove_dir(c->store, t->id);
+	fill_result(t, ret);
+	goto out;
+
+out_back:
+	if (store_txn_is_synthetic(t))
+		(void)store_txn_transition(c->store, t->id, STORE_TXN_SEALED, STORE_TXN_ROLLED_BACK,
+					   "TXN_ROLLBACK", "failed before its commit point; PKG unchanged");
+	else
+		(void)store_txn_transition(c->store, t->id, STORE_TXN_SEALED, STORE_TXN_OPEN, NULL,
+					   NULL);
+out:
+	free(detail);
+	store_conflicts_free(conf, nconf);
+	return r;
+}
+
+int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result *ret)
+{
 	struct tree_view *tv = NULL;
 	struct store_txn *t = NULL;
-	size_t nconf = 0;
-	int64_t start;
-	char *detail = NULL;
+	int64_t start = util_mono_ns();
 	int lock, pkg_fd = -1, r;
 
 	lock = lock_finish(c, txn);
@@ -664,8 +805,14 @@ int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result 
 	r = cjfs_unmount(c, txn);
 	if (r < 0)
 		goto out;
-	free(t->mountpoint);
-	t->mountpoint = NULL;
+	/* Again: the daemon has exited and its backup counters are final now. */
+	store_txn_free(t);
+	t = NULL;
+	r = store_txn_load(c->store, txn, &t);
+	if (r < 0) {
+		log_errno(r, "cannot load transaction %lld", (long long)txn);
+		goto out;
+	}
 	pkg_fd = store_txn_open_pkg(t);
 	if (pkg_fd < 0) {
 		r = pkg_fd;
@@ -676,85 +823,19 @@ int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result 
 			log_errno(r, "cannot open '%s'", t->pkg);
 		goto out;
 	}
-	start = util_mono_ns();
 	r = cjfs_tree_view(c, t, &tv);
 	if (r == 0)
 		r = store_txn_seal(c->store, t, &tv->view);
 	if (r < 0) {
 		log_errno(r, "cannot record the changes of transaction %lld: nothing was changed in PKG",
 			  (long long)txn);
-		goto out;
-	}
-	r = store_txn_conflicts(c->store, txn, pkg_fd, &conf, &nconf);
-	if (r < 0) {
-		log_errno(r, "cannot check '%s' for changes made outside the mount", t->pkg);
-		goto out_reopen;
-	}
-	if (nconf) {
-		for (size_t i = 0; i < nconf; i++)
-			log_error("conflict: '%s' was %s", conf[i].path, conf[i].why);
-		if (!(flags & CJFS_COMMIT_FORCE)) {
-			detail = util_xasprintf("%zu conflicting path(s), first '%s'", nconf,
-						conf[0].path);
+		if (t->state == STORE_TXN_SEALED)
 			(void)store_txn_transition(c->store, txn, STORE_TXN_SEALED, STORE_TXN_OPEN,
-						   "TXN_CONFLICT", detail);
-			log_error("nothing was committed: resolve the %zu conflict(s) and commit again, use --force to overwrite them, or roll back",
-				  nconf);
-			r = -EEXIST;
-			if (ret) {
-				fill_result(t, ret);
-				ret->conflicts = nconf;
-			}
-			goto out;
-		}
-		r = keep_conflicts(c, t, pkg_fd, conf, nconf);
-		if (r < 0)
-			goto out_reopen;
-	}
-	r = store_txn_stage(c->store, txn, pkg_fd, 0);
-	if (r < 0) {
-		explain_stage_failure(r, t);
-		goto out_reopen;
-	}
-	/* Everything the journal refers to must be on disk before the commit point. */
-	r = store_sync(c->store);
-	if (r < 0) {
-		log_errno(r, "cannot make the store durable: nothing was changed in PKG");
-		(void)store_txn_unstage(c->store, txn, pkg_fd);
-		goto out_reopen;
-	}
-	r = store_txn_transition(c->store, txn, STORE_TXN_SEALED, STORE_TXN_COMMITTING, NULL, NULL);
-	if (r < 0) {
-		log_errno(r, "cannot write the commit record: nothing was changed in PKG");
-		(void)store_txn_unstage(c->store, txn, pkg_fd);
-		goto out_reopen;
-	}
-	/* Commit point passed: from here PKG ends up in the new state (or, failing that, the old). */
-	r = store_txn_promote(c->store, txn, pkg_fd, 0);
-	if (r < 0) {
-		r = revert(c, t, pkg_fd, r);
+						   NULL, NULL);
 		goto out;
 	}
-	t->apply_ns = util_mono_ns() - start - t->seal_ns;
-	(void)store_txn_save_stats(c->store, t);
-	r = summary_detail(t, &detail);
-	if (r == 0)
-		r = store_txn_transition(c->store, txn, STORE_TXN_COMMITTING, STORE_TXN_COMMITTED,
-					 "TXN_COMMIT", detail);
-	if (r < 0) {
-		log_errno(r, "transaction %lld was applied to '%s' but cannot be marked done; run 'cjfs recover'",
-			  (long long)txn, t->pkg);
-		goto out;
-	}
-	(void)store_txn_remove_dir(c->store, txn);
-	fill_result(t, ret);
-	goto out;
-
-out_reopen:
-	(void)store_txn_transition(c->store, txn, STORE_TXN_SEALED, STORE_TXN_OPEN, NULL, NULL);
+	r = cjfs_commit_sealed(c, t, pkg_fd, flags, start, "the transaction began", ret);
 out:
-	free(detail);
-	store_conflicts_free(conf, nconf);
 	cjfs_tree_view_free(tv);
 	util_close(pkg_fd);
 	store_txn_free(t);

@@ -49,6 +49,7 @@ void fs_free_touched(struct fs *fs)
 int fs_touch(struct fs *fs, const char *path)
 {
 	struct store_entry orig;
+	int64_t start;
 	bool seen;
 	int r, tries = 0;
 
@@ -58,13 +59,15 @@ int fs_touch(struct fs *fs, const char *path)
 	if (seen)
 		return 0;
 	/* PKG's bytes as they are now go into the store before any change is made. */
+	start = util_mono_ns();
 	do {
 		r = store_entry_at(fs->cfg->store, fs->lower_fd, path,
 				   STORE_ENTRY_HASH | STORE_ENTRY_PUT, &orig);
 	} while (r == -EAGAIN && ++tries < 5);
 	if (r < 0)
 		return log_debug_errno(r, "cannot store the original of '%s'", path);
-	r = store_change_record(fs->cfg->store, fs->cfg->txn, path, &orig);
+	r = store_change_record_timed(fs->cfg->store, fs->cfg->txn, path, &orig,
+				      util_mono_ns() - start);
 	if (r < 0)
 		return log_debug_errno(r, "cannot record '%s' in the index", path);
 	pthread_mutex_lock(&fs->touch_lock);

@@ -184,7 +184,7 @@ static int check_dir_emptied(int pkg_fd, const char *path, const struct store_ch
 		 */
 		if (!hit || hit->new.mode || !hit->status) {
 			if (!hit || hit->orig.mode == 0)
-				r = add_conflict(v, nv, child.buf, "created in PKG since the transaction began");
+				r = add_conflict(v, nv, child.buf, "created in PKG");
 			if (r < 0)
 				break;
 		}
@@ -228,11 +228,11 @@ int store_txn_conflicts(struct store *s, int64_t txn, int pkg_fd, struct store_c
 		if (r == 1)
 			continue;
 		if (!c[i].orig.mode)
-			why = "created in PKG since the transaction began";
+			why = "created in PKG";
 		else if (!now.mode)
-			why = "deleted in PKG since the transaction began";
+			why = "deleted in PKG";
 		else
-			why = "changed in PKG since the transaction began";
+			why = "changed in PKG";
 		r = add_conflict(&v, &nv, c[i].path, why);
 		if (r < 0)
 			goto out;

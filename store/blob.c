@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * Content-addressed blobs: objects/ab/<sha256>. A blob is written to tmp/,
- * hashed on the way, then renamed into objects/; identical content is kept
- * once. Nothing is fsynced per blob: store_sync() flushes them all before a
- * commit point refers to them (until then PKG itself still holds every byte).
+ * Content-addressed blobs: objects/ab/<sha256>, or objects/ab/<sha256>.zst
+ * when zstd saves space. A blob is written to tmp/, hashed on the way
+ * (always the uncompressed bytes), then published: its index row and the
+ * rename into objects/ happen in one SQLite write transaction, which is what
+ * lets gc decide "no row, so no writer needs this file" (gc.c). Identical
+ * content is kept once. Nothing is fsynced per blob: store_sync() flushes
+ * them all before a commit point refers to them (until then PKG itself
+ * still holds every byte).
  */
 #include "store_int.h"
 
@@ -13,10 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "log.h"
 
 #define BLOB_CHUNK (128 * 1024)
+/* Files up to this size are compressed in memory; bigger ones are judged on this much. */
+#define BLOB_PROBE (1024 * 1024)
+#define BLOB_ZSTD_SUFFIX ".zst"
 
 const char *store_blob_name(const uint8_t hash[HASH_LEN], char buf[96])
 {
@@ -27,31 +35,123 @@ const char *store_blob_name(const uint8_t hash[HASH_LEN], char buf[96])
 	return buf;
 }
 
-/* "ab/<hex>" relative to objects/. */
-static void blob_relname(const uint8_t hash[HASH_LEN], char buf[HASH_HEX_LEN + 4])
+void store_blob_relname(const uint8_t hash[HASH_LEN], int encoding, char buf[72])
 {
 	char hex[HASH_HEX_LEN + 1];
 
 	hash_to_hex(hash, hex);
-	snprintf(buf, HASH_HEX_LEN + 4, "%.2s/%s", hex, hex);
+	snprintf(buf, 72, "%.2s/%s%s", hex, hex,
+		 encoding == STORE_BLOB_ZSTD ? BLOB_ZSTD_SUFFIX : "");
+}
+
+int store_blob_parse_name(const char *name, uint8_t ret_hash[HASH_LEN], int *ret_encoding)
+{
+	char hex[HASH_HEX_LEN + 1];
+	size_t len = strlen(name);
+	int enc;
+
+	if (len == HASH_HEX_LEN)
+		enc = STORE_BLOB_RAW;
+	else if (len == HASH_HEX_LEN + strlen(BLOB_ZSTD_SUFFIX) &&
+		 strcmp(name + HASH_HEX_LEN, BLOB_ZSTD_SUFFIX) == 0)
+		enc = STORE_BLOB_ZSTD;
+	else
+		return -EINVAL;
+	memcpy(hex, name, HASH_HEX_LEN);
+	hex[HASH_HEX_LEN] = '\0';
+	if (hash_from_hex(hex, ret_hash) < 0)
+		return -EINVAL;
+	if (ret_encoding)
+		*ret_encoding = enc;
+	return 0;
+}
+
+/* Which form of the blob exists: 1 with *ret_enc and *ret_st, 0 if none, -errno. */
+static int blob_find(struct store *s, const uint8_t hash[HASH_LEN], int *ret_enc,
+		     struct stat *ret_st)
+{
+	static const int forms[] = { STORE_BLOB_RAW, STORE_BLOB_ZSTD };
+	char rel[72];
+	struct stat st;
+
+	for (size_t i = 0; i < ARRAY_SIZE(forms); i++) {
+		store_blob_relname(hash, forms[i], rel);
+		if (fstatat(s->objfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (!S_ISREG(st.st_mode))
+				return -EIO;
+			if (ret_enc)
+				*ret_enc = forms[i];
+			if (ret_st)
+				*ret_st = st;
+			return 1;
+		}
+		if (errno != ENOENT)
+			return -errno;
+	}
+	return 0;
 }
 
 int store_has(struct store *s, const uint8_t hash[HASH_LEN])
 {
-	char rel[HASH_HEX_LEN + 4];
-	struct stat st;
-
-	blob_relname(hash, rel);
-	if (fstatat(s->objfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		return S_ISREG(st.st_mode) ? 1 : -EIO;
-	return errno == ENOENT ? 0 : -errno;
+	return blob_find(s, hash, NULL, NULL);
 }
 
-int store_blob_row_locked(struct store *s, const uint8_t hash[HASH_LEN], uint64_t size,
-			  uint64_t stored_size, int encoding)
+const char *store_blob_file(struct store *s, const uint8_t hash[HASH_LEN], char buf[96])
 {
-	static const char sql[] = "INSERT OR IGNORE INTO blob(hash, size, stored_size, encoding,"
-				  " created_ns) VALUES (?, ?, ?, ?, ?)";
+	char rel[72];
+	int enc = STORE_BLOB_RAW;
+
+	if (blob_find(s, hash, &enc, NULL) != 1)
+		enc = STORE_BLOB_RAW;
+	store_blob_relname(hash, enc, rel);
+	snprintf(buf, 96, "objects/%s", rel);
+	return buf;
+}
+
+int store_blob_info(struct store *s, const uint8_t hash[HASH_LEN], uint64_t *ret_size,
+		    uint64_t *ret_stored_size, int *ret_encoding)
+{
+	static const char q[] = "SELECT size, stored_size, encoding FROM blob WHERE hash = ?";
+	sqlite3_stmt *st;
+	int r = 0, rc;
+
+	store_lock(s);
+	st = db_stmt(s->db, q, &r);
+	if (st) {
+		sqlite3_bind_blob(st, 1, hash, HASH_LEN, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			if (ret_size)
+				*ret_size = (uint64_t)sqlite3_column_int64(st, 0);
+			if (ret_stored_size)
+				*ret_stored_size = (uint64_t)sqlite3_column_int64(st, 1);
+			if (ret_encoding)
+				*ret_encoding = sqlite3_column_int(st, 2);
+		}
+		r = rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : db_errno(rc);
+		sqlite3_reset(st);
+	}
+	store_unlock(s);
+	return r;
+}
+
+int store_blob_upsert_locked(struct store *s, const uint8_t hash[HASH_LEN], uint64_t size,
+			     uint64_t stored_size, int encoding)
+{
+	/*
+	 * A row that is already right and was used in the last few seconds is
+	 * left alone: then the SQLite transaction writes nothing and commits
+	 * without a sync, which keeps storing the same content again (sealing
+	 * unchanged files, dedup) nearly free. gc's grace period is far longer
+	 * than the staleness this allows (BLOB_USED_SLACK).
+	 */
+	static const char sql[] =
+		"INSERT INTO blob(hash, size, stored_size, encoding, created_ns, used_ns)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(hash) DO UPDATE SET"
+		" used_ns = excluded.used_ns, stored_size = excluded.stored_size,"
+		" encoding = excluded.encoding"
+		" WHERE blob.used_ns < excluded.used_ns - ?6 OR blob.stored_size != excluded.stored_size"
+		" OR blob.encoding != excluded.encoding";
 	int r = 0;
 	sqlite3_stmt *st = db_stmt(s->db, sql, &r);
 
@@ -62,70 +162,216 @@ int store_blob_row_locked(struct store *s, const uint8_t hash[HASH_LEN], uint64_
 	sqlite3_bind_int64(st, 3, (int64_t)stored_size);
 	sqlite3_bind_int(st, 4, encoding);
 	sqlite3_bind_int64(st, 5, util_now_ns());
+	sqlite3_bind_int64(st, 6, STORE_BLOB_USED_SLACK_NS);
 	return db_step_done(s->db, st);
 }
 
-static int tmp_name(char buf[64])
+static void tmp_name(char buf[64])
 {
 	static unsigned long counter;
 	unsigned long n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
 
 	/* The pid lets recovery tell a dead writer's leftovers from a live one's. */
 	snprintf(buf, 64, "%ld.%lu", (long)getpid(), n);
-	return 0;
 }
 
-/* Move tmp/<name> to its content address; drops it if the blob already exists. */
-static int blob_publish(struct store *s, const char *tmp, const uint8_t hash[HASH_LEN])
+/*
+ * Move tmp/<tmp> to its content address, or drop it if the blob exists in
+ * either form, and insert or refresh the row, all in one SQLite write
+ * transaction. gc deletes a file only inside such a transaction after
+ * checking its row is gone (gc.c), so a row written here can never end up
+ * pointing at a file that gc removed.
+ */
+static int blob_publish(struct store *s, const char *tmp, const uint8_t hash[HASH_LEN],
+			uint64_t size, uint64_t stored, int encoding)
 {
-	char rel[HASH_HEX_LEN + 4];
-	char dir[3];
-	int r;
+	char rel[72], dir[3];
+	struct stat st;
+	int enc, r;
 
-	r = store_has(s, hash);
-	if (r != 0) {
+	r = store_batch_begin(s);
+	if (r < 0)
+		goto out_unlink;
+	r = blob_find(s, hash, &enc, &st);
+	if (r < 0)
+		goto out_rollback;
+	if (r == 1) {
 		(void)unlinkat(s->tmpfd, tmp, 0);
-		return r < 0 ? r : 0;
+		r = store_blob_upsert_locked(s, hash, size, (uint64_t)st.st_size, enc);
+		if (r < 0)
+			goto out_rollback;
+		return store_batch_commit(s);
 	}
-	blob_relname(hash, rel);
+	store_blob_relname(hash, encoding, rel);
 	memcpy(dir, rel, 2);
 	dir[2] = '\0';
 	r = util_mkdirat(s->objfd, dir, 0700);
 	if (r < 0 && r != -EEXIST)
-		goto out_unlink;
-	/* Two writers of the same content may both get here: rename is atomic, both win. */
+		goto out_rollback;
 	r = util_renameat(s->tmpfd, tmp, s->objfd, rel);
 	if (r < 0)
-		goto out_unlink;
-	return 0;
+		goto out_rollback;
+	r = store_blob_upsert_locked(s, hash, size, stored, encoding);
+	if (r < 0) {
+		/* No row will say this file is needed: gc treats it as an orphan. */
+		store_batch_rollback(s);
+		return r;
+	}
+	return store_batch_commit(s);
 
+out_rollback:
+	store_batch_rollback(s);
 out_unlink:
 	(void)unlinkat(s->tmpfd, tmp, 0);
 	return r;
 }
 
-int store_put_fd(struct store *s, int fd, uint8_t ret_hash[HASH_LEN], uint64_t *ret_size)
+static bool blob_worth_compressing(const struct store *s, uint64_t raw, uint64_t comp)
 {
-	char *buf = malloc(BLOB_CHUNK);
-	uint8_t hash[HASH_LEN];
-	struct hash_ctx h = { 0 };
-	uint64_t total = 0;
-	char tmp[64];
+	uint64_t bs = s->blksize ? s->blksize : 4096;
+
+	/* Fewer blocks on disk, or it is not worth a decompression on every read. */
+	return (comp + bs - 1) / bs < (raw + bs - 1) / bs;
+}
+
+static ZSTD_CCtx *blob_cctx_new(void)
+{
+	ZSTD_CCtx *z = ZSTD_createCCtx();
+
+	if (!z)
+		return NULL;
+	/* The frame's own checksum lets `zstd -d` check a blob recovered by hand. */
+	if (ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, ZSTD_CLEVEL_DEFAULT)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_checksumFlag, 1))) {
+		ZSTD_freeCCtx(z);
+		return NULL;
+	}
+	return z;
+}
+
+/* Compress all of data into a malloc'd buffer; 0 with *ret and *ret_n, or -errno. */
+static int blob_compress_buf(const void *data, size_t n, void **ret, size_t *ret_n)
+{
+	size_t cap = ZSTD_compressBound(n), got;
+	ZSTD_CCtx *z = blob_cctx_new();
+	void *out = malloc(cap ? cap : 1);
+
+	if (!z || !out) {
+		ZSTD_freeCCtx(z);
+		free(out);
+		return -ENOMEM;
+	}
+	got = ZSTD_compress2(z, out, cap, data, n);
+	ZSTD_freeCCtx(z);
+	if (ZSTD_isError(got)) {
+		free(out);
+		return -EIO;
+	}
+	*ret = out;
+	*ret_n = got;
+	return 0;
+}
+
+/* Write data (n bytes, the whole content) to a new temporary, compressed if worth it. */
+static int blob_write_small(struct store *s, const void *data, size_t n, char tmp[64],
+			    uint64_t *ret_stored, int *ret_enc)
+{
+	void *comp = NULL;
+	size_t clen = 0;
 	int out, r;
 
-	if (!buf)
-		return -ENOMEM;
+	if (n > 0 && blob_compress_buf(data, n, &comp, &clen) == 0 &&
+	    blob_worth_compressing(s, n, clen)) {
+		data = comp;
+		*ret_enc = STORE_BLOB_ZSTD;
+		*ret_stored = clen;
+	} else {
+		*ret_enc = STORE_BLOB_RAW;
+		*ret_stored = n;
+	}
 	tmp_name(tmp);
 	out = util_openat(s->tmpfd, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	if (out < 0) {
-		free(buf);
+		free(comp);
 		return out;
 	}
-	r = hash_init(&h);
+	r = *ret_stored ? util_write_full(out, data, (size_t)*ret_stored) : 0;
+	if (close(out) < 0 && r == 0)
+		r = -errno;
 	if (r < 0)
-		goto out_unlink;
+		(void)unlinkat(s->tmpfd, tmp, 0);
+	free(comp);
+	return r;
+}
+
+/* Compress in with mode into out_buf, writing every produced byte to fd. */
+static int blob_zstd_pump(ZSTD_CCtx *z, ZSTD_inBuffer *in, ZSTD_EndDirective mode, int fd,
+			  void *obuf, size_t ocap, uint64_t *stored)
+{
+	size_t rem;
+
+	do {
+		ZSTD_outBuffer o = { obuf, ocap, 0 };
+		int r;
+
+		rem = ZSTD_compressStream2(z, &o, in, mode);
+		if (ZSTD_isError(rem))
+			return -EIO;
+		r = o.pos ? util_write_full(fd, obuf, o.pos) : 0;
+		if (r < 0)
+			return r;
+		*stored += o.pos;
+	} while (mode == ZSTD_e_continue ? in->pos < in->size : rem != 0);
+	return 0;
+}
+
+/*
+ * A file bigger than BLOB_PROBE: the first MiB (in buf) decides between
+ * zstd and raw, then the rest streams through the same path.
+ */
+static int blob_write_stream(struct store *s, int fd, char *buf, size_t got, struct hash_ctx *h,
+			     char tmp[64], uint64_t *ret_size, uint64_t *ret_stored, int *ret_enc)
+{
+	size_t ocap = ZSTD_compressBound(BLOB_PROBE) + ZSTD_CStreamOutSize();
+	uint64_t total = got, stored = 0;
+	ZSTD_CCtx *z = blob_cctx_new();
+	void *obuf = malloc(ocap);
+	int out = -1, r;
+
+	if (!z || !obuf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	tmp_name(tmp);
+	out = util_openat(s->tmpfd, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (out < 0) {
+		r = out;
+		goto out;
+	}
+	{
+		ZSTD_inBuffer in = { buf, got, 0 };
+		ZSTD_outBuffer o = { obuf, ocap, 0 };
+		size_t rem;
+
+		/* The probe fits obuf whole (compressBound), so nothing is written yet. */
+		do {
+			rem = ZSTD_compressStream2(z, &o, &in, ZSTD_e_flush);
+		} while (!ZSTD_isError(rem) && rem != 0 && o.pos < o.size);
+		if (!ZSTD_isError(rem) && rem == 0 && in.pos == in.size &&
+		    blob_worth_compressing(s, got, o.pos)) {
+			r = util_write_full(out, obuf, o.pos);
+			stored = o.pos;
+		} else {
+			ZSTD_freeCCtx(z);
+			z = NULL;
+			r = util_write_full(out, buf, got);
+			stored = got;
+		}
+		if (r < 0)
+			goto out_unlink;
+	}
 	for (;;) {
-		ssize_t n = read(fd, buf, BLOB_CHUNK);
+		ssize_t n = read(fd, buf, BLOB_PROBE);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -135,29 +381,85 @@ int store_put_fd(struct store *s, int fd, uint8_t ret_hash[HASH_LEN], uint64_t *
 		}
 		if (n == 0)
 			break;
-		r = hash_update(&h, buf, (size_t)n);
-		if (r < 0)
-			goto out_unlink;
-		r = util_write_full(out, buf, (size_t)n);
+		r = hash_update(h, buf, (size_t)n);
 		if (r < 0)
 			goto out_unlink;
 		total += (uint64_t)n;
+		if (z) {
+			ZSTD_inBuffer in = { buf, (size_t)n, 0 };
+
+			r = blob_zstd_pump(z, &in, ZSTD_e_continue, out, obuf, ocap, &stored);
+		} else {
+			r = util_write_full(out, buf, (size_t)n);
+			stored += (uint64_t)n;
+		}
+		if (r < 0)
+			goto out_unlink;
 	}
-	r = hash_final(&h, hash);
-	if (r < 0)
-		goto out_unlink;
+	if (z) {
+		ZSTD_inBuffer in = { NULL, 0, 0 };
+
+		r = blob_zstd_pump(z, &in, ZSTD_e_end, out, obuf, ocap, &stored);
+		if (r < 0)
+			goto out_unlink;
+	}
 	if (close(out) < 0) {
 		out = -1;
 		r = -errno;
 		goto out_unlink;
 	}
 	out = -1;
-	r = blob_publish(s, tmp, hash);
+	*ret_size = total;
+	*ret_stored = stored;
+	*ret_enc = z ? STORE_BLOB_ZSTD : STORE_BLOB_RAW;
+	r = 0;
+	goto out;
+
+out_unlink:
+	util_close(out);
+	out = -1;
+	(void)unlinkat(s->tmpfd, tmp, 0);
+out:
+	util_close(out);
+	ZSTD_freeCCtx(z);
+	free(obuf);
+	return r;
+}
+
+int store_put_fd(struct store *s, int fd, uint8_t ret_hash[HASH_LEN], uint64_t *ret_size)
+{
+	char *buf = malloc(BLOB_PROBE);
+	uint8_t hash[HASH_LEN];
+	struct hash_ctx h = { 0 };
+	uint64_t total = 0, stored = 0;
+	size_t got = 0;
+	char tmp[64];
+	int enc = STORE_BLOB_RAW, r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = hash_init(&h);
 	if (r < 0)
 		goto out_free;
-	store_lock(s);
-	r = store_blob_row_locked(s, hash, total, total, 0);
-	store_unlock(s);
+	r = util_read_full(fd, buf, BLOB_PROBE, &got);
+	if (r == 0)
+		r = hash_update(&h, buf, got);
+	if (r < 0)
+		goto out_hash;
+	if (got < BLOB_PROBE) {
+		total = got;
+		r = blob_write_small(s, buf, got, tmp, &stored, &enc);
+	} else {
+		r = blob_write_stream(s, fd, buf, got, &h, tmp, &total, &stored, &enc);
+	}
+	if (r < 0)
+		goto out_hash;
+	r = hash_final(&h, hash);
+	if (r < 0) {
+		(void)unlinkat(s->tmpfd, tmp, 0);
+		goto out_free;
+	}
+	r = blob_publish(s, tmp, hash, total, stored, enc);
 	if (r < 0)
 		goto out_free;
 	memcpy(ret_hash, hash, HASH_LEN);
@@ -166,10 +468,8 @@ int store_put_fd(struct store *s, int fd, uint8_t ret_hash[HASH_LEN], uint64_t *
 	free(buf);
 	return 0;
 
-out_unlink:
+out_hash:
 	hash_release(&h);
-	util_close(out);
-	(void)unlinkat(s->tmpfd, tmp, 0);
 out_free:
 	free(buf);
 	return r;
@@ -178,70 +478,119 @@ out_free:
 int store_put_buf(struct store *s, const void *data, size_t n, uint8_t ret_hash[HASH_LEN])
 {
 	uint8_t hash[HASH_LEN];
+	uint64_t stored;
 	char tmp[64];
-	int out, r;
+	int enc, r;
 
 	r = hash_buf(data, n, hash);
 	if (r < 0)
 		return r;
-	r = store_has(s, hash);
+	r = blob_write_small(s, data, n, tmp, &stored, &enc);
 	if (r < 0)
 		return r;
-	if (r == 0) {
-		tmp_name(tmp);
-		out = util_openat(s->tmpfd, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
-		if (out < 0)
-			return out;
-		r = util_write_full(out, data, n);
-		if (close(out) < 0 && r == 0)
-			r = -errno;
-		if (r < 0) {
-			(void)unlinkat(s->tmpfd, tmp, 0);
-			return r;
-		}
-		r = blob_publish(s, tmp, hash);
-		if (r < 0)
-			return r;
-	}
-	store_lock(s);
-	r = store_blob_row_locked(s, hash, n, n, 0);
-	store_unlock(s);
+	r = blob_publish(s, tmp, hash, n, stored, enc);
 	if (r < 0)
 		return r;
 	memcpy(ret_hash, hash, HASH_LEN);
 	return 0;
 }
 
-static int blob_open(struct store *s, const uint8_t hash[HASH_LEN])
+/* Open a blob in whichever form exists; fd or -errno (-ENOENT if neither). */
+static int blob_open(struct store *s, const uint8_t hash[HASH_LEN], int *ret_enc)
 {
-	char rel[HASH_HEX_LEN + 4];
+	static const int forms[] = { STORE_BLOB_RAW, STORE_BLOB_ZSTD };
+	char rel[72];
 
-	blob_relname(hash, rel);
-	return util_openat(s->objfd, rel, O_RDONLY | O_NOFOLLOW, 0);
+	for (size_t i = 0; i < ARRAY_SIZE(forms); i++) {
+		int fd;
+
+		store_blob_relname(hash, forms[i], rel);
+		fd = util_openat(s->objfd, rel, O_RDONLY | O_NOFOLLOW, 0);
+		if (fd >= 0) {
+			*ret_enc = forms[i];
+			return fd;
+		}
+		if (fd != -ENOENT)
+			return fd;
+	}
+	return -ENOENT;
 }
 
-/* Stream a blob through the hash into out (fd, or strbuf when outfd < 0). */
-static int64_t blob_stream(struct store *s, const uint8_t hash[HASH_LEN], int outfd,
-			   struct strbuf *sb, size_t limit)
+/* Where the bytes of a blob go while they are hashed. */
+struct blob_sink {
+	struct hash_ctx h;
+	int outfd;	  /* or -1 */
+	struct strbuf *sb; /* or NULL */
+	size_t limit;	  /* for sb; 0 = none */
+	uint64_t total;
+	uint64_t expect; /* decompressed size from the index, 0 = unknown */
+};
+
+static int sink_put(struct blob_sink *k, const void *p, size_t n)
+{
+	int r;
+
+	if (n == 0)
+		return 0;
+	k->total += n;
+	/* A damaged frame must not fill the disk before the hash can tell. */
+	if (k->expect && k->total > k->expect)
+		return -EBADMSG;
+	r = hash_update(&k->h, p, n);
+	if (r < 0)
+		return r;
+	if (k->outfd >= 0)
+		return util_write_full(k->outfd, p, n);
+	if (k->sb) {
+		if (k->limit && k->sb->len + n > k->limit)
+			return -EFBIG;
+		return strbuf_add(k->sb, p, n);
+	}
+	return 0;
+}
+
+static int blob_read_raw(int in, struct blob_sink *k)
 {
 	char *buf = malloc(BLOB_CHUNK);
-	uint8_t got[HASH_LEN];
-	struct hash_ctx h = { 0 };
-	int64_t total = 0;
-	int in, r;
+	int r = 0;
 
 	if (!buf)
 		return -ENOMEM;
-	in = blob_open(s, hash);
-	if (in < 0) {
-		free(buf);
-		return in;
-	}
-	r = hash_init(&h);
-	if (r < 0)
-		goto out;
 	for (;;) {
 		ssize_t n = read(in, buf, BLOB_CHUNK);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		r = sink_put(k, buf, (size_t)n);
+		if (r < 0)
+			break;
+	}
+	free(buf);
+	return r;
+}
+
+static int blob_read_zstd(int in, struct blob_sink *k)
+{
+	size_t icap = ZSTD_DStreamInSize(), ocap = ZSTD_DStreamOutSize();
+	ZSTD_DCtx *z = ZSTD_createDCtx();
+	char *ibuf = malloc(icap), *obuf = malloc(ocap);
+	size_t last = 1; /* 0 once a frame is complete */
+	int r = 0;
+
+	if (!z || !ibuf || !obuf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(in, ibuf, icap);
+		ZSTD_inBuffer i;
+		bool full;
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -251,35 +600,68 @@ static int64_t blob_stream(struct store *s, const uint8_t hash[HASH_LEN], int ou
 		}
 		if (n == 0)
 			break;
-		r = hash_update(&h, buf, (size_t)n);
-		if (r < 0)
-			goto out;
-		if (outfd >= 0) {
-			r = util_write_full(outfd, buf, (size_t)n);
-		} else if (sb) {
-			if (limit && sb->len + (size_t)n > limit)
-				r = -EFBIG;
-			else
-				r = strbuf_add(sb, buf, (size_t)n);
-		}
-		if (r < 0)
-			goto out;
-		total += n;
+		i = (ZSTD_inBuffer){ ibuf, (size_t)n, 0 };
+		do {
+			ZSTD_outBuffer o = { obuf, ocap, 0 };
+
+			last = ZSTD_decompressStream(z, &o, &i);
+			if (ZSTD_isError(last)) {
+				r = -EBADMSG;
+				goto out;
+			}
+			r = sink_put(k, obuf, o.pos);
+			if (r < 0)
+				goto out;
+			/* A full output buffer may hide more output for the same input. */
+			full = o.pos == o.size;
+		} while (i.pos < i.size || full);
 	}
-	r = hash_final(&h, got);
+	if (last != 0)
+		r = -EBADMSG; /* truncated: the frame never ended */
+out:
+	ZSTD_freeDCtx(z);
+	free(ibuf);
+	free(obuf);
+	return r;
+}
+
+/* Stream a blob through the hash into out (fd, or strbuf when outfd < 0). */
+static int64_t blob_stream(struct store *s, const uint8_t hash[HASH_LEN], int outfd,
+			   struct strbuf *sb, size_t limit)
+{
+	struct blob_sink k = { .outfd = outfd, .sb = sb, .limit = limit };
+	uint8_t got[HASH_LEN];
+	int in, enc = STORE_BLOB_RAW, r;
+
+	in = blob_open(s, hash, &enc);
+	if (in < 0)
+		return in;
+	r = hash_init(&k.h);
 	if (r < 0)
 		goto out;
-	if (memcmp(got, hash, HASH_LEN) != 0) {
+	if (enc == STORE_BLOB_ZSTD) {
+		if (store_blob_info(s, hash, &k.expect, NULL, NULL) < 0)
+			k.expect = 0;
+		r = blob_read_zstd(in, &k);
+	} else {
+		r = blob_read_raw(in, &k);
+	}
+	if (r < 0)
+		goto out;
+	r = hash_final(&k.h, got);
+	if (r < 0)
+		goto out;
+	if (memcmp(got, hash, HASH_LEN) != 0)
+		r = -EBADMSG;
+out:
+	if (r == -EBADMSG) {
 		char name[96];
 
-		r = log_debug_errno(-EBADMSG, "blob '%s' is corrupt",
-				    store_blob_name(hash, name));
+		log_debug("blob '%s' is corrupt", store_blob_file(s, hash, name));
 	}
-out:
-	hash_release(&h);
+	hash_release(&k.h);
 	util_close(in);
-	free(buf);
-	return r < 0 ? r : total;
+	return r < 0 ? r : (int64_t)k.total;
 }
 
 int64_t store_blob_copy(struct store *s, const uint8_t hash[HASH_LEN], int outfd)

@@ -9,7 +9,7 @@
 
 #include "log.h"
 
-#define DB_STMT_CACHE 64
+#define DB_STMT_CACHE 160
 
 struct db {
 	sqlite3 *h;
@@ -92,9 +92,46 @@ static const char schema_v1[] =
 	" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
 	"CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;";
 
+/*
+ * Version 2: history you can trust (issue 4).
+ *   txn:   restore_of (a restore into PKG is a transaction too), what the
+ *          originals cost (n_orig, bytes_orig) and the timings of the commit
+ *          steps (check_ns: conflict check, stage_ns: write and verify the
+ *          temporaries, commit_ns: the whole commit; apply_ns is the promote).
+ *   blob:  used_ns, the last time a writer stored or reused the blob: gc keeps
+ *          blobs used within its grace period, because a writer may be about
+ *          to insert the row that refers to them.
+ *   kept:  blobs a transaction keeps beyond its change rows (what commit
+ *          --force overwrote), so gc counts them as referenced.
+ *   indexes for log --pkg, show (audit by transaction), undo lookups and gc.
+ */
+static const char schema_v2[] =
+	"ALTER TABLE txn ADD COLUMN restore_of INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE txn ADD COLUMN n_orig INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE txn ADD COLUMN bytes_orig INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE txn ADD COLUMN check_ns INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE txn ADD COLUMN stage_ns INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE txn ADD COLUMN commit_ns INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE blob ADD COLUMN used_ns INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE blob SET used_ns = created_ns;"
+	"CREATE INDEX txn_by_undo ON txn(undo_of) WHERE undo_of != 0;"
+	"CREATE INDEX txn_by_restore ON txn(restore_of) WHERE restore_of != 0;"
+	"CREATE INDEX audit_by_txn ON audit(txn, id);"
+	"CREATE INDEX blob_by_used ON blob(used_ns);"
+	"CREATE TABLE kept ("
+	" txn INTEGER NOT NULL REFERENCES txn(id),"
+	" path TEXT NOT NULL,"
+	" mode INTEGER NOT NULL,"
+	" hash BLOB NOT NULL,"
+	" time_ns INTEGER NOT NULL,"
+	" why TEXT NOT NULL,"
+	" PRIMARY KEY (txn, path, hash)) WITHOUT ROWID;"
+	"CREATE INDEX kept_by_hash ON kept(hash);";
+
 /* migrations[v] brings a store from version v to v + 1. */
 static const char *const migrations[DB_SCHEMA_VERSION] = {
 	schema_v1,
+	schema_v2,
 };
 
 int db_errno(int rc)

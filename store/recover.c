@@ -84,7 +84,8 @@ out:
 
 /*
  * A SEALED transaction never reached its commit point: PKG holds at most
- * its temporaries. Remove them and reopen it.
+ * its temporaries. Remove them and reopen it (an undo or restore is
+ * discarded instead: it has no layer to reopen).
  */
 static int recover_sealed(struct store *s, int64_t id)
 {
@@ -106,8 +107,14 @@ static int recover_sealed(struct store *s, int64_t id)
 		if (r < 0)
 			goto out;
 	}
-	r = store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_OPEN, "TXN_RECOVERED",
-				 "commit interrupted before its commit point; reopened");
+	if (store_txn_is_synthetic(t))
+		/* An undo or restore has no mount to reopen: run it again if wanted. */
+		r = store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_ROLLED_BACK,
+					 "TXN_RECOVERED",
+					 "interrupted before its commit point; discarded, PKG unchanged");
+	else
+		r = store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_OPEN, "TXN_RECOVERED",
+					 "commit interrupted before its commit point; reopened");
 out:
 	store_txn_free(t);
 	util_close(lock);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -97,6 +98,12 @@ int store_open(const char *dir, unsigned flags, struct store **ret)
 	if (s->objfd < 0 || s->tmpfd < 0 || s->txnfd < 0) {
 		r = s->objfd < 0 ? s->objfd : s->tmpfd < 0 ? s->tmpfd : s->txnfd;
 		goto out_free;
+	}
+	{
+		struct statvfs vfs;
+
+		/* Compression pays only when it saves whole blocks (blob.c). */
+		s->blksize = fstatvfs(s->objfd, &vfs) == 0 && vfs.f_bsize ? vfs.f_bsize : 4096;
 	}
 	dbpath = util_xasprintf("%s/index.db", dir);
 	if (!dbpath) {

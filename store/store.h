@@ -58,15 +58,29 @@ char *store_default_path(void);
 /* ---- blobs (blob.c) ---- */
 
 /*
+ * How a blob file holds its bytes. The hash is always of the uncompressed
+ * bytes; a compressed blob is objects/ab/<hash>.zst, one standard zstd frame
+ * (with its own checksum), so `zstd -d` recovers it by hand.
+ */
+enum store_blob_encoding {
+	STORE_BLOB_RAW = 0,
+	STORE_BLOB_ZSTD = 1,
+};
+
+/*
  * Store the bytes of fd from its current offset to EOF. Identical content is
- * stored once. The blob is written but not fsynced: store_sync() makes every
+ * stored once. The blob is compressed with zstd when that takes fewer file
+ * system blocks than the raw bytes (files over 1 MiB are judged on their
+ * first MiB). The blob is written but not fsynced: store_sync() makes every
  * blob written so far durable (one syncfs for a whole commit). The blob's row
- * is inserted in the index. ret_hash gets the SHA-256 of the bytes.
+ * is inserted (or its use time refreshed) in the same SQLite transaction as
+ * the file is published, which is what lets gc delete files safely.
+ * ret_hash gets the SHA-256 of the bytes.
  */
 int store_put_fd(struct store *s, int fd, uint8_t ret_hash[HASH_LEN], uint64_t *ret_size);
 int store_put_buf(struct store *s, const void *buf, size_t n, uint8_t ret_hash[HASH_LEN]);
 
-/* 1 if the blob exists, 0 if not, -errno. */
+/* 1 if the blob exists (in either form), 0 if not, -errno. */
 int store_has(struct store *s, const uint8_t hash[HASH_LEN]);
 
 /*
@@ -87,6 +101,23 @@ int store_blob_verify(struct store *s, const uint8_t hash[HASH_LEN]);
 
 /* Relative path of a blob for messages ("objects/ab/<hash>"); buf holds 96 bytes. */
 const char *store_blob_name(const uint8_t hash[HASH_LEN], char buf[96]);
+
+/*
+ * The blob file as it is on disk, for messages: "objects/ab/<hash>.zst" when
+ * compressed, else "objects/ab/<hash>" (also when missing). buf holds 96 bytes.
+ */
+const char *store_blob_file(struct store *s, const uint8_t hash[HASH_LEN], char buf[96]);
+
+/*
+ * Parse the name of a file in objects/ab/: "<64 hex>" (raw) or "<64 hex>.zst".
+ * 0 with the hash and encoding, or -EINVAL for any other name (temporaries,
+ * foreign files), which callers leave alone.
+ */
+int store_blob_parse_name(const char *name, uint8_t ret_hash[HASH_LEN], int *ret_encoding);
+
+/* Size of a blob and how it is stored, from the index; -ENOENT without a row. */
+int store_blob_info(struct store *s, const uint8_t hash[HASH_LEN], uint64_t *ret_size,
+		    uint64_t *ret_stored_size, int *ret_encoding);
 
 /* Make all blobs written so far and their directory entries durable. */
 int store_sync(struct store *s);
@@ -116,16 +147,28 @@ struct store_txn {
 	uint64_t pkg_ino;
 	char *mountpoint; /* absolute path while mounted, else NULL */
 	int64_t pid;	  /* daemon pid while mounted, else 0 */
-	char *command;	  /* command line for `cjfs run`, else NULL */
+	char *command;	  /* command line for `cjfs run`, undo and restore, else NULL */
 	int64_t undo_of;  /* id of the transaction this one reverts, else 0 */
+	int64_t restore_of; /* id of the transaction whose originals this one restores, else 0 */
 	int64_t created_ns;
 	int64_t finished_ns;
 	int64_t n_modified, n_added, n_deleted;
-	int64_t bytes_new; /* bytes of new content */
-	int64_t backup_ns; /* time spent storing originals */
-	int64_t seal_ns;   /* time spent computing and storing the change set */
-	int64_t apply_ns;  /* time spent applying to PKG */
+	int64_t bytes_new;  /* bytes of new content */
+	int64_t n_orig;	    /* originals with content (files, symlinks) kept in the store */
+	int64_t bytes_orig; /* their bytes */
+	int64_t backup_ns;  /* time spent storing originals */
+	int64_t seal_ns;    /* time spent computing and storing the change set */
+	int64_t check_ns;   /* conflict check */
+	int64_t stage_ns;   /* writing and verifying the temporaries, and syncing the store */
+	int64_t apply_ns;   /* promote: removals, directories, renames, sync */
+	int64_t commit_ns;  /* the whole commit, from unmount to the final record */
 };
+
+/* A transaction built from the store (undo, restore) rather than through a mount. */
+static inline bool store_txn_is_synthetic(const struct store_txn *t)
+{
+	return t->undo_of != 0 || t->restore_of != 0;
+}
 
 enum store_txn_begin_flags {
 	STORE_TXN_ALLOW_CONCURRENT = 1 << 0, /* allow a second open txn on the same PKG */
@@ -166,6 +209,9 @@ int store_txn_set_mount(struct store *s, int64_t id, const char *mnt, int64_t pi
  * event `event` (may be NULL) with `detail` in the same SQLite transaction.
  * -ESTALE if the transaction is not in `from` (someone else won the race).
  * Durable on return unless the store was opened with STORE_OPEN_RELAXED.
+ * Reaching COMMITTED also finishes what the transaction stands for, in the
+ * same SQLite transaction: an undo marks the transaction it reverts UNDONE,
+ * and both undo and restore record BACKUP_RESTORED for their source.
  */
 int store_txn_transition(struct store *s, int64_t id, enum store_txn_state from,
 			 enum store_txn_state to, const char *event, const char *detail);
@@ -173,7 +219,11 @@ int store_txn_transition(struct store *s, int64_t id, enum store_txn_state from,
 /* Append an event to the audit log in its own SQLite transaction. */
 int store_audit(struct store *s, int64_t txn, const char *event, const char *detail);
 
-/* Record the timing/size columns of a transaction (from t's fields). */
+/*
+ * Record the counters and commit timings of a transaction (from t's fields:
+ * counts, bytes_new, seal/check/stage/apply/commit_ns). backup_ns, n_orig and
+ * bytes_orig belong to store_change_record_timed() and are not written.
+ */
 int store_txn_save_stats(struct store *s, const struct store_txn *t);
 
 /*
@@ -234,6 +284,13 @@ struct store_change {
  */
 int store_change_record(struct store *s, int64_t txn, const char *path,
 			const struct store_entry *orig);
+/*
+ * The same, adding backup_ns (the time it took to store the original) and the
+ * original's size to the transaction's backup counters in the same SQLite
+ * transaction when the row is new.
+ */
+int store_change_record_timed(struct store *s, int64_t txn, const char *path,
+			      const struct store_entry *orig, int64_t backup_ns);
 
 /* 1 if path has a row in the transaction, 0 if not. */
 int store_change_exists(struct store *s, int64_t txn, const char *path);
@@ -250,6 +307,50 @@ void store_changes_free(struct store_change *c, size_t n);
 int store_change_set_new(struct store *s, int64_t txn, const struct store_change *c);
 /* Mark one row applied (journal progress). */
 int store_change_set_applied(struct store *s, int64_t txn, const char *path);
+
+/*
+ * Create a transaction whose change set is already known (undo, restore):
+ * in one SQLite transaction, the same busy check as store_txn_begin(), the
+ * row in state SEALED with its counters, one change row per entry of c (orig,
+ * new and status as given; every hash must already be in the store), and the
+ * audit event TXN_BEGIN. With undo_of, the transaction it reverts must still
+ * be COMMITTED (-ESTALE otherwise); with restore_of, it must still exist
+ * (-ENOENT). On success *ret_lock holds the new transaction's "finish" lock,
+ * taken before the row became visible, so recovery never sees it unowned.
+ */
+struct store_txn_synth {
+	const char *pkg;
+	const struct stat *pkg_st;
+	const char *command;
+	int64_t undo_of;
+	int64_t restore_of;
+	int64_t backup_ns; /* time it took to store the current states */
+};
+int store_txn_begin_sealed(struct store *s, const struct store_txn_synth *spec,
+			   const struct store_change *c, size_t n, int64_t *ret_id,
+			   int64_t *ret_other, int *ret_lock);
+
+/*
+ * Record that the transaction keeps a blob beyond its change rows (what
+ * commit --force overwrote), with an audit event (BACKUP_CREATED) carrying
+ * detail, in one SQLite transaction. gc counts kept blobs as referenced.
+ */
+int store_kept_add(struct store *s, int64_t txn, const char *path, uint32_t mode,
+		   const uint8_t hash[HASH_LEN], const char *why, const char *detail);
+
+struct store_kept {
+	char *path;
+	uint32_t mode;
+	uint8_t hash[HASH_LEN];
+	int64_t time_ns;
+	char *why;
+};
+/* The kept blobs of a transaction, by path. Free with store_kept_free(). */
+int store_kept_list(struct store *s, int64_t txn, struct store_kept **ret, size_t *ret_n);
+void store_kept_free(struct store_kept *k, size_t n);
+
+/* Id of the committed transaction that undid txn, 0 if none. */
+int store_txn_undone_by(struct store *s, int64_t txn, int64_t *ret_id);
 
 /* Group several writes into one SQLite transaction (BEGIN IMMEDIATE ... COMMIT). */
 int store_batch_begin(struct store *s);
@@ -310,7 +411,7 @@ int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view
 
 struct store_conflict {
 	char *path;
-	const char *why; /* static string: "changed in PKG", "created in PKG", ... */
+	const char *why; /* static: "changed in PKG", "created in PKG", "deleted in PKG" */
 };
 
 /*
@@ -370,7 +471,8 @@ struct store_recover_report {
 /*
  * Finish whatever a crash interrupted: roll COMMITTING transactions forward
  * (audit TXN_RECOVERED), return SEALED ones to OPEN after removing their
- * temporaries from PKG, remove the layers of
+ * temporaries from PKG (SEALED undo and restore transactions become
+ * ROLLED_BACK: they have no layer to reopen), remove the layers of
  * finished transactions and blob temporaries of dead processes. Safe to run
  * at any time and concurrently (transactions being worked on are skipped);
  * a crash during recovery is recovered by the next run.
@@ -379,5 +481,106 @@ int store_recover(struct store *s, struct store_recover_report *ret);
 
 /* 1 if some transaction needs recovery (SEALED or COMMITTING), 0 if not. */
 int store_needs_recovery(struct store *s);
+
+/* ---- the audit log (audit.c) ---- */
+
+struct store_audit_event {
+	int64_t id;
+	int64_t time_ns;
+	int64_t uid;
+	int64_t pid;
+	int64_t txn; /* 0 when the event is about the store, not one transaction */
+	char *event;
+	char *detail; /* may be NULL */
+};
+
+/*
+ * Events in the order they were written, those at or after since_ns (0 = all)
+ * and, with txn > 0, only that transaction's. Free with store_audit_free().
+ */
+int store_audit_list(struct store *s, int64_t since_ns, int64_t txn,
+		     struct store_audit_event **ret, size_t *ret_n);
+void store_audit_free(struct store_audit_event *v, size_t n);
+
+/* ---- retention (gc.c) ---- */
+
+/* Limits of the retention policy; a negative value means "no limit". */
+struct store_gc_policy {
+	int64_t keep_last;     /* keep only the newest N finished transactions */
+	int64_t older_than_ns; /* drop finished transactions that finished longer ago */
+	int64_t max_size;      /* drop the oldest until the blobs take at most this */
+	int64_t grace_ns;      /* never delete blobs stored or reused more recently */
+	bool dry_run;	       /* report only */
+};
+
+/* The defaults: no limits, one hour of grace (see docs/history.md). */
+void store_gc_policy_init(struct store_gc_policy *p);
+
+/*
+ * Fill the limits the store's config file sets (gc.keep-last, gc.older-than,
+ * gc.max-size, gc.grace), keeping p's values for keys it does not set.
+ * -EINVAL for a malformed file; *ret_where (may be NULL) then gets a
+ * malloc'd "config:LINE: message".
+ */
+int store_gc_policy_load(struct store *s, struct store_gc_policy *p, char **ret_where);
+
+struct store_gc_dropped {
+	int64_t id;
+	const char *why; /* static: "keep-last", "older-than", "max-size" */
+};
+
+struct store_gc_report {
+	struct store_gc_dropped *dropped; /* transactions dropped (or that would be), by id */
+	size_t n_dropped;
+	size_t blobs;	      /* blobs deleted (or that would be) */
+	uint64_t bytes;	      /* their stored bytes */
+	size_t orphans;	      /* blob files without an index row, removed (or found) */
+	uint64_t orphan_bytes;
+	uint64_t size_before; /* stored bytes of all blobs in the index, before */
+	uint64_t size_after;
+};
+void store_gc_report_release(struct store_gc_report *r);
+
+/*
+ * Apply the policy. Only finished transactions (committed, rolled back,
+ * undone) are dropped; whatever an open, orphaned, sealed or committing
+ * transaction refers to is never deleted. In one SQLite transaction: the
+ * rows of the dropped transactions, the index rows of the blobs nothing
+ * refers to any more (and not used within the grace period), and one
+ * BACKUP_DELETED audit event per dropped transaction (plus one for blobs no
+ * transaction referred to). Only then are the blob files deleted, each in a
+ * SQLite write transaction that first checks no writer has re-created its
+ * row. A crash at any point loses nothing still referenced: a blob file
+ * whose row is gone is an orphan, and every gc removes orphans.
+ */
+int store_gc(struct store *s, const struct store_gc_policy *p, struct store_gc_report *ret);
+
+/* ---- statistics (stats.c) ---- */
+
+struct store_stats {
+	int64_t n_txn;
+	int64_t n_txn_by_state[7]; /* indexed by enum store_txn_state */
+	int64_t n_blobs;
+	int64_t n_compressed;
+	uint64_t logical;     /* bytes of every version the index refers to, as if stored apart */
+	uint64_t unique;      /* bytes of distinct contents (after dedup, before compression) */
+	uint64_t stored;      /* bytes of the blob files (after compression) */
+	uint64_t disk_blobs;  /* allocated on disk by objects/ (st_blocks) */
+	uint64_t disk_index;  /* index.db with its WAL */
+	uint64_t disk_other;  /* txn/ and tmp/ */
+	int64_t n_audit;
+};
+
+/* Sizes and counts of the store; walks objects/ for the on-disk size. */
+int store_stats_get(struct store *s, struct store_stats *ret);
+
+/* ---- the config file (config.c) ---- */
+
+/*
+ * The store's config file, <store>/config: lines "key = value", '#' starts a
+ * comment. Value of key as a malloc'd string in *ret, or NULL if not set.
+ * -EINVAL for a malformed line (*ret_where as for store_gc_policy_load).
+ */
+int store_config_get(struct store *s, const char *key, char **ret, char **ret_where);
 
 #endif

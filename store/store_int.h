@@ -14,6 +14,7 @@ struct store {
 	int objfd;  /* objects/ */
 	int tmpfd;  /* tmp/ */
 	int txnfd;  /* txn/ */
+	unsigned long blksize; /* block size of the file system of objects/ */
 	/* Recursive so that a batch can span several store calls; protects db. */
 	pthread_mutex_t lock;
 	struct db *db; /* protected by lock */
@@ -29,8 +30,22 @@ void store_unlock(struct store *s);
  */
 int store_audit_locked(struct store *s, int64_t txn, const char *event, const char *detail);
 
-/* Insert the index row of a blob (blob.c); caller holds s->lock. */
-int store_blob_row_locked(struct store *s, const uint8_t hash[HASH_LEN], uint64_t size,
-			  uint64_t stored_size, int encoding);
+/*
+ * How stale a blob's used_ns may be: a writer reusing a blob leaves a row
+ * used this recently as it is. gc's grace period must be longer than this
+ * plus the longest gap between storing a blob and writing the row that
+ * refers to it.
+ */
+#define STORE_BLOB_USED_SLACK_NS (10LL * 1000000000LL)
+
+/*
+ * Insert the index row of a blob, or refresh its use time, size on disk and
+ * encoding (blob.c); caller holds s->lock inside a batch.
+ */
+int store_blob_upsert_locked(struct store *s, const uint8_t hash[HASH_LEN], uint64_t size,
+			     uint64_t stored_size, int encoding);
+
+/* Relative name of a blob file below objects/: "ab/<hex>" or "ab/<hex>.zst"; 72 bytes. */
+void store_blob_relname(const uint8_t hash[HASH_LEN], int encoding, char buf[72]);
 
 #endif

@@ -129,7 +129,8 @@ static char *col_strdup(sqlite3_stmt *st, int i)
 
 #define TXN_COLUMNS                                                                                \
 	"id, state, pkg, pkg_dev, pkg_ino, mountpoint, pid, command, undo_of, created_ns,"         \
-	" finished_ns, n_modified, n_added, n_deleted, bytes_new, backup_ns, seal_ns, apply_ns"
+	" finished_ns, n_modified, n_added, n_deleted, bytes_new, backup_ns, seal_ns, apply_ns,"   \
+	" restore_of, n_orig, bytes_orig, check_ns, stage_ns, commit_ns"
 
 static struct store_txn *txn_from_row(sqlite3_stmt *st)
 {
@@ -155,6 +156,12 @@ static struct store_txn *txn_from_row(sqlite3_stmt *st)
 	t->backup_ns = sqlite3_column_int64(st, 15);
 	t->seal_ns = sqlite3_column_int64(st, 16);
 	t->apply_ns = sqlite3_column_int64(st, 17);
+	t->restore_of = sqlite3_column_int64(st, 18);
+	t->n_orig = sqlite3_column_int64(st, 19);
+	t->bytes_orig = sqlite3_column_int64(st, 20);
+	t->check_ns = sqlite3_column_int64(st, 21);
+	t->stage_ns = sqlite3_column_int64(st, 22);
+	t->commit_ns = sqlite3_column_int64(st, 23);
 	if (!t->pkg) {
 		store_txn_free(t);
 		return NULL;
@@ -336,6 +343,59 @@ static bool state_is_final(enum store_txn_state st)
 	return st == STORE_TXN_COMMITTED || st == STORE_TXN_ROLLED_BACK || st == STORE_TXN_UNDONE;
 }
 
+/*
+ * An undo or restore reaching COMMITTED: mark what it reverted UNDONE and
+ * record BACKUP_RESTORED for its source, inside the caller's batch. Recovery
+ * rolling such a transaction forward goes through here too.
+ */
+static int txn_finish_synthetic_locked(struct store *s, int64_t id)
+{
+	static const char q_src[] = "SELECT undo_of, restore_of, pkg FROM txn WHERE id = ?";
+	static const char q_undone[] = "UPDATE txn SET state = 6 WHERE id = ? AND state = 4";
+	int64_t undo_of = 0, restore_of = 0;
+	char *pkg = NULL, *detail = NULL;
+	sqlite3_stmt *st;
+	int r = 0;
+
+	st = db_stmt(s->db, q_src, &r);
+	if (!st)
+		return r;
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		undo_of = sqlite3_column_int64(st, 0);
+		restore_of = sqlite3_column_int64(st, 1);
+		pkg = col_strdup(st, 2);
+	}
+	sqlite3_reset(st);
+	if (!undo_of && !restore_of)
+		goto out;
+	if (undo_of) {
+		st = db_stmt(s->db, q_undone, &r);
+		if (!st)
+			goto out;
+		sqlite3_bind_int64(st, 1, undo_of);
+		r = db_step_done(s->db, st);
+		if (r < 0)
+			goto out;
+		/* 0 rows: gc dropped it meanwhile; PKG is reverted all the same. */
+		if (sqlite3_changes(db_handle(s->db)) == 0)
+			goto out;
+		detail = util_xasprintf("undone by transaction %lld", (long long)id);
+	} else {
+		detail = util_xasprintf("originals restored into '%s' by transaction %lld",
+					pkg ? pkg : "?", (long long)id);
+	}
+	if (!detail) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = store_audit_locked(s, undo_of ? undo_of : restore_of, "BACKUP_RESTORED", detail);
+out:
+	free(detail);
+	free(pkg);
+	return r;
+}
+
 int store_txn_transition(struct store *s, int64_t id, enum store_txn_state from,
 			 enum store_txn_state to, const char *event, const char *detail)
 {
@@ -368,6 +428,11 @@ int store_txn_transition(struct store *s, int64_t id, enum store_txn_state from,
 		if (r < 0)
 			goto out_rollback;
 	}
+	if (to == STORE_TXN_COMMITTED) {
+		r = txn_finish_synthetic_locked(s, id);
+		if (r < 0)
+			goto out_rollback;
+	}
 	return store_batch_commit(s);
 
 out_rollback:
@@ -378,8 +443,8 @@ out_rollback:
 int store_txn_save_stats(struct store *s, const struct store_txn *t)
 {
 	static const char q[] = "UPDATE txn SET n_modified = ?, n_added = ?, n_deleted = ?,"
-				" bytes_new = ?, backup_ns = ?, seal_ns = ?, apply_ns = ?"
-				" WHERE id = ?";
+				" bytes_new = ?, seal_ns = ?, check_ns = ?, stage_ns = ?,"
+				" apply_ns = ?, commit_ns = ? WHERE id = ?";
 	sqlite3_stmt *st;
 	int r = 0;
 
@@ -390,10 +455,12 @@ int store_txn_save_stats(struct store *s, const struct store_txn *t)
 		sqlite3_bind_int64(st, 2, t->n_added);
 		sqlite3_bind_int64(st, 3, t->n_deleted);
 		sqlite3_bind_int64(st, 4, t->bytes_new);
-		sqlite3_bind_int64(st, 5, t->backup_ns);
-		sqlite3_bind_int64(st, 6, t->seal_ns);
-		sqlite3_bind_int64(st, 7, t->apply_ns);
-		sqlite3_bind_int64(st, 8, t->id);
+		sqlite3_bind_int64(st, 5, t->seal_ns);
+		sqlite3_bind_int64(st, 6, t->check_ns);
+		sqlite3_bind_int64(st, 7, t->stage_ns);
+		sqlite3_bind_int64(st, 8, t->apply_ns);
+		sqlite3_bind_int64(st, 9, t->commit_ns);
+		sqlite3_bind_int64(st, 10, t->id);
 		r = db_step_done(s->db, st);
 	}
 	store_unlock(s);
@@ -474,27 +541,54 @@ static void bind_entry(sqlite3_stmt *st, int i, const struct store_entry *e, boo
 		sqlite3_bind_null(st, i);
 }
 
-int store_change_record(struct store *s, int64_t txn, const char *path,
-			const struct store_entry *orig)
+int store_change_record_timed(struct store *s, int64_t txn, const char *path,
+			      const struct store_entry *orig, int64_t backup_ns)
 {
 	static const char q[] = "INSERT OR IGNORE INTO change(txn, path, o_mode, o_uid, o_gid,"
 				" o_size, o_mtime_ns, o_ctime_ns, o_dev, o_ino, o_hash)"
 				" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+	static const char q_cost[] = "UPDATE txn SET n_orig = n_orig + ?, bytes_orig = bytes_orig + ?,"
+				     " backup_ns = backup_ns + ? WHERE id = ?";
 	sqlite3_stmt *st;
-	int r = 0;
+	int r, added;
 
-	store_lock(s);
+	r = store_batch_begin(s);
+	if (r < 0)
+		return r;
 	st = db_stmt(s->db, q, &r);
-	if (st) {
-		sqlite3_bind_int64(st, 1, txn);
-		db_bind_text(st, 2, path);
-		bind_entry(st, 3, orig, true);
+	if (!st)
+		goto out_rollback;
+	sqlite3_bind_int64(st, 1, txn);
+	db_bind_text(st, 2, path);
+	bind_entry(st, 3, orig, true);
+	r = db_step_done(s->db, st);
+	if (r < 0)
+		goto out_rollback;
+	added = sqlite3_changes(db_handle(s->db)) == 1;
+	if (added) {
+		st = db_stmt(s->db, q_cost, &r);
+		if (!st)
+			goto out_rollback;
+		sqlite3_bind_int64(st, 1, orig->has_hash);
+		sqlite3_bind_int64(st, 2, orig->has_hash ? (int64_t)orig->size : 0);
+		sqlite3_bind_int64(st, 3, backup_ns);
+		sqlite3_bind_int64(st, 4, txn);
 		r = db_step_done(s->db, st);
-		if (r == 0)
-			r = sqlite3_changes(db_handle(s->db)) == 1;
+		if (r < 0)
+			goto out_rollback;
 	}
-	store_unlock(s);
+	r = store_batch_commit(s);
+	return r < 0 ? r : added;
+
+out_rollback:
+	store_batch_rollback(s);
 	return r;
+}
+
+int store_change_record(struct store *s, int64_t txn, const char *path,
+			const struct store_entry *orig)
+{
+	return store_change_record_timed(s, txn, path, orig, 0);
 }
 
 int store_change_exists(struct store *s, int64_t txn, const char *path)
@@ -642,6 +736,260 @@ int store_change_set_applied(struct store *s, int64_t txn, const char *path)
 		sqlite3_bind_int64(st, 1, txn);
 		db_bind_text(st, 2, path);
 		r = db_step_done(s->db, st);
+	}
+	store_unlock(s);
+	return r;
+}
+
+/* ---- transactions built from the store: undo, restore ---- */
+
+static int txn_check_source_locked(struct store *s, const struct store_txn_synth *spec)
+{
+	static const char q[] = "SELECT state FROM txn WHERE id = ?";
+	int64_t src = spec->undo_of ? spec->undo_of : spec->restore_of;
+	sqlite3_stmt *st;
+	int r = 0, rc, state = 0;
+
+	if (!src)
+		return 0;
+	st = db_stmt(s->db, q, &r);
+	if (!st)
+		return r;
+	sqlite3_bind_int64(st, 1, src);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		state = sqlite3_column_int(st, 0);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -ENOENT : db_errno(rc);
+	/* Someone undid it, or gc dropped it, since the caller looked. */
+	if (spec->undo_of && state != STORE_TXN_COMMITTED)
+		return -ESTALE;
+	return 0;
+}
+
+int store_txn_begin_sealed(struct store *s, const struct store_txn_synth *spec,
+			   const struct store_change *c, size_t n, int64_t *ret_id,
+			   int64_t *ret_other, int *ret_lock)
+{
+	static const char q_busy[] = "SELECT id FROM txn WHERE pkg_dev = ? AND pkg_ino = ?"
+				     " AND state IN (1, 2, 3) ORDER BY id LIMIT 1";
+	static const char q_ins[] =
+		"INSERT INTO txn(state, pkg, pkg_dev, pkg_ino, command, undo_of, restore_of, uid,"
+		" created_ns, n_modified, n_added, n_deleted, bytes_new, n_orig, bytes_orig,"
+		" backup_ns) VALUES (2, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+	static const char q_change[] =
+		"INSERT INTO change(txn, path, o_mode, o_uid, o_gid, o_size, o_mtime_ns,"
+		" o_ctime_ns, o_dev, o_ino, o_hash, n_mode, n_uid, n_gid, n_size, n_mtime_ns,"
+		" n_hash, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+	int64_t cnt[3] = { 0 }, bytes_new = 0, n_orig = 0, bytes_orig = 0, id;
+	sqlite3_stmt *st;
+	int lock = -1, r;
+
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].status == 'M' || c[i].status == 'A' || c[i].status == 'D')
+			cnt[c[i].status == 'M' ? 0 : c[i].status == 'A' ? 1 : 2]++;
+		if (c[i].status && S_ISREG(c[i].new.mode))
+			bytes_new += (int64_t)c[i].new.size;
+		if (c[i].orig.has_hash) {
+			n_orig++;
+			bytes_orig += (int64_t)c[i].orig.size;
+		}
+	}
+	r = store_batch_begin(s);
+	if (r < 0)
+		return r;
+	st = db_stmt(s->db, q_busy, &r);
+	if (!st)
+		goto out_rollback;
+	sqlite3_bind_int64(st, 1, (int64_t)spec->pkg_st->st_dev);
+	sqlite3_bind_int64(st, 2, (int64_t)spec->pkg_st->st_ino);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		if (ret_other)
+			*ret_other = sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+		r = -EBUSY;
+		goto out_rollback;
+	}
+	sqlite3_reset(st);
+	r = txn_check_source_locked(s, spec);
+	if (r < 0)
+		goto out_rollback;
+	st = db_stmt(s->db, q_ins, &r);
+	if (!st)
+		goto out_rollback;
+	db_bind_text(st, 1, spec->pkg);
+	sqlite3_bind_int64(st, 2, (int64_t)spec->pkg_st->st_dev);
+	sqlite3_bind_int64(st, 3, (int64_t)spec->pkg_st->st_ino);
+	db_bind_text(st, 4, spec->command);
+	sqlite3_bind_int64(st, 5, spec->undo_of);
+	sqlite3_bind_int64(st, 6, spec->restore_of);
+	sqlite3_bind_int64(st, 7, (int64_t)getuid());
+	sqlite3_bind_int64(st, 8, util_now_ns());
+	sqlite3_bind_int64(st, 9, cnt[0]);
+	sqlite3_bind_int64(st, 10, cnt[1]);
+	sqlite3_bind_int64(st, 11, cnt[2]);
+	sqlite3_bind_int64(st, 12, bytes_new);
+	sqlite3_bind_int64(st, 13, n_orig);
+	sqlite3_bind_int64(st, 14, bytes_orig);
+	sqlite3_bind_int64(st, 15, spec->backup_ns);
+	r = db_step_done(s->db, st);
+	if (r < 0)
+		goto out_rollback;
+	id = sqlite3_last_insert_rowid(db_handle(s->db));
+	for (size_t i = 0; i < n; i++) {
+		char status[2] = { c[i].status, '\0' };
+
+		st = db_stmt(s->db, q_change, &r);
+		if (!st)
+			goto out_rollback;
+		sqlite3_bind_int64(st, 1, id);
+		db_bind_text(st, 2, c[i].path);
+		bind_entry(st, 3, &c[i].orig, true);
+		bind_entry(st, 12, &c[i].new, false);
+		db_bind_text(st, 18, status);
+		r = db_step_done(s->db, st);
+		if (r < 0)
+			goto out_rollback;
+	}
+	r = store_audit_locked(s, id, "TXN_BEGIN", spec->pkg);
+	if (r < 0)
+		goto out_rollback;
+	r = txn_mkdirs(s, id);
+	if (r < 0)
+		goto out_rollback;
+	/* Ours before anyone can see the row: recovery skips what is locked. */
+	lock = store_txn_lock(s, id, "finish", false);
+	if (lock < 0) {
+		r = lock;
+		goto out_rollback;
+	}
+	r = store_batch_commit(s);
+	if (r < 0) {
+		util_close(lock);
+		(void)store_txn_remove_dir(s, id);
+		return r;
+	}
+	*ret_id = id;
+	*ret_lock = lock;
+	return 0;
+
+out_rollback:
+	store_batch_rollback(s);
+	return r;
+}
+
+int store_kept_add(struct store *s, int64_t txn, const char *path, uint32_t mode,
+		   const uint8_t hash[HASH_LEN], const char *why, const char *detail)
+{
+	static const char q[] = "INSERT OR IGNORE INTO kept(txn, path, mode, hash, time_ns, why)"
+				" VALUES (?, ?, ?, ?, ?, ?)";
+	sqlite3_stmt *st;
+	int r = store_batch_begin(s);
+
+	if (r < 0)
+		return r;
+	st = db_stmt(s->db, q, &r);
+	if (!st)
+		goto out_rollback;
+	sqlite3_bind_int64(st, 1, txn);
+	db_bind_text(st, 2, path);
+	sqlite3_bind_int64(st, 3, mode);
+	sqlite3_bind_blob(st, 4, hash, HASH_LEN, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 5, util_now_ns());
+	db_bind_text(st, 6, why);
+	r = db_step_done(s->db, st);
+	if (r < 0)
+		goto out_rollback;
+	r = store_audit_locked(s, txn, "BACKUP_CREATED", detail);
+	if (r < 0)
+		goto out_rollback;
+	return store_batch_commit(s);
+
+out_rollback:
+	store_batch_rollback(s);
+	return r;
+}
+
+int store_kept_list(struct store *s, int64_t txn, struct store_kept **ret, size_t *ret_n)
+{
+	static const char q[] = "SELECT path, mode, hash, time_ns, why FROM kept WHERE txn = ?"
+				" ORDER BY path, time_ns";
+	struct store_kept *v = NULL;
+	size_t n = 0, cap = 0;
+	sqlite3_stmt *st;
+	int r = 0, rc = SQLITE_DONE;
+
+	store_lock(s);
+	st = db_stmt(s->db, q, &r);
+	if (!st)
+		goto out;
+	sqlite3_bind_int64(st, 1, txn);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const void *h = sqlite3_column_blob(st, 2);
+
+		if (n == cap) {
+			struct store_kept *nv = realloc(v, (cap = cap ? cap * 2 : 8) * sizeof(*v));
+
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		memset(&v[n], 0, sizeof(v[n]));
+		v[n].path = col_strdup(st, 0);
+		v[n].why = col_strdup(st, 4);
+		n++;
+		if (!v[n - 1].path || !v[n - 1].why) {
+			r = -ENOMEM;
+			break;
+		}
+		v[n - 1].mode = (uint32_t)sqlite3_column_int64(st, 1);
+		if (h && sqlite3_column_bytes(st, 2) == HASH_LEN)
+			memcpy(v[n - 1].hash, h, HASH_LEN);
+		v[n - 1].time_ns = sqlite3_column_int64(st, 3);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_errno(rc);
+	sqlite3_reset(st);
+out:
+	store_unlock(s);
+	if (r < 0) {
+		store_kept_free(v, n);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+void store_kept_free(struct store_kept *k, size_t n)
+{
+	if (!k)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(k[i].path);
+		free(k[i].why);
+	}
+	free(k);
+}
+
+int store_txn_undone_by(struct store *s, int64_t txn, int64_t *ret_id)
+{
+	static const char q[] = "SELECT id FROM txn WHERE undo_of = ? AND state IN (4, 6)"
+				" ORDER BY id DESC LIMIT 1";
+	sqlite3_stmt *st;
+	int r = 0, rc;
+
+	store_lock(s);
+	st = db_stmt(s->db, q, &r);
+	if (st) {
+		sqlite3_bind_int64(st, 1, txn);
+		rc = sqlite3_step(st);
+		*ret_id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+		r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_errno(rc);
+		sqlite3_reset(st);
 	}
 	store_unlock(s);
 	return r;

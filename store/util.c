@@ -667,6 +667,157 @@ const char *util_fmt_size(uint64_t bytes, char buf[32])
 	return buf;
 }
 
+int util_parse_duration(const char *s, int64_t *ret_ns)
+{
+	static const struct {
+		char unit;
+		int64_t ns;
+	} units[] = { { 's', 1000000000LL },	      { 'm', 60LL * 1000000000LL },
+		      { 'h', 3600LL * 1000000000LL }, { 'd', 86400LL * 1000000000LL },
+		      { 'w', 7LL * 86400LL * 1000000000LL } };
+	bool bare = s && *s && strspn(s, "0123456789") == strlen(s);
+	const char *p = s;
+	int64_t total = 0;
+
+	if (!s || !*s)
+		return -EINVAL;
+	while (*p) {
+		int64_t unit_ns = bare ? 1000000000LL : 0;
+		char *end;
+		long long v;
+
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		errno = 0;
+		v = strtoll(p, &end, 10);
+		if (errno)
+			return -EINVAL;
+		p = end;
+		for (size_t i = 0; !bare && i < ARRAY_SIZE(units); i++) {
+			if (*p == units[i].unit)
+				unit_ns = units[i].ns;
+		}
+		if (!unit_ns)
+			return -EINVAL;
+		if (!bare)
+			p++;
+		if (v > INT64_MAX / unit_ns || total > INT64_MAX - v * unit_ns)
+			return -EINVAL;
+		total += v * unit_ns;
+	}
+	*ret_ns = total;
+	return 0;
+}
+
+int util_parse_size(const char *s, int64_t *ret)
+{
+	static const char suffixes[] = "KMGT";
+	double v, mul = 1;
+	char *end;
+
+	if (!s || !*s || !((*s >= '0' && *s <= '9') || *s == '.'))
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -EINVAL;
+	if (*end) {
+		const char *u = strchr(suffixes, *end >= 'a' && *end <= 'z' ? *end - 32 : *end);
+
+		if (u && *u) {
+			for (const char *q = suffixes; q <= u; q++)
+				mul *= 1024;
+			end++;
+			if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
+				end += strlen(end);
+		} else if (strcmp(end, "B") == 0) {
+			end++;
+		}
+	}
+	if (*end || v * mul >= 9.2e18)
+		return -EINVAL;
+	*ret = (int64_t)(v * mul);
+	return 0;
+}
+
+int util_parse_time(const char *s, int64_t now_ns, int64_t *ret_ns)
+{
+	struct tm tm;
+	const char *end;
+	int64_t d;
+
+	if (!s || !*s)
+		return -EINVAL;
+	if (*s == '@') {
+		if (util_parse_i64(s + 1, &d) < 0 || d < 0 || d > INT64_MAX / 1000000000LL)
+			return -EINVAL;
+		*ret_ns = d * 1000000000LL;
+		return 0;
+	}
+	if (util_parse_duration(s, &d) == 0 && strchr(s, '-') == NULL) {
+		*ret_ns = now_ns - d;
+		return 0;
+	}
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, "%Y-%m-%d", &tm);
+	if (!end)
+		return -EINVAL;
+	if (*end == ' ' || *end == 'T') {
+		const char *e2 = strptime(end + 1, "%H:%M:%S", &tm);
+
+		if (!e2)
+			e2 = strptime(end + 1, "%H:%M", &tm);
+		if (!e2)
+			return -EINVAL;
+		end = e2;
+	}
+	if (*end)
+		return -EINVAL;
+	tm.tm_isdst = -1;
+	d = (int64_t)mktime(&tm);
+	if (d == -1)
+		return -EINVAL;
+	/* Nanoseconds in an int64 end in 2262: later is "never", earlier than 1970 "always". */
+	*ret_ns = d > INT64_MAX / 1000000000LL ? INT64_MAX : d < 0 ? 0 : d * 1000000000LL;
+	return 0;
+}
+
+const char *util_fmt_time(int64_t ns, char buf[32])
+{
+	time_t t = (time_t)(ns / 1000000000LL);
+	struct tm tm;
+
+	if (!localtime_r(&t, &tm) || !strftime(buf, 32, "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(buf, 32, "@%lld", (long long)t);
+	return buf;
+}
+
+const char *util_fmt_time_utc(int64_t ns, char buf[40])
+{
+	time_t t = (time_t)(ns / 1000000000LL);
+	char day[24];
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || !strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm))
+		snprintf(day, sizeof(day), "@%lld", (long long)t % 100000000000LL);
+	snprintf(buf, 40, "%.20s.%09dZ", day, (int)(ns % 1000000000LL));
+	return buf;
+}
+
+const char *util_fmt_duration(int64_t ns, char buf[32])
+{
+	if (ns < 1000000)
+		snprintf(buf, 32, "%lld us", (long long)(ns / 1000));
+	else if (ns < 10000000000LL)
+		snprintf(buf, 32, ns < 1000000000LL ? "%.0f ms" : "%.2f s",
+			 ns < 1000000000LL ? (double)ns / 1e6 : (double)ns / 1e9);
+	else if (ns < 600000000000LL)
+		snprintf(buf, 32, "%.1f s", (double)ns / 1e9);
+	else
+		snprintf(buf, 32, "%.1f min", (double)ns / 6e10);
+	return buf;
+}
+
 uint64_t util_hash_str(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL;

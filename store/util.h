@@ -153,4 +153,33 @@ int util_parse_i64(const char *s, int64_t *ret);
 /* Human size: "1.5 MiB". buf must hold 32 bytes. */
 const char *util_fmt_size(uint64_t bytes, char buf[32]);
 
+/*
+ * A duration: one or more <number><unit> with unit s, m (minutes), h, d or w
+ * ("90s", "1h30m", "30d"); a bare number is seconds. 0 or -EINVAL.
+ */
+int util_parse_duration(const char *s, int64_t *ret_ns);
+
+/*
+ * A size in bytes: a number (decimals allowed) with an optional suffix K, M,
+ * G or T (powers of 1024), optionally followed by "iB" or "B" ("500M",
+ * "1.5GiB", "4096"). 0 or -EINVAL.
+ */
+int util_parse_size(const char *s, int64_t *ret);
+
+/*
+ * A point in time: "YYYY-MM-DD", "YYYY-MM-DD HH:MM[:SS]" or with a 'T'
+ * (local time), "@SECONDS" since the epoch, or a duration (util_parse_duration)
+ * meaning that long before now_ns. 0 or -EINVAL.
+ */
+int util_parse_time(const char *s, int64_t now_ns, int64_t *ret_ns);
+
+/* Local time "YYYY-MM-DD HH:MM:SS"; buf must hold 32 bytes. */
+const char *util_fmt_time(int64_t ns, char buf[32]);
+
+/* UTC time "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ" (RFC 3339); buf must hold 40 bytes. */
+const char *util_fmt_time_utc(int64_t ns, char buf[40]);
+
+/* Short duration: "850 us", "12 ms", "3.4 s", "2 min"; buf must hold 32 bytes. */
+const char *util_fmt_duration(int64_t ns, char buf[32]);
+
 #endif

@@ -23,6 +23,13 @@ static const struct cmd commands[] = {
 	{ "run", cmd_run, "run a command on PKG: commit if it succeeds, roll back if not" },
 	{ "clean", cmd_clean, "run the built-in whitespace cleaner on PKG in a transaction" },
 	{ "recover", cmd_recover, "finish or undo whatever a crash interrupted" },
+	{ "log", cmd_log, "list transactions, newest first" },
+	{ "show", cmd_show, "show a transaction's full record, and with --diff what it changed" },
+	{ "undo", cmd_undo, "revert a committed transaction, as a new transaction" },
+	{ "restore", cmd_restore, "write a transaction's originals back into PKG or a directory" },
+	{ "gc", cmd_gc, "drop history beyond the retention policy and free the store" },
+	{ "audit", cmd_audit, "list the audit log" },
+	{ "stats", cmd_stats, "store size, dedup and compression ratios, per-transaction timings" },
 };
 
 static const char main_help[] =

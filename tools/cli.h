@@ -41,11 +41,31 @@ int cli_common_opt(struct cli *cli, int opt, const char *cmd, const char *help, 
 /* getopt_long with "+" (stop at the first non-option) and optind reset. */
 int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
 
+/*
+ * getopt_long that also takes options after the arguments ("cjfs show 5
+ * --diff"); "--" ends the options. For commands that run no other command.
+ */
+int cli_getopt_any(int argc, char **argv, const char *shortopts, const struct option *longopts);
+
 /* JSON string output with escaping. */
 void json_str(FILE *out, const char *s);
 
 /* Resolve a MNT|TXN argument; prints the error. */
 int cli_resolve(struct cli *cli, const char *arg, int64_t *ret_txn, char **ret_mnt);
+
+/*
+ * A transaction id argument: a positive number. 0, or prints a usage error
+ * and returns EXIT_USAGE.
+ */
+int cli_parse_txn(const char *cmd, const char *usage, const char *arg, int64_t *ret);
+
+/* The state a user sees: "orphaned" for an open transaction whose daemon is gone. */
+const char *cli_txn_state(struct cjfs *c, const struct store_txn *t);
+
+/* JSON: a time as an RFC 3339 UTC string, or null for 0. */
+void json_time(FILE *out, int64_t ns);
+/* JSON: a string or null. */
+void json_str_or_null(FILE *out, const char *s);
 
 int cmd_mount(struct cli *cli, int argc, char **argv);
 int cmd_status(struct cli *cli, int argc, char **argv);
@@ -55,5 +75,12 @@ int cmd_rollback(struct cli *cli, int argc, char **argv);
 int cmd_run(struct cli *cli, int argc, char **argv);
 int cmd_clean(struct cli *cli, int argc, char **argv);
 int cmd_recover(struct cli *cli, int argc, char **argv);
+int cmd_log(struct cli *cli, int argc, char **argv);
+int cmd_show(struct cli *cli, int argc, char **argv);
+int cmd_undo(struct cli *cli, int argc, char **argv);
+int cmd_restore(struct cli *cli, int argc, char **argv);
+int cmd_gc(struct cli *cli, int argc, char **argv);
+int cmd_audit(struct cli *cli, int argc, char **argv);
+int cmd_stats(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -54,6 +54,12 @@ int cli_getopt(int argc, char **argv, const char *shortopts, const struct option
 	return getopt_long(argc, argv, buf, longopts, NULL);
 }
 
+int cli_getopt_any(int argc, char **argv, const char *shortopts, const struct option *longopts)
+{
+	/* GNU getopt permutes: arguments are moved after the options. */
+	return getopt_long(argc, argv, shortopts, longopts, NULL);
+}
+
 void json_str(FILE *out, const char *s)
 {
 	fputc('"', out);
@@ -87,4 +93,41 @@ void json_str(FILE *out, const char *s)
 int cli_resolve(struct cli *cli, const char *arg, int64_t *ret_txn, char **ret_mnt)
 {
 	return cjfs_resolve(cli_store(cli), arg, ret_txn, ret_mnt);
+}
+
+int cli_parse_txn(const char *cmd, const char *usage, const char *arg, int64_t *ret)
+{
+	int64_t v;
+
+	if (util_parse_i64(arg, &v) < 0 || v <= 0)
+		return cli_usage_error(cmd, usage, "'%s' is not a transaction id (see 'cjfs log')",
+				       arg);
+	*ret = v;
+	return 0;
+}
+
+const char *cli_txn_state(struct cjfs *c, const struct store_txn *t)
+{
+	if (t->state == STORE_TXN_OPEN && store_txn_daemon_alive(cjfs_store(c), t->id) != 1)
+		return "orphaned";
+	return store_txn_state_name(t->state);
+}
+
+void json_time(FILE *out, int64_t ns)
+{
+	char buf[40];
+
+	if (!ns) {
+		fputs("null", out);
+		return;
+	}
+	fprintf(out, "\"%s\"", util_fmt_time_utc(ns, buf));
+}
+
+void json_str_or_null(FILE *out, const char *s)
+{
+	if (s)
+		json_str(out, s);
+	else
+		fputs("null", out);
 }

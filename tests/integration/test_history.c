@@ -1,0 +1,574 @@
+// SPDX-License-Identifier: MIT
+/*
+ * History you can trust, through the real CLI: undo restores exactly the
+ * pre-commit tree or, on a conflict, applies nothing; restore writes
+ * verified originals (and nothing at all from a corrupt store); log, show,
+ * audit and stats report what happened; gc keeps what the policy keeps;
+ * an undo killed at any durable step leaves PKG old or new, never a mix.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "hash.h"
+#include "util.h"
+
+static struct h_env env;
+
+static void setup(void)
+{
+	if (!h_fuse_available())
+		cr_skip_test("/dev/fuse is not available");
+	h_setup(&env);
+	cr_assert_eq(h_sh(env.pkg,
+			  "mkdir -p src/pkg docs empty && "
+			  "printf 'def f( x ):\\n    return x  \\n' > src/pkg/mod.py && "
+			  "printf 'print(1)\\r\\n' > src/main.py && "
+			  "printf '#!/bin/sh\\necho hi\\n' > run.sh && chmod 755 run.sh && "
+			  "printf 'notes\\n' > docs/notes.txt && "
+			  "printf 'gone\\n' > docs/old.txt && "
+			  "mkdir -p docs/sub && printf 's\\n' > docs/sub/s.txt && "
+			  "ln -s src/main.py main-link && "
+			  "i=0; while [ $i -lt 4000 ]; do echo \"line $i of a big text file\"; "
+			  "i=$((i+1)); done > big.txt && "
+			  "touch -d '2020-01-02 03:04:05' src/main.py docs/notes.txt big.txt"),
+		     0);
+}
+
+static void teardown(void)
+{
+	unsetenv("CJFS_FAULT");
+	h_teardown(&env);
+}
+
+TestSuite(history, .init = setup, .fini = teardown, .timeout = 300);
+/* Long ones get suites of their own: Criterion 2.4.1 leaks a per-test .timeout. */
+TestSuite(history_crash, .init = setup, .fini = teardown, .timeout = 900);
+TestSuite(history_measure, .init = setup, .fini = teardown, .timeout = 900);
+
+/* Every kind of change, made through a mount, then committed as transaction 1. */
+static void commit_everything(void)
+{
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt,
+			  "printf 'changed\\n' >> src/pkg/mod.py && "
+			  "printf 'new\\n' > new.txt && "
+			  "rm docs/old.txt && "
+			  "mkdir -p made/deeper && printf 'x\\n' > made/deeper/x && "
+			  "rm -r docs/sub && rmdir empty && "
+			  "mv docs/notes.txt docs/renamed.txt && "
+			  "mv src/main.py src/main2.py && "
+			  "chmod 700 run.sh && "
+			  "sed -i 's/^line 7 of a big/line 7 of a large/' big.txt && "
+			  "rm main-link && ln -s src/main2.py main-link"),
+		     0);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+}
+
+static void assert_one_line_error(const char *what)
+{
+	cr_assert_neq(env.err[0], '\0', "no error message");
+	cr_assert_not_null(strstr(env.err, what), "error does not name '%s': %s", what, env.err);
+}
+
+static void sha256_hex(const char *dir, const char *rel, char hex[HASH_HEX_LEN + 1])
+{
+	char *s = h_read(dir, rel);
+	uint8_t h[HASH_LEN];
+
+	cr_assert_not_null(s, "cannot read '%s/%s'", dir, rel);
+	cr_assert_eq(hash_buf(s, strlen(s), h), 0);
+	hash_to_hex(h, hex);
+	free(s);
+}
+
+/* Flip a byte in the middle of a blob, in whichever form it is stored. */
+static void corrupt_blob(const char hex[HASH_HEX_LEN + 1])
+{
+	char path[PATH_MAX];
+	struct stat st;
+	char c;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/objects/%.2s/%s", env.store, hex, hex);
+	if (stat(path, &st) < 0)
+		snprintf(path, sizeof(path), "%s/objects/%.2s/%s.zst", env.store, hex, hex);
+	cr_assert_eq(stat(path, &st), 0, "no blob %s in the store", hex);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	cr_assert(fd >= 0);
+	cr_assert_eq(pread(fd, &c, 1, st.st_size / 2), 1);
+	c ^= 0x20;
+	cr_assert_eq(pwrite(fd, &c, 1, st.st_size / 2), 1);
+	close(fd);
+}
+
+Test(history, undo_after_commit_restores_exactly_the_pre_commit_tree)
+{
+	char *before = h_snapshot(env.pkg, true), *after;
+
+	commit_everything();
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_neq(after, before);
+	free(after);
+	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "undid transaction 1 as transaction 2"), "%s", env.out);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before, "undo did not restore the pre-commit tree");
+	cr_assert_eq(h_count_names(env.pkg, ".cjfs"), 0, "temporaries left in PKG");
+	cr_assert_eq(h_cjfs(&env, "log", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "undone"), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, "cjfs undo 1"), "%s", env.out);
+	/* Undoing the undo redoes the transaction. */
+	cr_assert_eq(h_cjfs(&env, "undo", "2", NULL), 0, "%s", env.err);
+	free(after);
+	after = h_snapshot(env.pkg, false);
+	cr_assert_not_null(strstr(after, "made/deeper/x"), "%s", after);
+	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 1);
+	assert_one_line_error("already undone by transaction 2");
+	free(before);
+	free(after);
+}
+
+Test(history, undo_with_a_later_edit_reports_the_conflict_and_applies_nothing)
+{
+	char *before, *after;
+
+	commit_everything();
+	h_write(env.pkg, "src/pkg/mod.py", "edited by hand after the commit\n");
+	before = h_snapshot(env.pkg, true);
+	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 1);
+	cr_assert_not_null(strstr(env.err, "conflict: 'src/pkg/mod.py' was changed in PKG since transaction 1 was committed"),
+			   "%s", env.err);
+	cr_assert_not_null(strstr(env.err, "nothing was applied"), "%s", env.err);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before, "a refused undo changed PKG");
+	cr_assert_eq(h_count_names(env.pkg, ".cjfs"), 0);
+	free(after);
+	/* The refused undo is in the history, rolled back; transaction 1 is still committed. */
+	cr_assert_eq(h_cjfs(&env, "log", "--json", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "{\"id\":2,\"state\":\"rolled back\""), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, "{\"id\":1,\"state\":\"committed\""), "%s", env.out);
+	/* --force overwrites, and keeps what it overwrote. */
+	cr_assert_eq(h_cjfs(&env, "undo", "--force", "1", NULL), 0, "%s", env.err);
+	after = h_read(env.pkg, "src/pkg/mod.py");
+	cr_assert_str_eq(after, "def f( x ):\n    return x  \n");
+	free(after);
+	cr_assert_eq(h_cjfs(&env, "show", "3", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "kept src/pkg/mod.py"), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, "overwritten by undo --force"), "%s", env.out);
+	free(before);
+}
+
+Test(history, undo_refuses_what_is_not_committed)
+{
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c", "echo x > a; exit 3", NULL), 3);
+	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 1);
+	assert_one_line_error("rolled back");
+	cr_assert_eq(h_cjfs(&env, "undo", "7", NULL), 1);
+	assert_one_line_error("no transaction 7");
+	cr_assert_eq(h_cjfs(&env, "undo", "x", NULL), 2);
+}
+
+/* Every file restored into out is the original: bytes, mode and mtime. */
+static void assert_same_as_original(const char *out, const char *orig, int want_files)
+{
+	int files = 0;
+	char cmd[2 * PATH_MAX + 512];
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && n=0 && for f in $(find . -type f -o -type l); do "
+		 "if [ -L \"$f\" ]; then [ \"$(readlink \"$f\")\" = \"$(readlink '%s'/\"$f\")\" ] || exit 1; "
+		 "else cmp -s \"$f\" '%s'/\"$f\" || exit 2; "
+		 "[ \"$(stat -c '%%a %%Y' \"$f\")\" = \"$(stat -c '%%a %%Y' '%s'/\"$f\")\" ] || exit 3; fi; "
+		 "n=$((n+1)); done; exit $((n == %d ? 0 : 4))",
+		 out, orig, orig, orig, want_files);
+	files = h_sh("/", "%s", cmd);
+	cr_assert_eq(files, 0, "the restored tree differs from the originals (%d)", files);
+}
+
+Test(history, restore_to_a_directory_writes_the_originals_byte_identical)
+{
+	char orig[PATH_MAX], out[PATH_MAX];
+
+	snprintf(orig, sizeof(orig), "%s/orig", env.root);
+	snprintf(out, sizeof(out), "%s/out", env.root);
+	cr_assert_eq(h_sh(env.root, "cp -a pkg orig"), 0);
+	commit_everything();
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "--to", out, NULL), 0, "%s", env.err);
+	/* mod.py, main.py, run.sh, notes.txt, old.txt, sub/s.txt, big.txt, main-link */
+	assert_same_as_original(out, orig, 8);
+	cr_assert_eq(h_sh(out, "test -d empty && test -d docs/sub && ! test -e new.txt"), 0);
+	cr_assert_eq(h_count_names(out, ".cjfs"), 0, "staging left in DIR");
+	/* Named paths only, and a directory means everything below it. */
+	cr_assert_eq(h_sh(env.root, "rm -rf out"), 0);
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "docs", "big.txt", "--to", out, NULL), 0, "%s",
+		     env.err);
+	assert_same_as_original(out, orig, 4);
+}
+
+Test(history, a_corrupted_blob_makes_restore_fail_loudly_and_write_nothing)
+{
+	char out[PATH_MAX], hex[HASH_HEX_LEN + 1], hex_big[HASH_HEX_LEN + 1];
+	char *before;
+
+	snprintf(out, sizeof(out), "%s/out", env.root);
+	sha256_hex(env.pkg, "src/pkg/mod.py", hex);
+	sha256_hex(env.pkg, "big.txt", hex_big);
+	commit_everything();
+	before = h_snapshot(env.pkg, true);
+	/* A raw blob (a small file) and a zstd one (big.txt compresses). */
+	corrupt_blob(hex);
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "--to", out, NULL), 1);
+	assert_one_line_error("src/pkg/mod.py");
+	assert_one_line_error(hex);
+	assert_one_line_error("corrupt");
+	cr_assert_neq(access(out, F_OK), 0, "restore created '%s'", out);
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "src/pkg", NULL), 1);
+	assert_one_line_error(hex);
+	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 1);
+	assert_one_line_error(hex);
+	corrupt_blob(hex_big);
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "big.txt", "--to", out, NULL), 1);
+	assert_one_line_error("big.txt");
+	assert_one_line_error(hex_big);
+	cr_assert_neq(access(out, F_OK), 0);
+	{
+		char *after = h_snapshot(env.pkg, true);
+
+		cr_assert_str_eq(after, before, "a failed restore or undo changed PKG");
+		free(after);
+	}
+	cr_assert_eq(h_cjfs(&env, "log", NULL), 0);
+	cr_assert_null(strstr(env.out, "cjfs restore"), "a transaction was started: %s", env.out);
+	free(before);
+}
+
+Test(history, restore_into_pkg_is_a_transaction_and_can_be_undone)
+{
+	char *s;
+
+	commit_everything();
+	h_write(env.pkg, "src/pkg/mod.py", "mine\n");
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "src/pkg/mod.py", "docs/old.txt", NULL), 0, "%s",
+		     env.err);
+	cr_assert_not_null(strstr(env.out, "as transaction 2"), "%s", env.out);
+	s = h_read(env.pkg, "src/pkg/mod.py");
+	cr_assert_str_eq(s, "def f( x ):\n    return x  \n");
+	free(s);
+	s = h_read(env.pkg, "docs/old.txt");
+	cr_assert_str_eq(s, "gone\n");
+	free(s);
+	/* What the restore overwrote is kept: undoing it brings the edit back. */
+	cr_assert_eq(h_cjfs(&env, "undo", "2", NULL), 0, "%s", env.err);
+	s = h_read(env.pkg, "src/pkg/mod.py");
+	cr_assert_str_eq(s, "mine\n");
+	free(s);
+	s = util_xasprintf("%s/docs/old.txt", env.pkg);
+	cr_assert_neq(access(s, F_OK), 0, "undo of the restore left docs/old.txt");
+	free(s);
+	/* Nothing differs: nothing to do. */
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "run.sh", NULL), 0, "%s", env.err);
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "run.sh", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "nothing to restore"), "%s", env.out);
+}
+
+Test(history, restore_refuses_paths_that_leave_the_target)
+{
+	char out[PATH_MAX], outside[PATH_MAX];
+
+	commit_everything();
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "../etc/passwd", NULL), 2);
+	assert_one_line_error("invalid path '../etc/passwd'");
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "/etc/passwd", NULL), 2);
+	assert_one_line_error("invalid path");
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "src/../../x", NULL), 2);
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "no/such/path", NULL), 1);
+	assert_one_line_error("'no/such/path' is not a path transaction 1 touched");
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "new.txt", NULL), 1);
+	assert_one_line_error("did not exist before transaction 1");
+	/* DIR/docs is a symlink to elsewhere: nothing is written through it. */
+	snprintf(out, sizeof(out), "%s/out", env.root);
+	snprintf(outside, sizeof(outside), "%s/outside", env.root);
+	cr_assert_eq(h_sh(env.root, "mkdir out outside && ln -s ../outside out/docs"), 0);
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "--to", out, NULL), 1);
+	assert_one_line_error("symlink");
+	cr_assert_eq(h_count_names(outside, ""), 0, "restore wrote through a symlink");
+	cr_assert_eq(h_count_names(out, ""), 1, "restore wrote part of the tree");
+	/*
+	 * The same inside PKG: docs replaced by a symlink since. Either the
+	 * restore refuses, or (when the transaction recorded docs itself) it
+	 * puts the original directory back in place of the symlink.
+	 */
+	cr_assert_eq(h_sh(env.pkg, "rm -rf docs && ln -s ../outside docs"), 0);
+	if (h_cjfs(&env, "restore", "1", "docs/old.txt", NULL) == 0)
+		cr_assert_eq(h_sh(env.pkg, "test -d docs && ! test -L docs && test -f docs/old.txt"),
+			     0);
+	else
+		assert_one_line_error("symlink");
+	cr_assert_eq(h_count_names(outside, ""), 0, "restore wrote through a symlink in PKG");
+}
+
+Test(history, log_and_show_report_each_transaction)
+{
+	char hex_orig[HASH_HEX_LEN + 1], hex_new[HASH_HEX_LEN + 1];
+
+	sha256_hex(env.pkg, "src/pkg/mod.py", hex_orig);
+	commit_everything();
+	sha256_hex(env.pkg, "src/pkg/mod.py", hex_new);
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c", "echo y > y.txt", NULL), 0,
+		     "%s", env.err);
+	cr_assert_eq(h_cjfs(&env, "log", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "committed   0/1/0"), "%s", env.out);
+	cr_assert(strstr(env.out, "sh -c echo y > y.txt") < strstr(env.out, "\n1 "),
+		  "not newest first: %s", env.out);
+	cr_assert_eq(h_cjfs(&env, "log", "-n", "1", NULL), 0);
+	cr_assert_eq(strchr(env.out, '\n'), env.out + strlen(env.out) - 1, "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "log", "--pkg", env.root, NULL), 0);
+	cr_assert_str_eq(env.out, "");
+	cr_assert_eq(h_cjfs(&env, "log", "--pkg", env.pkg, "--json", NULL), 0);
+	cr_assert_not_null(strstr(env.out, "\"id\":1,\"state\":\"committed\""), "%s", env.out);
+	/* show: every path with its status, original and new hash and mode. */
+	cr_assert_eq(h_cjfs(&env, "show", "1", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "M src/pkg/mod.py\n"), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, hex_orig), "original hash missing: %s", env.out);
+	cr_assert_not_null(strstr(env.out, hex_new), "new hash missing: %s", env.out);
+	cr_assert_not_null(strstr(env.out, "D docs/old.txt\n"), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, "A made/deeper/\n"), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, "M run.sh\n    original  100755"), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, "TXN_COMMIT"), "%s", env.out);
+	/* --diff from the store alone, long after the mount is gone. */
+	cr_assert_eq(h_cjfs(&env, "show", "1", "--diff", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "+changed\n"), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, "-gone\n"), "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "show", "--json", "--diff", "1", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "\"path\":\"src/pkg/mod.py\",\"original\":{\"mode\":\"100644\""),
+			   "%s", env.out);
+	cr_assert_not_null(strstr(env.out, "+changed\\n"), "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "show", "9", NULL), 1);
+	assert_one_line_error("no transaction 9");
+}
+
+Test(history, log_shows_an_open_transaction_whose_daemon_died_as_orphaned)
+{
+	h_mount_fg(&env);
+	h_write(env.mnt, "fg.txt", "fg\n");
+	cr_assert_eq(h_unmount(&env), 0);
+	cr_assert_eq(h_cjfs(&env, "log", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, " orphaned "), "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "show", "1", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "A fg.txt"), "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "rollback", "1", NULL), 0, "%s", env.err);
+}
+
+/* The audit log, one "txn EVENT" per line, from `cjfs audit`. */
+static char *audit_summary(pid_t *pids, size_t cap, size_t *ret_n)
+{
+	struct strbuf sb = STRBUF_INIT;
+	char *line = env.out;
+	size_t n = 0;
+
+	cr_assert_eq(h_cjfs(&env, "audit", NULL), 0, "%s", env.err);
+	while (line && *line) {
+		char *nl = strchr(line, '\n'), event[64], txn[32];
+		long long uid, pid;
+
+		cr_assert_eq(sscanf(line, "%*s %*s uid=%lld pid=%lld txn=%31s %63s", &uid, &pid, txn,
+				    event),
+			     4, "malformed audit line: %s", line);
+		cr_assert_eq(uid, (long long)getuid());
+		cr_assert_gt(pid, 0);
+		if (n < cap)
+			pids[n] = (pid_t)pid;
+		n++;
+		strbuf_addf(&sb, "%s %s\n", txn, event);
+		line = nl ? nl + 1 : NULL;
+	}
+	*ret_n = n;
+	return strbuf_detach(&sb);
+}
+
+Test(history, the_audit_log_has_one_event_per_action_in_order)
+{
+	char out[PATH_MAX], *got;
+	pid_t pids[64];
+	size_t n;
+
+	snprintf(out, sizeof(out), "%s/out", env.root);
+	/* 1: committed */
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c", "echo 1 >> src/pkg/mod.py", NULL),
+		     0, "%s", env.err);
+	/* 2: rolled back */
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c", "echo 2 > two; exit 1", NULL), 1);
+	/* 3: a conflict, then rolled back */
+	h_mount(&env);
+	h_write(env.mnt, "docs/notes.txt", "through the mount\n");
+	h_write(env.pkg, "docs/notes.txt", "behind its back\n");
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 1);
+	cr_assert_eq(h_cjfs(&env, "rollback", "3", NULL), 0, "%s", env.err);
+	/* 4: the undo of 1 */
+	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 0, "%s", env.err);
+	/* restoring 1's originals elsewhere */
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "--to", out, NULL), 0, "%s", env.err);
+	/* dropping 1 to 3 */
+	cr_assert_eq(h_cjfs(&env, "gc", "--keep-last", "1", "--grace", "0", NULL), 0, "%s", env.err);
+	got = audit_summary(pids, 64, &n);
+	cr_assert(strncmp(got,
+			  "1 TXN_BEGIN\n1 BACKUP_CREATED\n1 TXN_COMMIT\n"
+			  "2 TXN_BEGIN\n2 TXN_ROLLBACK\n"
+			  "3 TXN_BEGIN\n3 TXN_CONFLICT\n3 TXN_ROLLBACK\n"
+			  "4 TXN_BEGIN\n4 BACKUP_CREATED\n4 TXN_COMMIT\n1 BACKUP_RESTORED\n"
+			  "1 BACKUP_RESTORED\n"
+			  "1 BACKUP_DELETED\n2 BACKUP_DELETED\n3 BACKUP_DELETED\n",
+			  strlen("1 TXN_BEGIN\n1 BACKUP_CREATED\n1 TXN_COMMIT\n"
+				 "2 TXN_BEGIN\n2 TXN_ROLLBACK\n"
+				 "3 TXN_BEGIN\n3 TXN_CONFLICT\n3 TXN_ROLLBACK\n"
+				 "4 TXN_BEGIN\n4 BACKUP_CREATED\n4 TXN_COMMIT\n1 BACKUP_RESTORED\n"
+				 "1 BACKUP_RESTORED\n"
+				 "1 BACKUP_DELETED\n2 BACKUP_DELETED\n3 BACKUP_DELETED\n")) == 0,
+		  "unexpected audit log:\n%s", got);
+	/* After those, at most gc's one event for blobs no transaction referred to. */
+	cr_assert(n == 16 || (n == 17 && strstr(got, "\n- BACKUP_DELETED\n")), "%s", got);
+	/* Events of one command carry its pid; the undo's BACKUP_RESTORED is the undo's. */
+	cr_assert_eq(pids[0], pids[2]);
+	cr_assert_neq(pids[2], pids[3]);
+	cr_assert_eq(pids[10], pids[11], "BACKUP_RESTORED not written by the undo");
+	cr_assert_neq(pids[11], pids[12]);
+	free(got);
+	/* --since and --json */
+	cr_assert_eq(h_cjfs(&env, "audit", "--since", "1h", "--json", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "\"txn\":4,\"event\":\"TXN_COMMIT\""), "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "audit", "--since", "2999-01-01", NULL), 0, "%s", env.err);
+	cr_assert_str_eq(env.out, "");
+	cr_assert_eq(h_cjfs(&env, "audit", "--since", "yesterday-ish", NULL), 2);
+}
+
+Test(history, gc_through_the_cli_keeps_what_the_policy_keeps)
+{
+	char conf[PATH_MAX];
+	FILE *f;
+
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(h_sh(env.root, "'%s' --store '%s' run '%s' -- sh -c 'echo %d >> f' 2>/dev/null",
+				  h_cjfs_bin(), env.store, env.pkg, i),
+			     0);
+	cr_assert_eq(h_cjfs(&env, "gc", "--keep-last", "1", "--grace", "0", "--dry-run", NULL), 0,
+		     "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "would drop the history of 3 transaction(s)"), "%s",
+			   env.out);
+	cr_assert_not_null(strstr(env.out, "keep-last: 1-3"), "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "show", "1", NULL), 0, "a dry run dropped history");
+	/* The default comes from the store's config file. */
+	snprintf(conf, sizeof(conf), "%s/config", env.store);
+	f = fopen(conf, "we");
+	cr_assert_not_null(f);
+	fputs("gc.keep-last = 2\ngc.grace = 0s\n", f);
+	cr_assert_eq(fclose(f), 0);
+	cr_assert_eq(h_cjfs(&env, "gc", "--json", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "\"dropped\":[{\"id\":1,\"why\":\"keep-last\"},{\"id\":2,"),
+			   "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "show", "2", NULL), 1);
+	cr_assert_eq(h_cjfs(&env, "show", "3", NULL), 0);
+	cr_assert_eq(h_cjfs(&env, "undo", "4", NULL), 0, "%s", env.err);
+	f = fopen(conf, "we");
+	cr_assert_not_null(f);
+	fputs("gc.keep-last = lots\n", f);
+	cr_assert_eq(fclose(f), 0);
+	cr_assert_eq(h_cjfs(&env, "gc", NULL), 2);
+	assert_one_line_error("config:1:");
+}
+
+Test(history_crash, an_undo_killed_at_any_durable_step_leaves_pkg_old_or_new)
+{
+	char fault[32];
+	int n, r = -1;
+
+	/* A fresh commit each round; the undo dies at its n-th durable step. */
+	for (n = 1; n < 400; n++) {
+		char *old_tree, *new_tree, *now;
+
+		if (n > 1) {
+			h_teardown(&env);
+			setup();
+		}
+		old_tree = h_snapshot(env.pkg, true);
+		commit_everything();
+		new_tree = h_snapshot(env.pkg, true);
+		snprintf(fault, sizeof(fault), "%d:crash", n);
+		setenv("CJFS_FAULT", fault, 1);
+		r = h_cjfs(&env, "undo", "1", NULL);
+		unsetenv("CJFS_FAULT");
+		cr_assert(r == 0 || r == 128 + 9, "step %d: the undo failed (%d): %s", n, r, env.err);
+		cr_assert_eq(h_cjfs(&env, "recover", NULL), 0, "%s", env.err);
+		now = h_snapshot(env.pkg, true);
+		cr_assert(strcmp(now, old_tree) == 0 || strcmp(now, new_tree) == 0,
+			  "undo killed at step %d left a mix:\n%s", n, now);
+		cr_assert_eq(h_count_names(env.pkg, ".cjfs"), 0, "temporaries after step %d", n);
+		cr_assert_eq(h_cjfs(&env, "log", "--json", NULL), 0);
+		cr_assert_null(strstr(env.out, "\"state\":\"sealed\""), "%s", env.out);
+		cr_assert_null(strstr(env.out, "\"state\":\"committing\""), "%s", env.out);
+		/* An interrupted undo is finished or discarded, never left open. */
+		cr_assert_null(strstr(env.out, "\"state\":\"orphaned\""), "%s", env.out);
+		cr_assert_null(strstr(env.out, "\"state\":\"open\""), "%s", env.out);
+		/* Whoever finished it, the record agrees with PKG. */
+		if (strcmp(now, old_tree) == 0)
+			cr_assert_not_null(strstr(env.out, "{\"id\":1,\"state\":\"undone\""),
+					   "step %d: %s", n, env.out);
+		else
+			cr_assert_not_null(strstr(env.out, "{\"id\":1,\"state\":\"committed\""),
+					   "step %d: %s", n, env.out);
+		free(old_tree);
+		free(new_tree);
+		free(now);
+		if (r == 0)
+			break;
+	}
+	cr_assert_eq(r, 0, "the undo never finished");
+	cr_assert_gt(n, 10, "the crash points never hit the undo");
+	fprintf(stderr, "the undo has %d durable steps\n", n - 1);
+}
+
+/* A real tree: the standard library of the system's Python. */
+Test(history_measure, dedup_and_compression_of_a_real_tree_are_reported_by_stats)
+{
+	const char *src = "/usr/lib/python3.11";
+	double dedup = 0, comp = 0;
+	char *p;
+
+	if (access(src, R_OK) != 0)
+		cr_skip_test("%s is not installed", src);
+	cr_assert_eq(h_sh(env.root, "rm -rf pkg && cp -a '%s' pkg && chmod -R u+w pkg", src), 0);
+	/* A cleaner touching every .py file: strip trailing blanks, as clean and black do. */
+	cr_assert_eq(h_sh(env.root,
+			  "'%s' --store '%s' run -q '%s' -- sh -c "
+			  "\"find . -name '*.py' -exec sed -i 's/[[:space:]]*$//' {} +\"",
+			  h_cjfs_bin(), env.store, env.pkg),
+		     0);
+	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 0, "%s", env.err);
+	cr_assert_eq(h_sh(env.root,
+			  "'%s' --store '%s' run -q '%s' -- sh -c "
+			  "\"find . -name '*.py' -exec sed -i 's/[[:space:]]*$//' {} +\"",
+			  h_cjfs_bin(), env.store, env.pkg),
+		     0);
+	cr_assert_eq(h_cjfs(&env, "stats", "--json", NULL), 0, "%s", env.err);
+	p = strstr(env.out, "\"dedup_ratio\":");
+	cr_assert_not_null(p, "%s", env.out);
+	dedup = strtod(p + strlen("\"dedup_ratio\":"), NULL);
+	p = strstr(env.out, "\"compression_ratio\":");
+	cr_assert_not_null(p);
+	comp = strtod(p + strlen("\"compression_ratio\":"), NULL);
+	cr_assert_eq(h_cjfs(&env, "stats", "-n", "3", NULL), 0, "%s", env.err);
+	/* For docs/history.md. */
+	fprintf(stderr, "stats on %s (clean, undo, clean again):\n%s", src, env.out);
+	/*
+	 * Twice the whole tree's originals, plus the few changed files three
+	 * times over: dedup must find the second copy of everything.
+	 */
+	cr_assert_gt(dedup, 1.8, "dedup ratio %.2f", dedup);
+	cr_assert_gt(comp, 2.0, "compression ratio %.2f", comp);
+}
