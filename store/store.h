@@ -380,4 +380,53 @@ int store_recover(struct store *s, struct store_recover_report *ret);
 /* 1 if some transaction needs recovery (SEALED or COMMITTING), 0 if not. */
 int store_needs_recovery(struct store *s);
 
+/* ---- integrity (verify.c) ---- */
+
+enum store_verify_kind {
+	/* Defects: bytes or references the store promised and cannot deliver. */
+	STORE_VERIFY_CORRUPT,	/* a blob whose content does not hash to its name */
+	STORE_VERIFY_MISSING,	/* the index refers to a blob that is not in objects/ */
+	STORE_VERIFY_DANGLING,	/* a change refers to a hash the blob table does not know */
+	STORE_VERIFY_STRAY,	/* a file in objects/ that is not named like a blob */
+	STORE_VERIFY_INDEX,	/* PRAGMA integrity_check reported a problem */
+	/*
+	 * Not a defect: a valid blob the blob table does not list. A process
+	 * killed between publishing a blob and indexing it leaves one; nothing
+	 * refers to it and gc may remove it.
+	 */
+	STORE_VERIFY_ORPHAN,
+};
+
+struct store_verify_issue {
+	enum store_verify_kind kind;
+	bool has_hash;
+	uint8_t hash[HASH_LEN];
+	char *path;   /* the file relative to the store ("objects/ab/<hash>"), or NULL */
+	char *detail; /* what refers to it ("new content of 'a.c' in transaction 3"), or NULL */
+};
+
+struct store_verify_report {
+	size_t blobs;	 /* blob files re-hashed */
+	size_t rows;	 /* rows of the blob table */
+	size_t refs;	 /* distinct hashes the change rows refer to */
+	size_t defects;	 /* issues of the defect kinds */
+	size_t warnings; /* orphans */
+	struct store_verify_issue *issues;
+	size_t n;
+};
+
+const char *store_verify_kind_name(enum store_verify_kind k);
+
+/*
+ * Check the whole store: re-hash every blob in objects/, check that every
+ * hash the index refers to (blob rows, original and new contents of every
+ * change) has an intact blob, list files in objects/ the index does not
+ * know, and run PRAGMA integrity_check. Returns 0 when the check ran (the
+ * findings are in *ret, to release with store_verify_release()) or -errno
+ * when it could not run. With defects, appends a VERIFY_FAILED audit event.
+ * Reads only; safe to run while other processes use the store.
+ */
+int store_verify(struct store *s, struct store_verify_report *ret);
+void store_verify_release(struct store_verify_report *r);
+
 #endif

@@ -23,6 +23,7 @@ static const struct cmd commands[] = {
 	{ "run", cmd_run, "run a command on PKG: commit if it succeeds, roll back if not" },
 	{ "clean", cmd_clean, "run the built-in whitespace cleaner on PKG in a transaction" },
 	{ "recover", cmd_recover, "finish or undo whatever a crash interrupted" },
+	{ "verify", cmd_verify, "check every blob and index reference of the store" },
 };
 
 static const char main_help[] =
