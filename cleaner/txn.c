@@ -604,6 +604,17 @@ static int revert(struct cjfs *c, struct store_txn *t, int pkg_fd, int cause)
 	return cause;
 }
 
+/*
+ * Mark the start of a commit phase in the debug log, with the number of
+ * durable-write calls made so far: fault-injection tests read these lines to
+ * aim a fault at every phase of a commit.
+ */
+static void phase(int64_t txn, const char *what)
+{
+	log_debug("commit %lld: %s at fault point %ld", (long long)txn, what,
+		  util_fault_calls() + 1);
+}
+
 static int summary_detail(const struct store_txn *t, char **ret)
 {
 	*ret = util_xasprintf("%lld modified, %lld added, %lld deleted", (long long)t->n_modified,
@@ -667,6 +678,7 @@ int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result 
 		goto out;
 	}
 	start = util_mono_ns();
+	phase(txn, "seal");
 	r = cjfs_tree_view(c, t, &tv);
 	if (r == 0)
 		r = store_txn_seal(c->store, t, &tv->view);
@@ -701,12 +713,14 @@ int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result 
 		if (r < 0)
 			goto out_reopen;
 	}
+	phase(txn, "stage");
 	r = store_txn_stage(c->store, txn, pkg_fd, 0);
 	if (r < 0) {
 		explain_stage_failure(r, t);
 		goto out_reopen;
 	}
 	/* Everything the journal refers to must be on disk before the commit point. */
+	phase(txn, "sync");
 	r = store_sync(c->store);
 	if (r < 0) {
 		log_errno(r, "cannot make the store durable: nothing was changed in PKG");
@@ -720,11 +734,13 @@ int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result 
 		goto out_reopen;
 	}
 	/* Commit point passed: from here PKG ends up in the new state (or, failing that, the old). */
+	phase(txn, "promote");
 	r = store_txn_promote(c->store, txn, pkg_fd, 0);
 	if (r < 0) {
 		r = revert(c, t, pkg_fd, r);
 		goto out;
 	}
+	phase(txn, "done");
 	t->apply_ns = util_mono_ns() - start - t->seal_ns;
 	(void)store_txn_save_stats(c->store, t);
 	r = summary_detail(t, &detail);

@@ -58,8 +58,8 @@ int util_fault_from_env(void)
 	static const struct {
 		const char *name;
 		int err;
-	} names[] = { { "crash", 0 }, { "ENOSPC", ENOSPC }, { "EIO", EIO }, { "EDQUOT", EDQUOT },
-		      { "EROFS", EROFS } };
+	} names[] = { { "crash", 0 },	      { "stop", UTIL_FAULT_STOP }, { "ENOSPC", ENOSPC },
+		      { "EIO", EIO },	      { "EDQUOT", EDQUOT },	   { "EROFS", EROFS } };
 	const char *e = getenv("CJFS_FAULT");
 	const char *colon;
 	char *end;
@@ -93,6 +93,11 @@ static int fault_hit(void)
 		/* A simulated power cut at this exact call: nothing after it runs. */
 		kill(getpid(), SIGKILL);
 		pause();
+	}
+	if (fault_err == UTIL_FAULT_STOP) {
+		/* Held here until a SIGCONT; then this call goes ahead as if nothing happened. */
+		kill(getpid(), SIGSTOP);
+		return 0;
 	}
 	return -fault_err;
 }
