@@ -328,6 +328,12 @@ int cjfs_unmount(struct cjfs *c, int64_t txn)
 
 		nanosleep(&ts, NULL);
 	}
+	if (alive < 0) {
+		/* Going on could seal a tree the daemon is still writing. */
+		r = log_errno(alive, "cannot tell whether the daemon of transaction %lld has exited",
+			      (long long)txn);
+		goto out;
+	}
 	if (alive == 1) {
 		r = -ETIMEDOUT;
 		log_error("the daemon of transaction %lld (pid %lld) did not exit after unmounting",
