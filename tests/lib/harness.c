@@ -76,12 +76,85 @@ static void force_unmount(const char *mnt)
 	}
 }
 
+/* Mount points at or below root, from our mount namespace, deepest first. */
+static size_t mounts_under(const char *root, char ***ret)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	size_t rl = strlen(root), n = 0;
+	char **v = NULL, *line = NULL;
+	size_t cap = 0;
+
+	*ret = NULL;
+	if (!f)
+		return 0;
+	while (getline(&line, &cap, f) > 0) {
+		char point[PATH_MAX];
+
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1)
+			continue;
+		if (strncmp(point, root, rl) != 0 || (point[rl] != '/' && point[rl] != '\0'))
+			continue;
+		v = realloc(v, (n + 1) * sizeof(*v));
+		cr_assert_not_null(v);
+		v[n++] = strdup(point);
+	}
+	free(line);
+	fclose(f);
+	/* Longest path first: a mount below another goes before it. */
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = i + 1; j < n; j++) {
+			if (strlen(v[j]) > strlen(v[i])) {
+				char *t = v[i];
+
+				v[i] = v[j];
+				v[j] = t;
+			}
+		}
+	}
+	*ret = v;
+	return n;
+}
+
+static void unmount_all_under(const char *root)
+{
+	for (int round = 0; round < 3; round++) {
+		char **v;
+		size_t n = mounts_under(root, &v);
+
+		for (size_t i = 0; i < n; i++) {
+			if (umount2(v[i], 0) < 0 && errno != EINVAL && errno != ENOENT) {
+				if (h_sh("/", "fusermount3 -u '%s' 2>/dev/null", v[i]) != 0)
+					(void)umount2(v[i], MNT_DETACH);
+			}
+			free(v[i]);
+		}
+		free(v);
+		if (n == 0)
+			break;
+	}
+}
+
+static void kill_bg(struct h_env *e)
+{
+	for (int i = 0; i < H_MAX_BG; i++) {
+		int status;
+
+		if (e->bg[i] <= 0)
+			continue;
+		kill(e->bg[i], SIGKILL);
+		while (waitpid(e->bg[i], &status, 0) < 0 && errno == EINTR)
+			;
+		e->bg[i] = 0;
+	}
+}
+
 void h_teardown(struct h_env *e)
 {
 	char cmd[PATH_MAX + 64];
 
 	if (!e->root[0])
 		return;
+	kill_bg(e);
 	force_unmount(e->mnt);
 	if (e->daemon > 0) {
 		int status;
@@ -96,10 +169,41 @@ void h_teardown(struct h_env *e)
 		}
 		e->daemon = 0;
 	}
+	/* Other mounts of the test (second mount points, tmpfs), whatever the test did. */
+	unmount_all_under(e->root);
 	/* Any daemon serving a mount of ours has exited with its mount. */
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->root);
 	(void)!system(cmd);
 	e->root[0] = '\0';
+}
+
+bool h_tmpfs(struct h_env *e, const char *dir, const char *size)
+{
+	char opts[64];
+
+	(void)e;
+	if (geteuid() != 0)
+		return false;
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return false;
+	snprintf(opts, sizeof(opts), "size=%s,mode=0755", size);
+	return mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, opts) == 0;
+}
+
+void h_setup_tmpfs(struct h_env *e, const char *size)
+{
+	h_setup(e);
+	if (!h_tmpfs(e, e->root, size))
+		return;
+	/* The tmpfs hides what h_setup made: make it again on top. */
+	cr_assert_eq(mkdir(e->pkg, 0755), 0);
+	cr_assert_eq(mkdir(e->mnt, 0755), 0);
+}
+
+void h_restore_tree(const char *src, const char *dir)
+{
+	cr_assert_eq(h_sh("/", "find '%s' -mindepth 1 -delete && cp -a '%s'/. '%s'/", dir, src, dir),
+		     0, "cannot restore '%s' from '%s'", dir, src);
 }
 
 static void read_into(int fd, char *buf, size_t cap)
@@ -125,14 +229,10 @@ static void read_into(int fd, char *buf, size_t cap)
 	buf[len] = '\0';
 }
 
-int h_cjfsv(struct h_env *e, char *const argv[])
+/* Build cjfs's argv: the binary, --store, then argv. */
+static void build_args(struct h_env *e, char *const argv[], char *args[64])
 {
-	int outp[2], errp[2], status;
-	struct pollfd pf[2];
-	size_t olen = 0, elen = 0;
-	char *args[64];
 	size_t n = 0;
-	pid_t pid;
 
 	args[n++] = (char *)h_cjfs_bin();
 	args[n++] = (char *)"--store";
@@ -140,6 +240,28 @@ int h_cjfsv(struct h_env *e, char *const argv[])
 	for (size_t i = 0; argv[i] && n < 63; i++)
 		args[n++] = argv[i];
 	args[n] = NULL;
+}
+
+static void put_env(char *const env[])
+{
+	for (size_t i = 0; env && env[i]; i++)
+		putenv(env[i]);
+}
+
+int h_cjfsv(struct h_env *e, char *const argv[])
+{
+	return h_cjfsv_env(e, NULL, argv);
+}
+
+int h_cjfsv_env(struct h_env *e, char *const env[], char *const argv[])
+{
+	int outp[2], errp[2], status;
+	struct pollfd pf[2];
+	size_t olen = 0, elen = 0;
+	char *args[64];
+	pid_t pid;
+
+	build_args(e, argv, args);
 	cr_assert_eq(pipe2(outp, O_CLOEXEC), 0);
 	cr_assert_eq(pipe2(errp, O_CLOEXEC), 0);
 	fflush(NULL);
@@ -148,6 +270,7 @@ int h_cjfsv(struct h_env *e, char *const argv[])
 	if (pid == 0) {
 		dup2(outp[1], STDOUT_FILENO);
 		dup2(errp[1], STDERR_FILENO);
+		put_env(env);
 		execv(args[0], args);
 		_exit(127);
 	}
@@ -202,6 +325,94 @@ int h_cjfs(struct h_env *e, ...)
 	va_end(ap);
 	argv[n] = NULL;
 	return h_cjfsv(e, argv);
+}
+
+pid_t h_cjfs_start(struct h_env *e, struct h_proc *p, char *const env[], char *const argv[])
+{
+	static unsigned seq;
+	char *args[64];
+	int slot = -1, out, err;
+
+	for (int i = 0; i < H_MAX_BG && slot < 0; i++) {
+		if (e->bg[i] <= 0)
+			slot = i;
+	}
+	cr_assert(slot >= 0, "too many background cjfs processes");
+	memset(p, 0, sizeof(*p));
+	seq++;
+	snprintf(p->out_path, sizeof(p->out_path), "%s/bg%u.out", e->root, seq);
+	snprintf(p->err_path, sizeof(p->err_path), "%s/bg%u.err", e->root, seq);
+	out = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	err = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert(out >= 0 && err >= 0, "cannot create '%s': %s", p->out_path, strerror(errno));
+	build_args(e, argv, args);
+	fflush(NULL);
+	p->pid = fork();
+	cr_assert(p->pid >= 0);
+	if (p->pid == 0) {
+		dup2(out, STDOUT_FILENO);
+		dup2(err, STDERR_FILENO);
+		put_env(env);
+		execv(args[0], args);
+		_exit(127);
+	}
+	close(out);
+	close(err);
+	e->bg[slot] = p->pid;
+	return p->pid;
+}
+
+static void reaped(struct h_env *e, struct h_proc *p, int status)
+{
+	p->done = true;
+	p->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	for (int i = 0; e && i < H_MAX_BG; i++) {
+		if (e->bg[i] == p->pid)
+			e->bg[i] = 0;
+	}
+}
+
+static void slurp(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return;
+	read_into(fd, buf, cap);
+	close(fd);
+}
+
+int h_cjfs_wait(struct h_env *e, struct h_proc *p)
+{
+	int status;
+
+	if (!p->done) {
+		/* A stopped process would never exit: let it go on. */
+		kill(p->pid, SIGCONT);
+		while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
+			;
+		reaped(e, p, status);
+	}
+	slurp(p->out_path, p->out, sizeof(p->out));
+	slurp(p->err_path, p->err, sizeof(p->err));
+	return p->status;
+}
+
+bool h_cjfs_wait_stopped(struct h_proc *p)
+{
+	int status;
+
+	while (waitpid(p->pid, &status, WUNTRACED) < 0) {
+		if (errno != EINTR)
+			return false;
+	}
+	if (WIFSTOPPED(status))
+		return true;
+	/* It exited: keep its status for h_cjfs_wait (the slot is cleared there). */
+	p->done = true;
+	p->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return false;
 }
 
 void h_mount_fg(struct h_env *e)
@@ -443,4 +654,73 @@ int h_count_names(const char *dir, const char *s)
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	return fd < 0 ? 0 : count_walk(fd, s);
+}
+
+char *h_txn_state(struct h_env *e, long txn)
+{
+	char *save = NULL, *line;
+	char *copy;
+
+	cr_assert_eq(h_cjfs(e, "status", NULL), 0, "cjfs status failed: %s", e->err);
+	copy = strdup(e->out);
+	cr_assert_not_null(copy);
+	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *tab = strchr(line, '\t'), *end;
+
+		if (!tab || strtol(line, NULL, 10) != txn)
+			continue;
+		end = strchr(tab + 1, '\t');
+		if (end)
+			*end = '\0';
+		line = strdup(tab + 1);
+		free(copy);
+		return line;
+	}
+	free(copy);
+	return NULL;
+}
+
+void h_assert_one_line(const struct h_env *e, const char *what)
+{
+	cr_assert_neq(e->err[0], '\0', "no error message");
+	cr_assert_not_null(strstr(e->err, what), "error does not name '%s': %s", what, e->err);
+	cr_assert_eq(strchr(e->err, '\n'), e->err + strlen(e->err) - 1,
+		     "error is not one line: %s", e->err);
+}
+
+int h_recover_and_check(struct h_env *e, const char *old, const char *new, const char *what)
+{
+	char *now;
+	int r;
+
+	r = h_cjfs(e, "recover", NULL);
+	cr_assert_eq(r, 0, "%s: cjfs recover failed (%d): %s", what, r, e->err);
+	r = h_cjfs(e, "recover", NULL);
+	cr_assert_eq(r, 0, "%s: second cjfs recover failed (%d): %s", what, r, e->err);
+	cr_assert_str_eq(e->out, "0 commit(s) finished, 0 reopened, 0 leftover(s) removed, 0 failed\n",
+			 "%s: a second recovery still had work to do", what);
+	now = h_snapshot(e->pkg, true);
+	if (strcmp(now, old) == 0)
+		r = 0;
+	else if (strcmp(now, new) == 0)
+		r = 1;
+	else
+		cr_assert_fail("%s: PKG is neither the old nor the new tree:\n%s", what, now);
+	free(now);
+	cr_assert_eq(h_count_names(e->pkg, ".cjfs-"), 0, "%s: .cjfs- temporaries left in PKG", what);
+	cr_assert_eq(h_cjfs(e, "verify", NULL), 0, "%s: cjfs verify failed: %s%s", what, e->out,
+		     e->err);
+	return r;
+}
+
+long h_env_long(const char *name, long def)
+{
+	const char *v = getenv(name);
+	char *end;
+	long n;
+
+	if (!v || !*v)
+		return def;
+	n = strtol(v, &end, 10);
+	return *end ? def : n;
 }
