@@ -340,9 +340,16 @@ int cjfs_unmount(struct cjfs *c, int64_t txn)
 			  (long long)txn, (long long)t->pid);
 		goto out;
 	}
+	/*
+	 * Bookkeeping only: the daemon's lock, not this column, says whether the
+	 * transaction is served, and finishing it clears the column. A full
+	 * store must not stop the rollback that would free it.
+	 */
 	r = store_txn_set_mount(c->store, txn, NULL, 0);
 	if (r < 0)
-		log_errno(r, "cannot update transaction %lld", (long long)txn);
+		log_debug_errno(r, "cannot clear the mount point of transaction %lld",
+				(long long)txn);
+	r = 0;
 out:
 	free(source);
 	store_txn_free(t);
@@ -815,6 +822,16 @@ int cjfs_rollback(struct cjfs *c, int64_t txn, struct cjfs_result *ret)
 				ret ? (long long)ret->added : 0LL, ret ? (long long)ret->deleted : 0LL);
 	r = store_txn_transition(c->store, txn, STORE_TXN_OPEN, STORE_TXN_ROLLED_BACK,
 				 "TXN_ROLLBACK", detail);
+	if (r == -ENOSPC || r == -EDQUOT) {
+		/*
+		 * The store is full, likely of this very layer: discard it first to
+		 * make room for the record. A crash in between leaves an open
+		 * transaction that changes nothing; rolling it back again finishes.
+		 */
+		if (store_txn_clear_layer(c->store, txn) == 0)
+			r = store_txn_transition(c->store, txn, STORE_TXN_OPEN,
+						 STORE_TXN_ROLLED_BACK, "TXN_ROLLBACK", detail);
+	}
 	if (r < 0) {
 		log_errno(r, "cannot mark transaction %lld rolled back", (long long)txn);
 		goto out;

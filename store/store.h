@@ -199,6 +199,13 @@ int store_txn_daemon_alive(struct store *s, int64_t id);
 /* Remove txn/<id>/ (upper layer and work area). */
 int store_txn_remove_dir(struct store *s, int64_t id);
 
+/*
+ * Empty the upper layer and work area of a transaction that no daemon
+ * serves, keeping the directories and locks: the transaction then changes
+ * nothing. For a rollback that needs the space the layer holds.
+ */
+int store_txn_clear_layer(struct store *s, int64_t id);
+
 /* ---- the change set (txn.c) ---- */
 
 /*

@@ -465,6 +465,22 @@ int store_txn_remove_dir(struct store *s, int64_t id)
 	return util_rm_rf_at(s->txnfd, name);
 }
 
+int store_txn_clear_layer(struct store *s, int64_t id)
+{
+	static const char *const subs[] = { "upper", "work" };
+	int r = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(subs) && r == 0; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "%lld/%s", (long long)id, subs[i]);
+		r = util_rm_rf_at(s->txnfd, name);
+		if (r == 0)
+			r = util_mkdirat(s->txnfd, name, i == 0 ? 0755 : 0700);
+	}
+	return r;
+}
+
 /* ---- change rows ---- */
 
 static void bind_entry(sqlite3_stmt *st, int i, const struct store_entry *e, bool full)
