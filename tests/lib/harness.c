@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sqlite3.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -711,6 +712,49 @@ int h_recover_and_check(struct h_env *e, const char *old, const char *new, const
 	cr_assert_eq(h_cjfs(e, "verify", NULL), 0, "%s: cjfs verify failed: %s%s", what, e->out,
 		     e->err);
 	return r;
+}
+
+long h_commit_phase(struct h_env *e, long txn, const char *phase)
+{
+	char *fenv[] = { (char *)"CJFS_FAULT=1000000000:EIO", (char *)"CJFS_DEBUG=2", NULL };
+	char id[32], tpkg[PATH_MAX], tstore[PATH_MAX], pat[64];
+	char *argv[] = { (char *)"commit", id, NULL };
+	const char *at;
+	long n;
+
+	snprintf(id, sizeof(id), "%ld", txn);
+	snprintf(tpkg, sizeof(tpkg), "%s/phase-pkg", e->root);
+	snprintf(tstore, sizeof(tstore), "%s/phase-store", e->root);
+	cr_assert_eq(h_sh("/", "cp -a '%s' '%s' && cp -a '%s' '%s'", e->pkg, tpkg, e->store, tstore),
+		     0);
+	cr_assert_eq(h_cjfsv_env(e, fenv, argv), 0, "the measuring commit failed: %s", e->err);
+	snprintf(pat, sizeof(pat), "commit %ld: %s at fault point ", txn, phase);
+	at = strstr(e->err, pat);
+	cr_assert_not_null(at, "no '%s' in the debug log: %s", pat, e->err);
+	n = strtol(at + strlen(pat), NULL, 10);
+	h_restore_tree(tpkg, e->pkg);
+	cr_assert_eq(h_sh("/", "rm -rf '%s' '%s' && mv '%s' '%s'", e->store, tpkg, tstore, e->store),
+		     0);
+	return n;
+}
+
+long h_sql_long(struct h_env *e, const char *sql)
+{
+	char db[PATH_MAX];
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st;
+	long v;
+
+	snprintf(db, sizeof(db), "%s/index.db", e->store);
+	cr_assert_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK,
+		     "cannot open '%s'", db);
+	cr_assert_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql,
+		     sqlite3_errmsg(h));
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s: no row", sql);
+	v = (long)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return v;
 }
 
 long h_env_long(const char *name, long def)

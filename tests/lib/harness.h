@@ -144,6 +144,16 @@ void h_assert_one_line(const struct h_env *e, const char *what);
  */
 int h_recover_and_check(struct h_env *e, const char *old, const char *new, const char *what);
 
+/*
+ * The durable-call number at which a commit of transaction txn starts phase
+ * ("seal", "stage", "sync", "promote", "done"; see CJFS_DEBUG=2), measured
+ * by committing a copy: PKG (in place) and the store are put back after.
+ */
+long h_commit_phase(struct h_env *e, long txn, const char *phase);
+
+/* The first column of the first row of a read-only query on the store's index. */
+long h_sql_long(struct h_env *e, const char *sql);
+
 /* An integer from the environment (test knobs such as iteration counts), or def. */
 long h_env_long(const char *name, long def);
 
