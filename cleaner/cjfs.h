@@ -21,6 +21,8 @@ struct cjfs;
  * when dir is NULL, and finish whatever a crash interrupted (store_recover).
  */
 int cjfs_open(const char *dir, struct cjfs **ret);
+/* What the recovery run by cjfs_open() did. */
+void cjfs_recovered(const struct cjfs *c, struct store_recover_report *ret);
 void cjfs_close(struct cjfs *c);
 struct store *cjfs_store(struct cjfs *c);
 

@@ -26,6 +26,7 @@
 struct cjfs {
 	struct store *store;
 	char *dir;
+	struct store_recover_report recovered; /* what cjfs_open() recovered */
 };
 
 struct store *cjfs_store(struct cjfs *c)
@@ -53,9 +54,14 @@ int cjfs_store_resume(struct cjfs *c)
 	return r;
 }
 
+void cjfs_recovered(const struct cjfs *c, struct store_recover_report *ret)
+{
+	*ret = c->recovered;
+}
+
 int cjfs_open(const char *dir, struct cjfs **ret)
 {
-	struct store_recover_report rep;
+	struct store_recover_report rep = { 0 };
 	struct cjfs *c = calloc(1, sizeof(*c));
 	int r;
 
@@ -87,6 +93,7 @@ int cjfs_open(const char *dir, struct cjfs **ret)
 		log_warn("some interrupted work could not be finished yet; run 'cjfs recover' for details");
 	if (rep.rolled_forward)
 		log_warn("finished %zu interrupted commit(s)", rep.rolled_forward);
+	c->recovered = rep;
 	*ret = c;
 	return 0;
 

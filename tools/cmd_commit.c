@@ -115,7 +115,7 @@ static const char recover_help[] =
 int cmd_recover(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = { CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 } };
-	struct store_recover_report rep;
+	struct store_recover_report rep = { 0 }, first;
 	bool done = false;
 	int opt, r;
 
@@ -127,8 +127,11 @@ int cmd_recover(struct cli *cli, int argc, char **argv)
 	if (argc != optind)
 		return cli_usage_error("recover", "cjfs recover", "no arguments expected");
 	r = store_recover(cjfs_store(cli_store(cli)), &rep);
+	/* Opening the store already recovered what it could: report that too. */
+	cjfs_recovered(cli->c, &first);
 	printf("%zu commit(s) finished, %zu reopened, %zu leftover(s) removed, %zu failed\n",
-	       rep.rolled_forward, rep.reopened, rep.cleaned, rep.failed);
+	       rep.rolled_forward + first.rolled_forward, rep.reopened + first.reopened,
+	       rep.cleaned + first.cleaned, rep.failed);
 	if (r < 0) {
 		log_errno(r, "recovery is not complete");
 		return EXIT_FAIL;

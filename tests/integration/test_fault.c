@@ -218,6 +218,16 @@ Test(fault, a_crash_at_any_durable_call_recovers_to_exactly_old_or_new)
 				     env.err);
 		else
 			cr_assert_eq(rc, 0, "%s: the commit failed: %s", what, env.err);
+		if (n <= p.total) {
+			/* What recovery says it did: nothing, reopen, or finish. */
+			const char *want = n < p.start[2] ? "0 commit(s) finished, 0 reopened"
+				     : n < p.start[4]	   ? "0 commit(s) finished, 1 reopened"
+							   : "1 commit(s) finished, 0 reopened";
+
+			cr_assert_eq(h_cjfs(&env, "recover", NULL), 0, "%s: %s", what, env.err);
+			cr_assert_eq(strncmp(env.out, want, strlen(want)), 0,
+				     "%s: recover reports '%s', not '%s'", what, env.out, want);
+		}
 		outcome = h_recover_and_check(&env, old_tree, new_tree, what);
 		state = h_txn_state(&env, 1);
 		if (n < p.start[4]) {
