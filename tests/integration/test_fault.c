@@ -76,6 +76,7 @@ static void prepare(void)
 			  "rm link-a && ln -s lib/f30.txt link-a && ln -s ../../src new/c/up && "
 			  "rm lib/f25.txt && mkdir lib/f25.txt && printf 'in\\n' > lib/f25.txt/inner && "
 			  "rm -r tests/sub && printf 'now a file\\n' > tests/sub && "
+			  "mv src/sub src/moved && chmod 750 lib && "
 			  "touch -d '2021-03-04 05:06:07' new/c/o1.txt"),
 		     0);
 	new_tree = h_snapshot(env.mnt, true);
@@ -308,4 +309,62 @@ Test(fault, enospc_at_any_durable_call_fails_cleanly_and_changes_nothing)
 Test(fault, eio_at_any_durable_call_fails_cleanly_and_changes_nothing)
 {
 	error_loop("EIO", "input/output error");
+}
+
+/*
+ * Recovery is itself interrupted: the commit is crashed once in the middle of
+ * staging (SEALED) and once in the middle of promoting (COMMITTING), then
+ * `cjfs recover` is crashed at its M-th durable call, or fails there with
+ * ENOSPC, for M = 1, 1 + stride, ... until it completes without reaching M.
+ * The next recovery must still give exactly the old or the new tree.
+ */
+Test(fault, a_crash_or_error_during_recovery_is_recovered_too)
+{
+	char *recover[] = { (char *)"recover", NULL };
+	long stride = h_env_long("CJFS_TEST_RECOVER_STRIDE", 5);
+	char tpkg2[PATH_MAX], tstore2[PATH_MAX];
+	struct plan p;
+	size_t tried = 0;
+
+	make_plan(&p);
+	snprintf(tpkg2, sizeof(tpkg2), "%s/crashed-pkg", env.root);
+	snprintf(tstore2, sizeof(tstore2), "%s/crashed-store", env.root);
+	for (int k = 0; k < 2; k++) {
+		/* k = 0: crashed while staging; k = 1: crashed half way through the promote. */
+		long n = k == 0 ? (p.start[2] + p.start[3]) / 2 : (p.start[4] + p.total) / 2;
+
+		reset();
+		cr_assert_eq(commit_with_fault(n, "crash"), 128 + 9);
+		cr_assert_eq(h_sh("/", "rm -rf '%s' '%s' && cp -a '%s' '%s' && cp -a '%s' '%s'", tpkg2,
+				  tstore2, env.pkg, tpkg2, env.store, tstore2),
+			     0);
+		for (int e = 0; e < 2; e++) {
+			const char *kind = e ? "ENOSPC" : "crash";
+
+			for (long m = 1;; m += stride) {
+				char fault[64], *fenv[] = { fault, NULL }, what[160];
+				int rc, outcome;
+
+				snprintf(what, sizeof(what),
+					 "commit crashed at %ld (%s), recovery %s at durable call %ld", n,
+					 phase_of(&p, n), kind, m);
+				h_restore_tree(tpkg2, env.pkg);
+				cr_assert_eq(h_sh("/", "rm -rf '%s' && cp -a '%s' '%s'", env.store,
+						  tstore2, env.store),
+					     0);
+				snprintf(fault, sizeof(fault), "CJFS_FAULT=%ld:%s", m, kind);
+				rc = h_cjfsv_env(&env, fenv, recover);
+				tried++;
+				if (rc == 0)
+					break; /* recovery completed before reaching call m */
+				cr_assert_eq(rc, e ? 1 : 128 + 9, "%s: recover exited %d: %s", what, rc,
+					     env.err);
+				outcome = h_recover_and_check(&env, old_tree, new_tree, what);
+				cr_assert_eq(outcome, k, "%s: PKG is the %s tree", what,
+					     outcome ? "new" : "old");
+			}
+		}
+	}
+	cr_log_info("%zu interrupted recoveries, each recovered", tried);
+	free(p.n);
 }
