@@ -59,6 +59,8 @@ static int cmp_blob(const void *a, const void *b)
 
 static struct known_blob *find_row(const struct verify *v, const uint8_t hash[HASH_LEN])
 {
+	if (!v->nrows)
+		return NULL; /* v->rows may be NULL, which bsearch must not get */
 	return bsearch(hash, v->rows, v->nrows, sizeof(*v->rows), cmp_blob);
 }
 
@@ -196,7 +198,7 @@ static int load_rows(struct verify *v)
 	sqlite3_reset(st);
 out:
 	store_unlock(v->s);
-	if (r == 0)
+	if (r == 0 && v->nrows)
 		qsort(v->rows, v->nrows, sizeof(*v->rows), cmp_blob);
 	v->rep->rows = v->nrows;
 	return r;
