@@ -689,6 +689,30 @@ void h_assert_one_line(const struct h_env *e, const char *what)
 		     "error is not one line: %s", e->err);
 }
 
+/* The first line where two snapshots differ, for failure messages (static buffer). */
+static const char *first_difference(const char *a, const char *b, const char *bname)
+{
+	static char buf[2][1024];
+	static int k;
+	const char *la = a, *lb = b;
+	char *out = buf[k++ % 2];
+
+	while (*la && *lb) {
+		const char *ea = strchrnul(la, '\n'), *eb = strchrnul(lb, '\n');
+
+		if (ea - la != eb - lb || memcmp(la, lb, (size_t)(ea - la)) != 0) {
+			snprintf(out, 1024, "PKG has '%.*s' where the %s tree has '%.*s'",
+				 (int)(ea - la), la, bname, (int)(eb - lb), lb);
+			return out;
+		}
+		la = *ea ? ea + 1 : ea;
+		lb = *eb ? eb + 1 : eb;
+	}
+	snprintf(out, 1024, "PKG %s the %s tree", *la ? "has more entries than" : "lacks entries of",
+		 bname);
+	return out;
+}
+
 int h_recover_and_check(struct h_env *e, const char *old, const char *new, const char *what)
 {
 	char *now;
@@ -706,7 +730,8 @@ int h_recover_and_check(struct h_env *e, const char *old, const char *new, const
 	else if (strcmp(now, new) == 0)
 		r = 1;
 	else
-		cr_assert_fail("%s: PKG is neither the old nor the new tree:\n%s", what, now);
+		cr_assert_fail("%s: PKG is neither the old nor the new tree: %s; %s", what,
+			       first_difference(now, old, "old"), first_difference(now, new, "new"));
 	free(now);
 	cr_assert_eq(h_count_names(e->pkg, ".cjfs-"), 0, "%s: .cjfs- temporaries left in PKG", what);
 	cr_assert_eq(h_cjfs(e, "verify", NULL), 0, "%s: cjfs verify failed: %s%s", what, e->out,
