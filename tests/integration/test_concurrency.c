@@ -139,7 +139,7 @@ static int race(char *const a[], char *const b[], struct h_proc *pa, struct h_pr
 Test(concurrency, two_commits_at_once_exactly_one_wins)
 {
 	char *commit[] = { (char *)"commit", NULL, NULL };
-	long rounds = h_env_long("CJFS_TEST_RACES", 4);
+	long rounds = h_knob("CJFS_TEST_RACES", 3, 2);
 
 	for (long i = 0; i < rounds; i++) {
 		struct h_proc a, b;
@@ -162,7 +162,7 @@ Test(concurrency, a_commit_and_a_rollback_at_once_exactly_one_wins)
 {
 	char *commit[] = { (char *)"commit", NULL, NULL };
 	char *rollback[] = { (char *)"rollback", NULL, NULL };
-	long rounds = h_env_long("CJFS_TEST_RACES", 4);
+	long rounds = h_knob("CJFS_TEST_RACES", 3, 2);
 
 	for (long i = 0; i < rounds; i++) {
 		char id[32], *before = h_snapshot(env.pkg, true), *new_tree, *now;

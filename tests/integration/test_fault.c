@@ -10,9 +10,9 @@
  *   ENOSPC,
  *   EIO     -> commit exits 1 with one line naming the error, PKG is exactly
  *              old and the transaction still open (a failed promote is undone).
- * The N are sampled (both ends of every phase and evenly inside);
- * CJFS_TEST_FAULT_ALL=1 tries every N, CJFS_TEST_FAULT_SAMPLES raises the
- * number inside each phase.
+ * The N are sampled (both ends of every phase and four evenly inside, one
+ * in sanitizer builds); CJFS_TEST_FAULT_ALL=1 tries every N,
+ * CJFS_TEST_FAULT_SAMPLES sets the number inside each phase.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -155,7 +155,7 @@ static void make_plan(struct plan *p)
 {
 	char *fenv[] = { (char *)"CJFS_FAULT=1000000000:EIO", (char *)"CJFS_DEBUG=2", NULL };
 	char *argv[] = { (char *)"commit", (char *)"1", NULL };
-	long inside = h_env_long("CJFS_TEST_FAULT_SAMPLES", 6);
+	long inside = h_knob("CJFS_TEST_FAULT_SAMPLES", 4, 1);
 	char *now;
 
 	memset(p, 0, sizeof(*p));
@@ -321,7 +321,7 @@ Test(fault, eio_at_any_durable_call_fails_cleanly_and_changes_nothing)
 Test(fault, a_crash_or_error_during_recovery_is_recovered_too)
 {
 	char *recover[] = { (char *)"recover", NULL };
-	long stride = h_env_long("CJFS_TEST_RECOVER_STRIDE", 5);
+	long stride = h_knob("CJFS_TEST_RECOVER_STRIDE", 8, 20);
 	char tpkg2[PATH_MAX], tstore2[PATH_MAX];
 	struct plan p;
 	size_t tried = 0;

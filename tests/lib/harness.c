@@ -793,3 +793,8 @@ long h_env_long(const char *name, long def)
 	n = strtol(v, &end, 10);
 	return *end ? def : n;
 }
+
+long h_knob(const char *name, long def, long quick_def)
+{
+	return h_env_long(name, h_env_long("CJFS_TEST_QUICK", 0) ? quick_def : def);
+}

@@ -154,7 +154,11 @@ long h_commit_phase(struct h_env *e, long txn, const char *phase);
 /* The first column of the first row of a read-only query on the store's index. */
 long h_sql_long(struct h_env *e, const char *sql);
 
-/* An integer from the environment (test knobs such as iteration counts), or def. */
+/*
+ * An integer from the environment (test knobs such as iteration counts), or
+ * def; quick_def instead when $CJFS_TEST_QUICK is set (sanitizer builds).
+ */
 long h_env_long(const char *name, long def);
+long h_knob(const char *name, long def, long quick_def);
 
 #endif
