@@ -17,6 +17,8 @@
 
 #include "log.h"
 
+static const char not_a_blob_dir[] = "not a blob directory: remove it if you did not put it there";
+
 /* How many referring change rows an issue names before "and more". */
 #define VERIFY_REFS_NAMED 3
 
@@ -276,14 +278,12 @@ static int check_objects(struct verify *v)
 			continue;
 		snprintf(path, sizeof(path), "objects/%s", de->d_name);
 		if (!is_hex(de->d_name, 2)) {
-			r = add_issue(v, STORE_VERIFY_STRAY, NULL, path,
-				      strdup("not a blob directory: remove it if you did not put it there"));
+			r = add_issue(v, STORE_VERIFY_STRAY, NULL, path, strdup(not_a_blob_dir));
 			continue;
 		}
 		sfd = util_openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0);
 		if (sfd == -ENOTDIR || sfd == -ELOOP) {
-			r = add_issue(v, STORE_VERIFY_STRAY, NULL, path,
-				      strdup("not a blob directory: remove it if you did not put it there"));
+			r = add_issue(v, STORE_VERIFY_STRAY, NULL, path, strdup(not_a_blob_dir));
 			continue;
 		}
 		if (sfd < 0) {
@@ -348,7 +348,8 @@ static int check_refs(struct verify *v)
 		if (!h || sqlite3_column_bytes(st, 0) != HASH_LEN)
 			continue;
 		if (n == cap) {
-			uint8_t(*nr)[HASH_LEN] = realloc(refs, (cap = cap ? cap * 2 : 256) * HASH_LEN);
+			uint8_t(*nr)[HASH_LEN] = realloc(refs,
+							 (cap = cap ? cap * 2 : 256) * HASH_LEN);
 
 			if (!nr) {
 				r = -ENOMEM;

@@ -114,8 +114,8 @@ int cmd_verify(struct cli *cli, int argc, char **argv)
 		while (first->kind == STORE_VERIFY_ORPHAN)
 			first++;
 		log_error("the store '%s' failed verification with %zu defect(s), first %s '%s': what they name cannot be restored from the store",
-			  store_path(cjfs_store(c)), rep.defects, store_verify_kind_name(first->kind),
-			  first->path ? first->path : "-");
+			  store_path(cjfs_store(c)), rep.defects,
+			  store_verify_kind_name(first->kind), first->path ? first->path : "-");
 	}
 	r = rep.defects || r < 0 ? EXIT_FAIL : EXIT_OK;
 	store_verify_release(&rep);

@@ -82,7 +82,8 @@ Test(concurrency, a_commit_in_progress_refuses_a_second_commit_and_a_rollback)
 
 	snprintf(tpkg, sizeof(tpkg), "%s/tmpl-pkg", env.root);
 	snprintf(tstore, sizeof(tstore), "%s/tmpl-store", env.root);
-	cr_assert_eq(h_sh("/", "cp -a '%s' '%s' && cp -a '%s' '%s'", env.pkg, tpkg, env.store, tstore),
+	cr_assert_eq(h_sh("/", "cp -a '%s' '%s' && cp -a '%s' '%s'", env.pkg, tpkg, env.store,
+			  tstore),
 		     0);
 	for (size_t k = 0; k < 3; k++) {
 		char *argv[] = { (char *)"commit", (char *)"1", NULL };
@@ -101,19 +102,22 @@ Test(concurrency, a_commit_in_progress_refuses_a_second_commit_and_a_rollback)
 		h_assert_one_line(&env, "being committed or rolled back by another cjfs process");
 		cr_assert_eq(h_cjfs(&env, "status", NULL), 0, "%s", env.err);
 		cr_assert_eq(h_cjfs(&env, "recover", NULL), 0, "%s", env.err);
-		cr_assert_str_eq(env.out, "0 commit(s) finished, 0 reopened, 0 leftover(s) removed, 0 failed\n",
+		cr_assert_str_eq(env.out,
+				 "0 commit(s) finished, 0 reopened, 0 leftover(s) removed, 0 failed\n",
 				 "recovery touched a commit in progress (%s)", phases[k]);
-		cr_assert_eq(h_cjfs_wait(&env, &first), 0, "the first commit failed (%s): %s", phases[k],
-			     first.err);
+		cr_assert_eq(h_cjfs_wait(&env, &first), 0, "the first commit failed (%s): %s",
+			     phases[k], first.err);
 		now = h_snapshot(env.pkg, true);
-		cr_assert_str_eq(now, new_tree, "PKG is not the new tree (stopped at %s)", phases[k]);
+		cr_assert_str_eq(now, new_tree, "PKG is not the new tree (stopped at %s)",
+				 phases[k]);
 		free(now);
 		cr_assert_eq(h_cjfs(&env, "commit", "1", NULL), 1);
 		h_assert_one_line(&env, "1");
 		cr_assert(says_busy_or_finished(env.err), "%s", env.err);
 		/* Back to the open transaction for the next phase. */
 		h_restore_tree(tpkg, env.pkg);
-		cr_assert_eq(h_sh("/", "rm -rf '%s' && cp -a '%s' '%s'", env.store, tstore, env.store),
+		cr_assert_eq(h_sh("/", "rm -rf '%s' && cp -a '%s' '%s'", env.store, tstore,
+				  env.store),
 			     0);
 	}
 	free(new_tree);
@@ -195,7 +199,8 @@ Test(concurrency, a_commit_while_a_file_is_open_in_the_mount_is_refused_as_busy)
 	snprintf(path, sizeof(path), "%s/b.txt", env.mnt);
 	fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
 	cr_assert(fd >= 0, "open '%s': %s", path, strerror(errno));
-	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 1, "the commit went ahead: %s", env.out);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 1, "the commit went ahead: %s",
+		     env.out);
 	h_assert_one_line(&env, env.mnt);
 	cr_assert_not_null(strstr(env.err, "busy"), "%s", env.err);
 	now = h_snapshot(env.pkg, true);

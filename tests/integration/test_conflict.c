@@ -22,7 +22,8 @@ static void setup(void)
 	if (!h_fuse_available())
 		cr_skip_test("/dev/fuse is not available");
 	h_setup(&env);
-	cr_assert_eq(h_sh(env.pkg, "printf 'original a\\n' > a.txt && printf 'original b\\n' > b.txt && "
+	cr_assert_eq(h_sh(env.pkg,
+			  "printf 'original a\\n' > a.txt && printf 'original b\\n' > b.txt && "
 				   "printf 'original c\\n' > c.txt && mkdir -p dir/sub && "
 				   "printf 'd\\n' > dir/d.txt && printf 's\\n' > dir/sub/s.txt && "
 				   "touch -d '2020-01-02 03:04:05' a.txt b.txt c.txt"),
@@ -69,7 +70,8 @@ Test(conflict, an_edit_in_pkg_is_refused_named_and_the_transaction_stays_open)
 	char *s;
 
 	h_mount(&env);
-	cr_assert_eq(h_sh(env.mnt, "printf 'cleaned a\\n' > a.txt && printf 'cleaned b\\n' > b.txt && "
+	cr_assert_eq(h_sh(env.mnt,
+			  "printf 'cleaned a\\n' > a.txt && printf 'cleaned b\\n' > b.txt && "
 				   "printf 'new\\n' > new.txt"),
 		     0);
 	/* An editor saves a.txt in PKG while the transaction is open. */

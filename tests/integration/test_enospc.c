@@ -50,7 +50,8 @@ Test(enospc, a_commit_that_fills_pkg_changes_nothing_and_says_so)
 	before = h_snapshot(env.pkg, true);
 	h_mount(&env);
 	/* The upper layer is in the store, on the big disk: the mount takes it all. */
-	cr_assert_eq(h_sh(env.mnt, "for i in $(seq 1 10); do printf 'cleaned\\n' >> src/f$i.txt; done && "
+	cr_assert_eq(h_sh(env.mnt,
+			  "for i in $(seq 1 10); do printf 'cleaned\\n' >> src/f$i.txt; done && "
 				   "head -c 3000000 /dev/zero > huge.bin && rm src/f20.txt"),
 		     0);
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 1, "the commit did not fail: %s",
@@ -89,7 +90,8 @@ Test(enospc, running_out_of_inodes_while_promoting_undoes_the_commit)
 	cr_assert_eq(h_sh(env.pkg, "for f in c1 c2 c3 c4; do printf '%%s\\n' $f > $f; done"), 0);
 	before = h_snapshot(env.pkg, true);
 	h_mount(&env);
-	cr_assert_eq(h_sh(env.mnt, "printf 'a\\n' > a1 && printf 'a\\n' > a2 && printf 'a\\n' > a3 && "
+	cr_assert_eq(h_sh(env.mnt,
+			  "printf 'a\\n' > a1 && printf 'a\\n' > a2 && printf 'a\\n' > a3 && "
 				   "mkdir b && printf 'x\\n' > b/x"),
 		     0);
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 1, "the commit did not fail: %s",

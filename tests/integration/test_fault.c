@@ -215,8 +215,8 @@ Test(fault, a_crash_at_any_durable_call_recovers_to_exactly_old_or_new)
 		reset();
 		rc = commit_with_fault(n, "crash");
 		if (n <= p.total)
-			cr_assert_eq(rc, 128 + 9, "%s: the commit was not killed (%d): %s", what, rc,
-				     env.err);
+			cr_assert_eq(rc, 128 + 9, "%s: the commit was not killed (%d): %s", what,
+				     rc, env.err);
 		else
 			cr_assert_eq(rc, 0, "%s: the commit failed: %s", what, env.err);
 		if (n <= p.total) {
@@ -233,19 +233,21 @@ Test(fault, a_crash_at_any_durable_call_recovers_to_exactly_old_or_new)
 		state = h_txn_state(&env, 1);
 		if (n < p.start[4]) {
 			/* Before the commit point: the old tree, the transaction open again. */
-			cr_assert_eq(outcome, 0, "%s: PKG is the new tree before the commit point", what);
-			cr_assert(state && !strcmp(state, "orphaned"), "%s: transaction 1 is %s", what,
-				  state ? state : "not open");
+			cr_assert_eq(outcome, 0, "%s: PKG is the new tree before the commit point",
+				     what);
+			cr_assert(state && !strcmp(state, "orphaned"), "%s: transaction 1 is %s",
+				  what, state ? state : "not open");
 			olds++;
 		} else {
-			cr_assert_eq(outcome, 1, "%s: PKG is the old tree after the commit point", what);
+			cr_assert_eq(outcome, 1, "%s: PKG is the old tree after the commit point",
+				     what);
 			cr_assert_null(state, "%s: transaction 1 is still %s", what, state);
 			news++;
 		}
 		free(state);
 	}
-	cr_log_info("%zu crash points: %zu recovered to the old tree, %zu to the new", p.count, olds,
-		    news);
+	cr_log_info("%zu crash points: %zu recovered to the old tree, %zu to the new", p.count,
+		    olds, news);
 	free(p.n);
 }
 
@@ -271,8 +273,8 @@ static void error_loop(const char *kind, const char *msg)
 			continue;
 		}
 		cr_assert_eq(rc, 1, "%s: the commit did not fail (%d): %s", what, rc, env.err);
-		cr_assert_not_null(strcasestr(env.err, msg), "%s: the error does not say '%s': %s", what,
-				   msg, env.err);
+		cr_assert_not_null(strcasestr(env.err, msg), "%s: the error does not say '%s': %s",
+				   what, msg, env.err);
 		cr_assert_eq(strchr(env.err, '\n'), env.err + strlen(env.err) - 1,
 			     "%s: the error is not one line: %s", what, env.err);
 		outcome = h_recover_and_check(&env, old_tree, new_tree, what);
@@ -292,8 +294,8 @@ static void error_loop(const char *kind, const char *msg)
 			cr_assert_eq(h_cjfs(&env, "commit", "1", NULL), 0,
 				     "%s: committing again failed: %s", what, env.err);
 			now = h_snapshot(env.pkg, true);
-			cr_assert_str_eq(now, new_tree, "%s: committing again did not give the new tree",
-					 what);
+			cr_assert_str_eq(now, new_tree,
+					 "%s: committing again did not give the new tree", what);
 			free(now);
 		}
 	}
@@ -335,8 +337,8 @@ Test(fault, a_crash_or_error_during_recovery_is_recovered_too)
 
 		reset();
 		cr_assert_eq(commit_with_fault(n, "crash"), 128 + 9);
-		cr_assert_eq(h_sh("/", "rm -rf '%s' '%s' && cp -a '%s' '%s' && cp -a '%s' '%s'", tpkg2,
-				  tstore2, env.pkg, tpkg2, env.store, tstore2),
+		cr_assert_eq(h_sh("/", "rm -rf '%s' '%s' && cp -a '%s' '%s' && cp -a '%s' '%s'",
+				  tpkg2, tstore2, env.pkg, tpkg2, env.store, tstore2),
 			     0);
 		for (int e = 0; e < 2; e++) {
 			const char *kind = e ? "ENOSPC" : "crash";
@@ -346,8 +348,8 @@ Test(fault, a_crash_or_error_during_recovery_is_recovered_too)
 				int rc, outcome;
 
 				snprintf(what, sizeof(what),
-					 "commit crashed at %ld (%s), recovery %s at durable call %ld", n,
-					 phase_of(&p, n), kind, m);
+					 "commit crashed at %ld (%s), recovery %s at durable call %ld",
+					 n, phase_of(&p, n), kind, m);
 				h_restore_tree(tpkg2, env.pkg);
 				cr_assert_eq(h_sh("/", "rm -rf '%s' && cp -a '%s' '%s'", env.store,
 						  tstore2, env.store),
@@ -357,8 +359,8 @@ Test(fault, a_crash_or_error_during_recovery_is_recovered_too)
 				tried++;
 				if (rc == 0)
 					break; /* recovery completed before reaching call m */
-				cr_assert_eq(rc, e ? 1 : 128 + 9, "%s: recover exited %d: %s", what, rc,
-					     env.err);
+				cr_assert_eq(rc, e ? 1 : 128 + 9, "%s: recover exited %d: %s", what,
+					     rc, env.err);
 				outcome = h_recover_and_check(&env, old_tree, new_tree, what);
 				cr_assert_eq(outcome, k, "%s: PKG is the %s tree", what,
 					     outcome ? "new" : "old");

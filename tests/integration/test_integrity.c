@@ -27,7 +27,8 @@ static void setup(void)
 	if (!h_fuse_available())
 		cr_skip_test("/dev/fuse is not available");
 	h_setup(&env);
-	cr_assert_eq(h_sh(env.pkg, "printf 'original a\\n' > a.txt && printf 'original b\\n' > b.txt && "
+	cr_assert_eq(h_sh(env.pkg,
+			  "printf 'original a\\n' > a.txt && printf 'original b\\n' > b.txt && "
 				   "printf 'original c\\n' > c.txt && touch -d '2020-01-02' a.txt b.txt"),
 		     0);
 }
@@ -72,10 +73,11 @@ static void assert_verify_names(const char *kind, const char *rel, const char *r
 
 	cr_assert_eq(h_cjfs(&env, "verify", NULL), 1, "verify passed a damaged store: %s", env.out);
 	snprintf(line, sizeof(line), "%s %s %s ", kind, rel, strrchr(rel, '/') + 1);
-	cr_assert_not_null(strstr(env.out, line), "verify does not report \"%s\": %s", line, env.out);
+	cr_assert_not_null(strstr(env.out, line), "verify does not report \"%s\": %s", line,
+			   env.out);
 	if (refers)
-		cr_assert_not_null(strstr(env.out, refers), "verify does not say \"%s\": %s", refers,
-				   env.out);
+		cr_assert_not_null(strstr(env.out, refers), "verify does not say \"%s\": %s",
+				   refers, env.out);
 	cr_assert_not_null(strstr(env.err, rel), "the error line does not name '%s': %s", rel,
 			   env.err);
 }
@@ -89,7 +91,8 @@ Test(integrity, a_new_content_corrupted_between_seal_and_stage_is_refused)
 	long stage;
 
 	h_mount(&env);
-	cr_assert_eq(h_sh(env.mnt, "printf 'cleaned a\\n' > a.txt && printf 'cleaned b\\n' > b.txt"),
+	cr_assert_eq(h_sh(env.mnt,
+			  "printf 'cleaned a\\n' > a.txt && printf 'cleaned b\\n' > b.txt"),
 		     0);
 	cr_assert_eq(h_unmount(&env), 0);
 	before = h_snapshot(env.pkg, true);
@@ -149,7 +152,8 @@ Test(integrity, a_corrupt_original_is_refused_when_a_failed_commit_restores_it)
 	long promote;
 
 	h_mount(&env);
-	cr_assert_eq(h_sh(env.mnt, "printf 'cleaned a\\n' > a.txt && printf 'cleaned b\\n' > b.txt"),
+	cr_assert_eq(h_sh(env.mnt,
+			  "printf 'cleaned a\\n' > a.txt && printf 'cleaned b\\n' > b.txt"),
 		     0);
 	new_tree = h_snapshot(env.mnt, true);
 	cr_assert_eq(h_unmount(&env), 0);
@@ -209,10 +213,11 @@ Test(integrity, verify_names_each_kind_of_defect_and_passes_a_sound_store)
 	h_write(env.store, "objects/not-a-blob", "?");
 	cr_assert_eq(h_cjfs(&env, "verify", "--json", NULL), 1);
 	cr_assert_eq(strncmp(env.out, "{\"ok\":false,", 12), 0, "%s", env.out);
-	cr_assert_not_null(strstr(env.out, "\"kind\":\"stray\",\"defect\":true,\"path\":\"objects/not-a-blob\""),
+	cr_assert_not_null(strstr(env.out,
+				  "\"kind\":\"stray\",\"defect\":true,\"path\":\"objects/not-a-blob\""),
 			   "%s", env.out);
 	cr_assert_not_null(strstr(env.out, hex), "%s", env.out);
 	/* Each failed run is in the audit log. */
-	cr_assert_eq(h_sql_long(&env, "SELECT count(*) FROM audit WHERE event = 'VERIFY_FAILED'"), 2,
-		     "not one VERIFY_FAILED audit event per failed verify");
+	cr_assert_eq(h_sql_long(&env, "SELECT count(*) FROM audit WHERE event = 'VERIFY_FAILED'"),
+		     2, "not one VERIFY_FAILED audit event per failed verify");
 }

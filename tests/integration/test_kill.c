@@ -163,7 +163,8 @@ Test(kill, commit_killed_at_random_instants_recovers_to_exactly_old_or_new)
 		outcome = h_recover_and_check(&env, old_tree, new_tree, what);
 		state = h_txn_state(&env, 1);
 		if (outcome == 0)
-			cr_assert(state && !strcmp(state, "orphaned"), "%s: old tree but transaction 1 is %s",
+			cr_assert(state && !strcmp(state, "orphaned"),
+				  "%s: old tree but transaction 1 is %s",
 				  what, state ? state : "not open");
 		else
 			cr_assert_null(state, "%s: new tree but transaction 1 is %s", what, state);

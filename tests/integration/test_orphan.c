@@ -60,8 +60,8 @@ static void kill_daemon_mid_run(void)
 		/* Stops by itself at the first write the dead mount refuses. */
 		if (chdir(env.mnt) < 0)
 			_exit(1);
-		execl("/bin/sh", "sh", "-c", "while printf 'more\\n' >> busy.txt; do :; done 2>/dev/null",
-		      (char *)NULL);
+		execl("/bin/sh", "sh", "-c",
+		      "while printf 'more\\n' >> busy.txt; do :; done 2>/dev/null", (char *)NULL);
 		_exit(127);
 	}
 	usleep(100 * 1000);

@@ -203,7 +203,8 @@ void h_setup_tmpfs(struct h_env *e, const char *size)
 
 void h_restore_tree(const char *src, const char *dir)
 {
-	cr_assert_eq(h_sh("/", "find '%s' -mindepth 1 -delete && cp -a '%s'/. '%s'/", dir, src, dir),
+	cr_assert_eq(h_sh("/", "find '%s' -mindepth 1 -delete && cp -a '%s'/. '%s'/", dir, src,
+			  dir),
 		     0, "cannot restore '%s' from '%s'", dir, src);
 }
 
@@ -708,8 +709,8 @@ static const char *first_difference(const char *a, const char *b, const char *bn
 		la = *ea ? ea + 1 : ea;
 		lb = *eb ? eb + 1 : eb;
 	}
-	snprintf(out, 1024, "PKG %s the %s tree", *la ? "has more entries than" : "lacks entries of",
-		 bname);
+	snprintf(out, 1024, "PKG %s the %s tree",
+		 *la ? "has more entries than" : "lacks entries of", bname);
 	return out;
 }
 
@@ -722,7 +723,8 @@ int h_recover_and_check(struct h_env *e, const char *old, const char *new, const
 	cr_assert_eq(r, 0, "%s: cjfs recover failed (%d): %s", what, r, e->err);
 	r = h_cjfs(e, "recover", NULL);
 	cr_assert_eq(r, 0, "%s: second cjfs recover failed (%d): %s", what, r, e->err);
-	cr_assert_str_eq(e->out, "0 commit(s) finished, 0 reopened, 0 leftover(s) removed, 0 failed\n",
+	cr_assert_str_eq(e->out,
+			 "0 commit(s) finished, 0 reopened, 0 leftover(s) removed, 0 failed\n",
 			 "%s: a second recovery still had work to do", what);
 	now = h_snapshot(e->pkg, true);
 	if (strcmp(now, old) == 0)
@@ -731,9 +733,11 @@ int h_recover_and_check(struct h_env *e, const char *old, const char *new, const
 		r = 1;
 	else
 		cr_assert_fail("%s: PKG is neither the old nor the new tree: %s; %s", what,
-			       first_difference(now, old, "old"), first_difference(now, new, "new"));
+			       first_difference(now, old, "old"), first_difference(now, new,
+										   "new"));
 	free(now);
-	cr_assert_eq(h_count_names(e->pkg, ".cjfs-"), 0, "%s: .cjfs- temporaries left in PKG", what);
+	cr_assert_eq(h_count_names(e->pkg, ".cjfs-"), 0, "%s: .cjfs- temporaries left in PKG",
+		     what);
 	cr_assert_eq(h_cjfs(e, "verify", NULL), 0, "%s: cjfs verify failed: %s%s", what, e->out,
 		     e->err);
 	return r;
@@ -750,7 +754,8 @@ long h_commit_phase(struct h_env *e, long txn, const char *phase)
 	snprintf(id, sizeof(id), "%ld", txn);
 	snprintf(tpkg, sizeof(tpkg), "%s/phase-pkg", e->root);
 	snprintf(tstore, sizeof(tstore), "%s/phase-store", e->root);
-	cr_assert_eq(h_sh("/", "cp -a '%s' '%s' && cp -a '%s' '%s'", e->pkg, tpkg, e->store, tstore),
+	cr_assert_eq(h_sh("/", "cp -a '%s' '%s' && cp -a '%s' '%s'", e->pkg, tpkg, e->store,
+			  tstore),
 		     0);
 	cr_assert_eq(h_cjfsv_env(e, fenv, argv), 0, "the measuring commit failed: %s", e->err);
 	snprintf(pat, sizeof(pat), "commit %ld: %s at fault point ", txn, phase);
@@ -758,7 +763,8 @@ long h_commit_phase(struct h_env *e, long txn, const char *phase)
 	cr_assert_not_null(at, "no '%s' in the debug log: %s", pat, e->err);
 	n = strtol(at + strlen(pat), NULL, 10);
 	h_restore_tree(tpkg, e->pkg);
-	cr_assert_eq(h_sh("/", "rm -rf '%s' '%s' && mv '%s' '%s'", e->store, tpkg, tstore, e->store),
+	cr_assert_eq(h_sh("/", "rm -rf '%s' '%s' && mv '%s' '%s'", e->store, tpkg, tstore,
+			  e->store),
 		     0);
 	return n;
 }

@@ -74,7 +74,7 @@ int h_cjfsv_env(struct h_env *e, char *const env[], char *const argv[]);
  */
 pid_t h_cjfs_start(struct h_env *e, struct h_proc *p, char *const env[], char *const argv[]);
 
-/* Wait for a background cjfs; returns its exit status (128+signal if killed) and reads its output. */
+/* Wait for a background cjfs and read its output; its exit status (128+signal if killed). */
 int h_cjfs_wait(struct h_env *e, struct h_proc *p);
 
 /* Wait until a background cjfs has stopped itself (CJFS_FAULT=N:stop); false if it exited. */
