@@ -642,16 +642,19 @@ static int summary_detail(const struct store_txn *t, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
-/* Bring a transaction left SEALED or COMMITTING by a crash back to a known state. */
+/*
+ * Bring a transaction left SEALED or COMMITTING by a crash back to a known
+ * state. The caller holds its finish lock, which store_recover() would
+ * wait for in vain (it skips locked transactions): recover it directly.
+ */
 static int settle(struct cjfs *c, struct store_txn **tp)
 {
-	struct store_recover_report rep;
 	int64_t id = (*tp)->id;
 	int r;
 
 	if ((*tp)->state != STORE_TXN_SEALED && (*tp)->state != STORE_TXN_COMMITTING)
 		return 0;
-	r = store_recover(c->store, &rep);
+	r = store_recover_txn(c->store, id);
 	if (r < 0)
 		return r;
 	store_txn_free(*tp);

@@ -384,6 +384,15 @@ struct store_recover_report {
  */
 int store_recover(struct store *s, struct store_recover_report *ret);
 
+/*
+ * Recover one transaction as store_recover() would (COMMITTING: roll
+ * forward; SEALED: remove its temporaries and reopen), for a caller that
+ * already holds its "finish" lock, such as a commit that finds the
+ * transaction left so by a process that died. 1 if it did something, 0 if
+ * the transaction needed nothing.
+ */
+int store_recover_txn(struct store *s, int64_t id);
+
 /* 1 if some transaction needs recovery (SEALED or COMMITTING), 0 if not. */
 int store_needs_recovery(struct store *s);
 

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,4 +255,42 @@ Test(concurrency, a_second_transaction_on_one_pkg_needs_concurrent)
 	cr_assert_eq(h_cjfs(&env, "mount", env.pkg, env.mnt, NULL), 1);
 	h_assert_one_line(&env, "already has open transaction 4 (not mounted)");
 	cr_assert_eq(h_cjfs(&env, "rollback", "4", NULL), 0, "%s", env.err);
+}
+
+/*
+ * A commit that dies holding the transaction sealed, while a second commit
+ * is already past its own start-up recovery and waiting to lock: once it has
+ * the lock, the second commit must settle the dead one's work itself and
+ * go on, not stop at "it is sealed".
+ */
+Test(concurrency, a_commit_taking_over_from_a_dead_one_settles_it_and_commits)
+{
+	char *argv[] = { (char *)"commit", (char *)"1", NULL };
+	char fa[64], fb[64], *ea[] = { fa, NULL }, *eb[] = { fb, NULL };
+	char *new_tree = open_txn(0), *now;
+	struct h_proc a, b;
+	long seal, stage;
+
+	/*
+	 * In an undisturbed commit the lock is the call before "seal"; B makes one
+	 * more durable call first (its start-up recovery tries the lock too), so
+	 * "seal" is where B is about to take the lock.
+	 */
+	seal = h_commit_phase(&env, 1, "seal");
+	stage = h_commit_phase(&env, 1, "stage");
+	snprintf(fa, sizeof(fa), "CJFS_FAULT=%ld:stop", stage);
+	snprintf(fb, sizeof(fb), "CJFS_FAULT=%ld:stop", seal);
+	h_cjfs_start(&env, &a, ea, argv);
+	cr_assert(h_cjfs_wait_stopped(&a), "the first commit did not stop: %s", a.err);
+	h_cjfs_start(&env, &b, eb, argv);
+	cr_assert(h_cjfs_wait_stopped(&b), "the second commit did not stop");
+	/* The first dies holding the transaction sealed. */
+	cr_assert_eq(kill(a.pid, SIGKILL), 0);
+	cr_assert_eq(h_cjfs_wait(&env, &a), 128 + SIGKILL);
+	cr_assert_eq(h_cjfs_wait(&env, &b), 0, "the second commit failed: %s", b.err);
+	now = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(now, new_tree, "PKG is not the new tree");
+	cr_assert_eq(h_count_names(env.pkg, ".cjfs-"), 0);
+	free(now);
+	free(new_tree);
 }
