@@ -602,13 +602,22 @@ static void explain_stage_failure(int r, const struct store_txn *t)
 			  t->pkg);
 }
 
-/* The promote failed after the commit point: put PKG back to the original tree. */
+/*
+ * The promote failed after the commit point: put PKG back to the original
+ * tree. The failure may well be a full disk: first drop the temporaries the
+ * forward promote did not get to, then stage only the originals of what it
+ * did replace (RECOVER skips paths that still hold their original).
+ */
 static int revert(struct cjfs *c, struct store_txn *t, int pkg_fd, int cause)
 {
-	int r = store_txn_stage(c->store, t->id, pkg_fd, STORE_APPLY_REVERSE);
+	int r = store_txn_unstage(c->store, t->id, pkg_fd);
 
 	if (r == 0)
-		r = store_txn_promote(c->store, t->id, pkg_fd, STORE_APPLY_REVERSE);
+		r = store_txn_stage(c->store, t->id, pkg_fd,
+				    STORE_APPLY_REVERSE | STORE_APPLY_RECOVER);
+	if (r == 0)
+		r = store_txn_promote(c->store, t->id, pkg_fd,
+				      STORE_APPLY_REVERSE | STORE_APPLY_RECOVER);
 	if (r == 0)
 		r = store_txn_unstage(c->store, t->id, pkg_fd);
 	if (r == 0)

@@ -462,6 +462,8 @@ static void unstage_all(struct apply *a)
 	}
 }
 
+static int promote_done(struct apply *a, size_t i);
+
 int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
 {
 	struct apply a;
@@ -471,8 +473,23 @@ int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < a.n && r == 0; i++) {
-		if (is_content(&a.c[i]))
-			r = stage_one(&a, i);
+		if (!is_content(&a.c[i]))
+			continue;
+		/*
+		 * Recovering (an undo after a failed promote): what already holds
+		 * its target needs no temporary, and on a full disk there may be
+		 * room only for those that do.
+		 */
+		if (a.recover) {
+			r = promote_done(&a, i);
+			if (r < 0)
+				break;
+			if (r == 1) {
+				r = 0;
+				continue;
+			}
+		}
+		r = stage_one(&a, i);
 	}
 	/* The new data durable before the commit point can refer to it. */
 	if (r == 0)

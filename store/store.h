@@ -355,7 +355,8 @@ int store_txn_open_pkg(const struct store_txn *t);
  * the original one (temporaries ".cjfs-rev-..."): that undoes a promote that
  * failed half way, and later undoes committed transactions.
  * With STORE_APPLY_RECOVER, promote checks every path, re-stages from the
- * store what a crash lost, and is safe to run any number of times.
+ * store what a crash lost, and is safe to run any number of times; stage
+ * skips the paths that already hold their target state.
  */
 enum store_apply_flags {
 	STORE_APPLY_RECOVER = 1 << 0,

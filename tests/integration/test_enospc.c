@@ -141,3 +141,37 @@ Test(enospc, a_full_upper_layer_is_reported_to_the_writing_tool_and_pkg_is_untou
 	cr_assert_eq(h_cjfs(&env, "verify", NULL), 0, "%s%s", env.out, env.err);
 	free(before);
 }
+
+Test(enospc, a_commit_undone_for_want_of_inodes_restores_pkg_without_more_inodes)
+{
+	char *before, *after, *state;
+
+	/*
+	 * As above, but the transaction also modifies files, whose originals an
+	 * undo would stage again. 1 root + 3 files + 3 temporaries (m1, m2, a/x)
+	 * = 7: the new directory 'a', first in path order, cannot be created, and
+	 * there is no inode left for anything but what the undo frees first.
+	 */
+	cr_assert(h_tmpfs(&env, env.pkg, "4m,nr_inodes=7"), "cannot mount a tmpfs on '%s'",
+		  env.pkg);
+	cr_assert_eq(h_sh(env.pkg, "printf 'c\\n' > c1 && printf 'm1\\n' > m1 && printf 'm2\\n' > m2"),
+		     0);
+	before = h_snapshot(env.pkg, true);
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "printf 'cleaned\\n' >> m1 && printf 'cleaned\\n' >> m2 && "
+				   "mkdir a && printf 'x\\n' > a/x"),
+		     0);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 1, "the commit did not fail: %s",
+		     env.out);
+	h_assert_one_line(&env, "o space left");
+	cr_assert_not_null(strstr(env.err, "PKG is unchanged"), "%s", env.err);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before, "a commit undone after running out of inodes changed PKG");
+	free(after);
+	cr_assert_eq(h_count_names(env.pkg, ".cjfs-"), 0, "temporaries left in PKG");
+	state = h_txn_state(&env, 1);
+	cr_assert(state && !strcmp(state, "orphaned"), "transaction 1 is %s",
+		  state ? state : "finished");
+	free(state);
+	free(before);
+}
