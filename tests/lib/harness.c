@@ -82,7 +82,7 @@ static size_t mounts_under(const char *root, char ***ret)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	size_t rl = strlen(root), n = 0;
-	char **v = NULL, *line = NULL;
+	char **v = NULL, **nv, *line = NULL;
 	size_t cap = 0;
 
 	*ret = NULL;
@@ -95,8 +95,9 @@ static size_t mounts_under(const char *root, char ***ret)
 			continue;
 		if (strncmp(point, root, rl) != 0 || (point[rl] != '/' && point[rl] != '\0'))
 			continue;
-		v = realloc(v, (n + 1) * sizeof(*v));
-		cr_assert_not_null(v);
+		nv = realloc(v, (n + 1) * sizeof(*v));
+		cr_assert_not_null(nv);
+		v = nv;
 		v[n++] = strdup(point);
 	}
 	free(line);
