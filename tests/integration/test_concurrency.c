@@ -294,3 +294,31 @@ Test(concurrency, a_commit_taking_over_from_a_dead_one_settles_it_and_commits)
 	free(now);
 	free(new_tree);
 }
+
+/*
+ * A resume while a commit is under way (past its unmount, about to seal)
+ * would serve a transaction that is being sealed and then committed: writes
+ * through that mount would be lost. It must be refused.
+ */
+Test(concurrency, a_commit_in_progress_refuses_a_resume)
+{
+	char *argv[] = { (char *)"commit", (char *)"1", NULL };
+	char fault[64], *fenv[] = { fault, NULL }, *new_tree = open_txn(0), *now;
+	struct h_proc a;
+	struct stat st, parent;
+
+	snprintf(fault, sizeof(fault), "CJFS_FAULT=%ld:stop", h_commit_phase(&env, 1, "seal"));
+	h_cjfs_start(&env, &a, fenv, argv);
+	cr_assert(h_cjfs_wait_stopped(&a), "the commit did not stop: %s", a.err);
+	cr_assert_eq(h_cjfs(&env, "mount", "--resume", "1", env.mnt, NULL), 1,
+		     "a resume during a commit was allowed");
+	h_assert_one_line(&env, "being committed or rolled back by another cjfs process");
+	cr_assert_eq(h_cjfs_wait(&env, &a), 0, "the commit failed: %s", a.err);
+	now = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(now, new_tree, "PKG is not the new tree");
+	cr_assert_eq(stat(env.mnt, &st), 0);
+	cr_assert_eq(stat(env.root, &parent), 0);
+	cr_assert_eq(st.st_dev, parent.st_dev, "something is still mounted at '%s'", env.mnt);
+	free(now);
+	free(new_tree);
+}
