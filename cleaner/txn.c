@@ -590,13 +590,18 @@ static int keep_conflicts(struct cjfs *c, const struct store_txn *t, int pkg_fd,
 	return 0;
 }
 
-static void explain_stage_failure(int r, const struct store_txn *t)
+static void explain_stage_failure(int r, const struct store_txn *t,
+				  const struct store_apply_failure *f)
 {
-	if (r == -ENOSPC || r == -EDQUOT)
+	char name[96];
+
+	if (f->err)
+		log_error("refusing to commit transaction %lld: the new content of '%s' in the store ('%s') is %s: nothing was changed in PKG; run 'cjfs verify'",
+			  (long long)t->id, f->path, store_blob_name(f->hash, name),
+			  f->err == -EBADMSG ? "corrupt" : "missing");
+	else if (r == -ENOSPC || r == -EDQUOT)
 		log_error("no space left on the device of '%s' while writing the new files: nothing was changed in PKG; free some space and commit again",
 			  t->pkg);
-	else if (r == -EBADMSG)
-		log_error("nothing was changed in PKG: the store is damaged; run 'cjfs verify'");
 	else
 		log_errno(r, "cannot write the new files into '%s': nothing was changed in PKG",
 			  t->pkg);
@@ -610,14 +615,16 @@ static void explain_stage_failure(int r, const struct store_txn *t)
  */
 static int revert(struct cjfs *c, struct store_txn *t, int pkg_fd, int cause)
 {
+	struct store_apply_failure fail = { 0 };
+	char name[96];
 	int r = store_txn_unstage(c->store, t->id, pkg_fd);
 
 	if (r == 0)
 		r = store_txn_stage(c->store, t->id, pkg_fd,
-				    STORE_APPLY_REVERSE | STORE_APPLY_RECOVER);
+				    STORE_APPLY_REVERSE | STORE_APPLY_RECOVER, &fail);
 	if (r == 0)
 		r = store_txn_promote(c->store, t->id, pkg_fd,
-				      STORE_APPLY_REVERSE | STORE_APPLY_RECOVER);
+				      STORE_APPLY_REVERSE | STORE_APPLY_RECOVER, &fail);
 	if (r == 0)
 		r = store_txn_unstage(c->store, t->id, pkg_fd);
 	if (r == 0)
@@ -626,6 +633,13 @@ static int revert(struct cjfs *c, struct store_txn *t, int pkg_fd, int cause)
 	if (r == 0) {
 		log_errno(cause, "the commit of transaction %lld failed while applying and was undone: PKG is unchanged and the transaction is still open",
 			  (long long)t->id);
+		return cause;
+	}
+	if (fail.err) {
+		/* Refused, never written: the undo needs bytes the store cannot give. */
+		log_errno(cause, "the commit of transaction %lld stopped half way and could not be undone, the original of '%s' in the store ('%s') being %s: PKG '%s' is partly updated; run 'cjfs recover' to finish the commit",
+			  (long long)t->id, fail.path, store_blob_name(fail.hash, name),
+			  fail.err == -EBADMSG ? "corrupt" : "missing", t->pkg);
 		return cause;
 	}
 	log_errno(cause, "the commit of transaction %lld stopped half way and could not be undone: PKG '%s' is partly updated; fix the cause and run 'cjfs recover' to finish it",
@@ -673,6 +687,7 @@ static int settle(struct cjfs *c, struct store_txn **tp)
 
 int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result *ret)
 {
+	struct store_apply_failure fail = { 0 };
 	struct store_conflict *conf = NULL;
 	struct tree_view *tv = NULL;
 	struct store_txn *t = NULL;
@@ -746,9 +761,9 @@ int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result 
 			goto out_reopen;
 	}
 	phase(txn, "stage");
-	r = store_txn_stage(c->store, txn, pkg_fd, 0);
+	r = store_txn_stage(c->store, txn, pkg_fd, 0, &fail);
 	if (r < 0) {
-		explain_stage_failure(r, t);
+		explain_stage_failure(r, t, &fail);
 		goto out_reopen;
 	}
 	/* Everything the journal refers to must be on disk before the commit point. */
@@ -767,7 +782,7 @@ int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result 
 	}
 	/* Commit point passed: from here PKG ends up in the new state (or, failing that, the old). */
 	phase(txn, "promote");
-	r = store_txn_promote(c->store, txn, pkg_fd, 0);
+	r = store_txn_promote(c->store, txn, pkg_fd, 0, NULL);
 	if (r < 0) {
 		r = revert(c, t, pkg_fd, r);
 		goto out;

@@ -270,6 +270,7 @@ struct apply {
 	bool root;
 	struct store_change *c;
 	size_t n;
+	struct store_apply_failure *fail; /* the caller's, may be NULL */
 };
 
 static void tmpname(const struct apply *a, size_t i, char buf[64])
@@ -364,7 +365,7 @@ static int stage_one(struct apply *a, size_t i)
 	const struct store_change *c = &a->c[i];
 	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
 	char tmp[64];
-	int sfd, fd = -1, r;
+	int sfd, fd = -1, blob_err = 0, r;
 
 	sfd = open_stage_dir(a, i);
 	if (sfd < 0)
@@ -376,6 +377,7 @@ static int stage_one(struct apply *a, size_t i)
 		struct strbuf target = STRBUF_INIT;
 
 		r = store_blob_read(a->s, c->new.hash, &target, PATH_MAX);
+		blob_err = r;
 		if (r == 0)
 			r = util_symlinkat(target.buf ? target.buf : "", sfd, tmp);
 		strbuf_release(&target);
@@ -392,8 +394,10 @@ static int stage_one(struct apply *a, size_t i)
 		goto out;
 	}
 	r = (int)store_blob_copy(a->s, c->new.hash, fd);
-	if (r < 0)
+	if (r < 0) {
+		blob_err = r;
 		goto out_unlink;
+	}
 	if (a->root && fchown(fd, c->new.uid, c->new.gid) < 0) {
 		r = -errno;
 		goto out_unlink;
@@ -415,14 +419,15 @@ static int stage_one(struct apply *a, size_t i)
 out_unlink:
 	(void)unlinkat(sfd, tmp, 0);
 out:
-	if (r == -EBADMSG) {
-		char name[96];
-
-		log_error("refusing to write '%s': its content in the store ('%s') is corrupt",
-			  c->path, store_blob_name(c->new.hash, name));
-	} else if (r < 0) {
-		log_debug_errno(r, "cannot stage '%s'", c->path);
+	if (r < 0 && r == blob_err && (r == -EBADMSG || r == -ENOENT) && a->fail) {
+		/* Never written: the caller names the path and the blob in its one error line. */
+		snprintf(a->fail->path, sizeof(a->fail->path), "%s", c->path);
+		memcpy(a->fail->hash, c->new.hash, HASH_LEN);
+		a->fail->original = a->reverse;
+		a->fail->err = r;
 	}
+	if (r < 0)
+		log_debug_errno(r, "cannot stage '%s'", c->path);
 	util_close(fd);
 	util_close(sfd);
 	return r;
@@ -464,7 +469,8 @@ static void unstage_all(struct apply *a)
 
 static int promote_done(struct apply *a, size_t i);
 
-int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
+int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
+		    struct store_apply_failure *fail)
 {
 	struct apply a;
 	int r;
@@ -472,6 +478,7 @@ int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
 	r = apply_load(&a, s, txn, pkg_fd, flags);
 	if (r < 0)
 		return r;
+	a.fail = fail;
 	for (size_t i = 0; i < a.n && r == 0; i++) {
 		if (!is_content(&a.c[i]))
 			continue;
@@ -633,7 +640,8 @@ out:
 	return r < 0 ? r : 0;
 }
 
-int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
+int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
+		      struct store_apply_failure *fail)
 {
 	struct apply a;
 	int r;
@@ -641,6 +649,7 @@ int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
 	r = apply_load(&a, s, txn, pkg_fd, flags);
 	if (r < 0)
 		return r;
+	a.fail = fail;
 	/* 1. Deepest first (reverse path order), remove what goes away or changes type. */
 	for (size_t i = a.n; i-- > 0 && r == 0;) {
 		if (a.c[i].status)

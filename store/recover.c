@@ -37,6 +37,7 @@ int store_needs_recovery(struct store *s)
 /* Finish one COMMITTING transaction whose committer died; caller holds its finish lock. */
 static int recover_committing_locked(struct store *s, const struct store_txn *t)
 {
+	struct store_apply_failure fail = { 0 };
 	int pkg_fd, r;
 
 	pkg_fd = store_txn_open_pkg(t);
@@ -44,10 +45,17 @@ static int recover_committing_locked(struct store *s, const struct store_txn *t)
 		return log_errno(pkg_fd,
 				 "cannot finish the commit of transaction %lld: cannot open '%s'",
 				 (long long)t->id, t->pkg);
-	r = store_txn_promote(s, t->id, pkg_fd, STORE_APPLY_RECOVER);
+	r = store_txn_promote(s, t->id, pkg_fd, STORE_APPLY_RECOVER, &fail);
 	if (r == 0)
 		r = store_txn_unstage(s, t->id, pkg_fd);
 	util_close(pkg_fd);
+	if (r < 0 && fail.err) {
+		char name[96];
+
+		return log_errno(r, "cannot finish the commit of transaction %lld into '%s': the new content of '%s' in the store ('%s') cannot be used; run 'cjfs verify'",
+				 (long long)t->id, t->pkg, fail.path,
+				 store_blob_name(fail.hash, name));
+	}
 	if (r < 0)
 		return log_errno(r, "cannot finish the commit of transaction %lld into '%s'",
 				 (long long)t->id, t->pkg);

@@ -17,6 +17,7 @@
 #ifndef CJFS_STORE_STORE_H
 #define CJFS_STORE_STORE_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -363,8 +364,23 @@ enum store_apply_flags {
 	STORE_APPLY_REVERSE = 1 << 1,
 };
 
-int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags);
-int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags);
+/*
+ * Which content could not be written because its blob is corrupt (-EBADMSG)
+ * or missing (-ENOENT): filled in by stage and promote when they fail so
+ * (fail may be NULL), for the caller's one error line. Nothing of it was
+ * written into PKG.
+ */
+struct store_apply_failure {
+	int err;		/* 0, -EBADMSG or -ENOENT */
+	bool original;		/* the blob is the original (an undo), not the new content */
+	char path[PATH_MAX];	/* relative to PKG */
+	uint8_t hash[HASH_LEN]; /* the blob */
+};
+
+int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
+		    struct store_apply_failure *fail);
+int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
+		      struct store_apply_failure *fail);
 /* Remove temporaries of both directions (missing ones are fine). */
 int store_txn_unstage(struct store *s, int64_t txn, int pkg_fd);
 
