@@ -51,17 +51,26 @@ done
 work=$(mktemp -d "$base/cjfs-stress.XXXXXX") || exit 2
 pkg=$work/pkg mnt=$work/mnt store=$work/store
 
-# Unmount whatever we mounted below $work (deepest first), then remove it.
+# Unmount what we mounted below $work (deepest first), keep a copy of a
+# failure's tmpfs for the post-mortem, unmount it, and remove $work.
 cleanup() {
-	local status=$?
-	awk -v w="$work" '$5 == w || index($5, w "/") == 1 { print $5 }' /proc/self/mountinfo |
+	local status=$? kept=$work
+	awk -v w="$work" 'index($5, w "/") == 1 { print $5 }' /proc/self/mountinfo |
 		sort -r | while read -r m; do
 		umount "$m" 2>/dev/null || fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
 	done
+	if [[ -n $tmpfs ]] && grep -q " $work " /proc/self/mountinfo; then
+		if ((status != 0 || keep)); then
+			kept=$work.kept
+			cp -a "$work" "$kept"
+		fi
+		umount "$work" 2>/dev/null || umount -l "$work"
+	fi
 	if ((status == 0 && keep == 0)); then
 		rm -rf "$work"
 	else
-		echo "stress: work directory kept: $work" >&2
+		[[ $kept == "$work" ]] || rm -rf "$work"
+		echo "stress: work directory kept: $kept" >&2
 	fi
 	exit $status
 }
