@@ -43,7 +43,9 @@ extern struct util_sys util_sys;
  * itself (SIGSTOP) there and goes on normally once continued, so a test can
  * act at that exact point. util_fault_calls() counts calls since arming.
  * $CJFS_FAULT="N:ERRNAME", "N:crash" or "N:stop" arms from the environment
- * (read by util_fault_from_env(), which the CLI calls at start-up).
+ * (read by util_fault_from_env(), which the CLI calls at start-up);
+ * "N+:ERRNAME" fails the N-th call and every one after it (a disk that
+ * fills up and stays full).
  */
 #define UTIL_FAULT_STOP (-1)
 void util_fault_arm(long n, int err);

@@ -55,7 +55,7 @@ int main(int argc, char **argv)
 	log_set_prefix("cjfs");
 	log_init_from_env();
 	if (util_fault_from_env() < 0) {
-		fprintf(stderr, "cjfs: CJFS_FAULT must look like 'N:ENOSPC', 'N:EIO', 'N:crash' or 'N:stop'\n");
+		fprintf(stderr, "cjfs: CJFS_FAULT must look like 'N:ENOSPC', 'N+:EIO', 'N:crash' or 'N:stop'\n");
 		return EXIT_USAGE;
 	}
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
