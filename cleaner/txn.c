@@ -642,8 +642,20 @@ static int revert(struct cjfs *c, struct store_txn *t, int pkg_fd, int cause)
 			  fail.err == -EBADMSG ? "corrupt" : "missing", t->pkg);
 		return cause;
 	}
-	log_errno(cause, "the commit of transaction %lld stopped half way and could not be undone: PKG '%s' is partly updated; fix the cause and run 'cjfs recover' to finish it",
-		  (long long)t->id, t->pkg);
+	/* Say which tree PKG holds: the undo may have failed only at its final sync. */
+	switch (store_txn_pkg_state(c->store, t->id, pkg_fd)) {
+	case STORE_PKG_OLD:
+		log_errno(cause, "the commit of transaction %lld failed while applying and cannot go on or back now: PKG '%s' still holds the original tree; fix the cause and run 'cjfs recover' to finish the commit",
+			  (long long)t->id, t->pkg);
+		break;
+	case STORE_PKG_NEW:
+		log_errno(cause, "the commit of transaction %lld failed at its last step: PKG '%s' holds the new tree, possibly not yet safe on disk; fix the cause and run 'cjfs recover' to finish the commit",
+			  (long long)t->id, t->pkg);
+		break;
+	default:
+		log_errno(cause, "the commit of transaction %lld stopped half way and could not be undone: PKG '%s' is partly updated; fix the cause and run 'cjfs recover' to finish it",
+			  (long long)t->id, t->pkg);
+	}
 	return cause;
 }
 

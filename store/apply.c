@@ -602,6 +602,51 @@ static int promote_done(struct apply *a, size_t i)
 	return r;
 }
 
+/* Does PKG hold e (content, type, permission bits) at row i's path? */
+static int pkg_holds(struct apply *a, size_t i, const struct store_entry *e)
+{
+	struct store_entry now;
+	int r = store_entry_at(a->s, a->pkg_fd, a->c[i].path, 0, &now);
+
+	if (r < 0)
+		return r;
+	r = pkg_matches(a->s, a->pkg_fd, a->c[i].path, &now, e);
+	if (r == 1 && (now.mode & 07777) != (e->mode & 07777))
+		r = 0;
+	return r;
+}
+
+int store_txn_pkg_state(struct store *s, int64_t txn, int pkg_fd)
+{
+	bool all_old = true, all_new = true;
+	struct apply a;
+	int r;
+
+	r = apply_load(&a, s, txn, pkg_fd, 0);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < a.n && (all_old || all_new); i++) {
+		if (!a.c[i].status)
+			continue;
+		if (all_new) {
+			r = pkg_holds(&a, i, &a.c[i].new);
+			if (r < 0)
+				goto out;
+			all_new = r == 1;
+		}
+		if (all_old) {
+			r = pkg_holds(&a, i, &a.c[i].orig);
+			if (r < 0)
+				goto out;
+			all_old = r == 1;
+		}
+	}
+	r = all_old ? STORE_PKG_OLD : all_new ? STORE_PKG_NEW : STORE_PKG_MIXED;
+out:
+	apply_release(&a);
+	return r;
+}
+
 static int promote_content(struct apply *a, size_t i)
 {
 	const struct store_change *c = &a->c[i];

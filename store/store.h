@@ -384,6 +384,18 @@ int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
 /* Remove temporaries of both directions (missing ones are fine). */
 int store_txn_unstage(struct store *s, int64_t txn, int pkg_fd);
 
+/*
+ * Which tree PKG holds now for a sealed change set, comparing every changed
+ * path (content, type, permission bits; not durability): for the message
+ * after an apply that failed and could not be undone. Reads only.
+ */
+enum store_pkg_state {
+	STORE_PKG_OLD = 0,
+	STORE_PKG_NEW = 1,
+	STORE_PKG_MIXED = 2,
+};
+int store_txn_pkg_state(struct store *s, int64_t txn, int pkg_fd);
+
 struct store_recover_report {
 	size_t rolled_forward; /* COMMITTING transactions finished */
 	size_t reopened;       /* SEALED transactions returned to OPEN */

@@ -106,13 +106,18 @@ static void reset(void)
 		     0);
 }
 
+/* Commit transaction 1 with CJFS_FAULT=N:KIND (or N+:KIND: from call N on). */
 static int commit_with_fault(long n, const char *kind)
 {
 	char fault[64];
 	char *fenv[] = { fault, NULL };
 	char *argv[] = { (char *)"commit", (char *)"1", NULL };
 
-	snprintf(fault, sizeof(fault), "CJFS_FAULT=%ld:%s", n, kind);
+	if (kind[strlen(kind) - 1] == '+')
+		snprintf(fault, sizeof(fault), "CJFS_FAULT=%ld+:%.*s", n, (int)strlen(kind) - 1,
+			 kind);
+	else
+		snprintf(fault, sizeof(fault), "CJFS_FAULT=%ld:%s", n, kind);
 	return h_cjfsv_env(&env, fenv, argv);
 }
 
@@ -311,6 +316,61 @@ Test(fault, enospc_at_any_durable_call_fails_cleanly_and_changes_nothing)
 Test(fault, eio_at_any_durable_call_fails_cleanly_and_changes_nothing)
 {
 	error_loop("EIO", "input/output error");
+}
+
+/*
+ * A disk that fills up and stays full: ENOSPC at call N and at every call
+ * after it, so an undo of a failed promote fails as well. The commit exits 1
+ * with one line that says which tree PKG holds (unchanged before the commit
+ * point; after it the original, the new or a partly updated tree, as it
+ * really is) and to run cjfs recover; once the disk has room again, recovery
+ * gives the old tree before the commit point and the new one after it.
+ */
+Test(fault, a_disk_full_from_call_n_on_fails_with_one_line_saying_which_tree_pkg_holds)
+{
+	struct plan p;
+	size_t seen[3] = { 0 };
+
+	make_plan(&p);
+	for (size_t i = 0; i < p.count && p.n[i] <= p.total; i++) {
+		long n = p.n[i];
+		char what[128], *now;
+		const char *want;
+		int rc, which;
+
+		snprintf(what, sizeof(what), "ENOSPC from durable call %ld on (%s)", n,
+			 phase_of(&p, n));
+		reset();
+		rc = commit_with_fault(n, "ENOSPC+");
+		cr_assert_eq(rc, 1, "%s: the commit did not fail (%d): %s", what, rc, env.err);
+		cr_assert_eq(strchr(env.err, '\n'), env.err + strlen(env.err) - 1,
+			     "%s: the error is not one line: %s", what, env.err);
+		/* Before any other command (each recovers first): what PKG holds now. */
+		now = h_snapshot(env.pkg, true);
+		which = !strcmp(now, old_tree) ? 0 : !strcmp(now, new_tree) ? 1 : 2;
+		free(now);
+		if (n < p.start[1])
+			want = NULL; /* cannot open the store or lock: nothing started */
+		else if (n < p.start[4])
+			want = "nothing was changed in PKG";
+		else
+			want = which == 0 ? "still holds the original tree"
+			       : which == 1 ? "holds the new tree" : "is partly updated";
+		if (n < p.start[4])
+			cr_assert_eq(which, 0, "%s: PKG changed before the commit point", what);
+		if (want)
+			cr_assert_not_null(strstr(env.err, want), "%s: PKG is %s but the error says: %s",
+					   what, which == 0 ? "old" : which == 1 ? "new" : "mixed",
+					   env.err);
+		if (n >= p.start[4])
+			cr_assert_not_null(strstr(env.err, "cjfs recover"), "%s: %s", what, env.err);
+		seen[which]++;
+		cr_assert_eq(h_recover_and_check(&env, old_tree, new_tree, what), n >= p.start[4],
+			     "%s: recovery gave the wrong tree", what);
+	}
+	cr_log_info("disk full from call N on: PKG left old %zu times, new %zu, partly updated %zu (then recovered)",
+		    seen[0], seen[1], seen[2]);
+	free(p.n);
 }
 
 /*
