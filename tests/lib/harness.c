@@ -463,6 +463,7 @@ void h_mount(struct h_env *e)
 
 int h_unmount(struct h_env *e)
 {
+	char needle[PATH_MAX + 4];
 	int status = 0;
 
 	if (h_sh("/", "fusermount3 -u '%s'", e->mnt) != 0)
@@ -473,7 +474,18 @@ int h_unmount(struct h_env *e)
 		e->daemon = 0;
 		return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	}
-	return 0;
+	/*
+	 * A background daemon goes on for a moment after the unmount, closing
+	 * the store (SQLite removes its -wal and -shm files then): wait until
+	 * cjfs status no longer shows it serving the mount point.
+	 */
+	snprintf(needle, sizeof(needle), "\t%s\n", e->mnt);
+	for (int i = 0; i < 500; i++) {
+		if (h_cjfs(e, "status", NULL) == 0 && !strstr(e->out, needle))
+			return 0;
+		usleep(10000);
+	}
+	return -1;
 }
 
 int h_sh(const char *dir, const char *fmt, ...)

@@ -105,7 +105,10 @@ void h_mount_fg(struct h_env *e);
 /* Background mount through the CLI (`cjfs mount pkg mnt`); asserts success. */
 void h_mount(struct h_env *e);
 
-/* fusermount3 -u mnt and wait for a foreground daemon; returns its exit status. */
+/*
+ * fusermount3 -u mnt and wait for the daemon to finish: a foreground one's
+ * exit status, else 0 once the background one no longer serves (-1 on failure).
+ */
 int h_unmount(struct h_env *e);
 
 /* Run a shell command (sh -c) in dir; returns the exit status. */
