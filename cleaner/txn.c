@@ -616,6 +616,7 @@ static void explain_stage_failure(int r, const struct store_txn *t,
 static int revert(struct cjfs *c, struct store_txn *t, int pkg_fd, int cause)
 {
 	struct store_apply_failure fail = { 0 };
+	const char *holds;
 	char name[96];
 	int r = store_txn_unstage(c->store, t->id, pkg_fd);
 
@@ -635,27 +636,25 @@ static int revert(struct cjfs *c, struct store_txn *t, int pkg_fd, int cause)
 			  (long long)t->id);
 		return cause;
 	}
-	if (fail.err) {
-		/* Refused, never written: the undo needs bytes the store cannot give. */
-		log_errno(cause, "the commit of transaction %lld stopped half way and could not be undone, the original of '%s' in the store ('%s') being %s: PKG '%s' is partly updated; run 'cjfs recover' to finish the commit",
-			  (long long)t->id, fail.path, store_blob_name(fail.hash, name),
-			  fail.err == -EBADMSG ? "corrupt" : "missing", t->pkg);
-		return cause;
-	}
 	/* Say which tree PKG holds: the undo may have failed only at its final sync. */
 	switch (store_txn_pkg_state(c->store, t->id, pkg_fd)) {
 	case STORE_PKG_OLD:
-		log_errno(cause, "the commit of transaction %lld failed while applying and cannot go on or back now: PKG '%s' still holds the original tree; fix the cause and run 'cjfs recover' to finish the commit",
-			  (long long)t->id, t->pkg);
+		holds = "still holds the original tree";
 		break;
 	case STORE_PKG_NEW:
-		log_errno(cause, "the commit of transaction %lld failed at its last step: PKG '%s' holds the new tree, possibly not yet safe on disk; fix the cause and run 'cjfs recover' to finish the commit",
-			  (long long)t->id, t->pkg);
+		holds = "holds the new tree, possibly not yet safe on disk";
 		break;
 	default:
-		log_errno(cause, "the commit of transaction %lld stopped half way and could not be undone: PKG '%s' is partly updated; fix the cause and run 'cjfs recover' to finish it",
-			  (long long)t->id, t->pkg);
+		holds = "is partly updated";
 	}
+	if (fail.err)
+		/* Refused, never written: the undo needs bytes the store cannot give. */
+		log_errno(cause, "the commit of transaction %lld failed while applying and could not be undone, the original of '%s' in the store ('%s') being %s: PKG '%s' %s; run 'cjfs recover' to finish the commit",
+			  (long long)t->id, fail.path, store_blob_name(fail.hash, name),
+			  fail.err == -EBADMSG ? "corrupt" : "missing", t->pkg, holds);
+	else
+		log_errno(cause, "the commit of transaction %lld failed while applying and could not be undone: PKG '%s' %s; fix the cause and run 'cjfs recover' to finish the commit",
+			  (long long)t->id, t->pkg, holds);
 	return cause;
 }
 
