@@ -136,9 +136,13 @@ out_free:
 	return r;
 }
 
-/* Serve the transaction until unmounted. ready_fd, if >= 0, learns when the mount is up. */
+/*
+ * Serve the transaction until unmounted. ready_fd, if >= 0, learns when the
+ * mount is up. finish_lock (>= 0 in the foreground) is released once the
+ * mount is recorded.
+ */
 static int serve(const char *dir, int64_t txn, const char *mnt, const struct cjfs_mount_opts *o,
-		 int ready_fd)
+		 int ready_fd, int finish_lock)
 {
 	struct store_txn *t = NULL;
 	struct fs_config cfg;
@@ -194,6 +198,9 @@ static int serve(const char *dir, int64_t txn, const char *mnt, const struct cjf
 		log_errno(r, "cannot record the mount of transaction %lld", (long long)txn);
 		goto out;
 	}
+	/* Served and recorded: a commit or rollback may take over from here. */
+	util_close(finish_lock);
+	finish_lock = -1;
 	if (ready_fd >= 0) {
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
@@ -218,6 +225,7 @@ out:
 	store_txn_free(t);
 	store_close(s);
 	util_close(lock);
+	util_close(finish_lock);
 	return r;
 }
 
@@ -251,7 +259,7 @@ static int spawn_daemon(const char *dir, int64_t txn, const char *mnt,
 			if (fd != pipefd[1])
 				close(fd);
 		}
-		_exit(serve(dir, txn, mnt, o, pipefd[1]) < 0 ? 1 : 0);
+		_exit(serve(dir, txn, mnt, o, pipefd[1], -1) < 0 ? 1 : 0);
 	}
 	close(pipefd[1]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -272,12 +280,23 @@ int cjfs_mount(struct cjfs *c, const char *pkg, const char *mnt,
 	bool created = false;
 	int64_t txn = 0, other = 0;
 	struct stat st;
-	int r;
+	int lock = -1, r;
 
 	r = check_fuse();
 	if (r < 0)
 		return r;
 	if (opts->resume) {
+		/*
+		 * Held until the daemon serves the transaction: a commit or
+		 * rollback under way (past its unmount, sealing) must not get a
+		 * mount whose writes it would never see, nor lose one to us.
+		 */
+		lock = store_txn_lock(cjfs_store(c), opts->resume, "finish", false);
+		if (lock == -EWOULDBLOCK) {
+			log_error("cannot resume transaction %lld: it is being committed or rolled back by another cjfs process",
+				  (long long)opts->resume);
+			return -EBUSY;
+		}
 		r = store_txn_load(cjfs_store(c), opts->resume, &t);
 		if (r < 0) {
 			log_error("there is no transaction %lld in the store", (long long)opts->resume);
@@ -340,9 +359,15 @@ int cjfs_mount(struct cjfs *c, const char *pkg, const char *mnt,
 			goto out;
 		}
 		created = true;
+		lock = store_txn_lock(cjfs_store(c), txn, "finish", false);
+	}
+	if (lock < 0 && lock != -ENOENT) {
+		r = log_errno(lock, "cannot lock transaction %lld", (long long)txn);
+		goto out;
 	}
 	if (opts->foreground) {
-		r = serve(cjfs_store_dir(c), txn, rmnt, opts, -1);
+		r = serve(cjfs_store_dir(c), txn, rmnt, opts, -1, lock);
+		lock = -1; /* released by serve() */
 	} else {
 		int r2;
 
@@ -361,6 +386,7 @@ int cjfs_mount(struct cjfs *c, const char *pkg, const char *mnt,
 	if (r == 0 && ret_txn)
 		*ret_txn = txn;
 out:
+	util_close(lock);
 	store_txn_free(t);
 	free(rpkg);
 	free(rmnt);

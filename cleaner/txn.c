@@ -63,7 +63,7 @@ int cjfs_store_resume(struct cjfs *c)
 
 int cjfs_open(const char *dir, struct cjfs **ret)
 {
-	struct store_recover_report rep;
+	struct store_recover_report rep = { 0 };
 	struct cjfs *c = calloc(1, sizeof(*c));
 	int r;
 
@@ -338,15 +338,28 @@ int cjfs_unmount(struct cjfs *c, int64_t txn)
 
 		nanosleep(&ts, NULL);
 	}
+	if (alive < 0) {
+		/* Going on could seal a tree the daemon is still writing. */
+		r = log_errno(alive, "cannot tell whether the daemon of transaction %lld has exited",
+			      (long long)txn);
+		goto out;
+	}
 	if (alive == 1) {
 		r = -ETIMEDOUT;
 		log_error("the daemon of transaction %lld (pid %lld) did not exit after unmounting",
 			  (long long)txn, (long long)t->pid);
 		goto out;
 	}
+	/*
+	 * Bookkeeping only: the daemon's lock, not this column, says whether the
+	 * transaction is served, and finishing it clears the column. A full
+	 * store must not stop the rollback that would free it.
+	 */
 	r = store_txn_set_mount(c->store, txn, NULL, 0);
 	if (r < 0)
-		log_errno(r, "cannot update transaction %lld", (long long)txn);
+		log_debug_errno(r, "cannot clear the mount point of transaction %lld",
+				(long long)txn);
+	r = 0;
 out:
 	free(source);
 	store_txn_free(t);
@@ -589,15 +602,18 @@ static int keep_conflicts(struct cjfs *c, const struct store_txn *t, int pkg_fd,
 	return 0;
 }
 
-static void explain_stage_failure(int r, const struct store_txn *t)
+static void explain_stage_failure(int r, const struct store_txn *t,
+				  const struct store_apply_failure *f)
 {
-	if (r == -ENOSPC || r == -EDQUOT)
+	char name[96];
+
+	if (f->err)
+		log_error("refusing to commit transaction %lld: the new content of '%s' in the store ('%s') is %s: nothing was changed in PKG; run 'cjfs verify'",
+			  (long long)t->id, f->path, store_blob_name(f->hash, name),
+			  f->err == -EBADMSG ? "corrupt" : "missing");
+	else if (r == -ENOSPC || r == -EDQUOT)
 		log_error("no space left on the device of '%s' while writing the new files: nothing was changed in PKG; free some space and try again",
 			  t->pkg);
-	else if (r == -EBADMSG)
-		log_error("nothing was changed in PKG: the store is damaged; run 'cjfs verify'");
-	else if (r == -ENOENT)
-		log_error("nothing was changed in PKG: a content the transaction needs is missing from the store; run 'cjfs verify'");
 	else
 		log_errno(r, "cannot write the new files into '%s': nothing was changed in PKG",
 			  t->pkg);
@@ -610,13 +626,25 @@ static enum store_txn_state back_state(const struct store_txn *t)
 	return store_txn_is_synthetic(t) ? STORE_TXN_ROLLED_BACK : STORE_TXN_OPEN;
 }
 
-/* The promote failed after the commit point: put PKG back to the original tree. */
+/*
+ * The promote failed after the commit point: put PKG back to the original
+ * tree. The failure may well be a full disk: first drop the temporaries the
+ * forward promote did not get to, then stage only the originals of what it
+ * did replace (RECOVER skips paths that still hold their original).
+ */
 static int revert(struct cjfs *c, struct store_txn *t, int pkg_fd, int cause)
 {
-	int r = store_txn_stage(c->store, t->id, pkg_fd, STORE_APPLY_REVERSE);
+	struct store_apply_failure fail = { 0 };
+	const char *holds;
+	char name[96];
+	int r = store_txn_unstage(c->store, t->id, pkg_fd);
 
 	if (r == 0)
-		r = store_txn_promote(c->store, t->id, pkg_fd, STORE_APPLY_REVERSE);
+		r = store_txn_stage(c->store, t->id, pkg_fd,
+				    STORE_APPLY_REVERSE | STORE_APPLY_RECOVER, &fail);
+	if (r == 0)
+		r = store_txn_promote(c->store, t->id, pkg_fd,
+				      STORE_APPLY_REVERSE | STORE_APPLY_RECOVER, &fail);
 	if (r == 0)
 		r = store_txn_unstage(c->store, t->id, pkg_fd);
 	if (r == 0)
@@ -628,9 +656,37 @@ static int revert(struct cjfs *c, struct store_txn *t, int pkg_fd, int cause)
 			  store_txn_is_synthetic(t) ? "" : " and the transaction is still open");
 		return cause;
 	}
-	log_errno(cause, "the commit of transaction %lld stopped half way and could not be undone: PKG '%s' is partly updated; fix the cause and run 'cjfs recover' to finish it",
-		  (long long)t->id, t->pkg);
+	/* Say which tree PKG holds: the undo may have failed only at its final sync. */
+	switch (store_txn_pkg_state(c->store, t->id, pkg_fd)) {
+	case STORE_PKG_OLD:
+		holds = "still holds the original tree";
+		break;
+	case STORE_PKG_NEW:
+		holds = "holds the new tree, possibly not yet safe on disk";
+		break;
+	default:
+		holds = "is partly updated";
+	}
+	if (fail.err)
+		/* Refused, never written: the undo needs bytes the store cannot give. */
+		log_errno(cause, "the commit of transaction %lld failed while applying and could not be undone, the original of '%s' in the store ('%s') being %s: PKG '%s' %s; run 'cjfs recover' to finish the commit",
+			  (long long)t->id, fail.path, store_blob_name(fail.hash, name),
+			  fail.err == -EBADMSG ? "corrupt" : "missing", t->pkg, holds);
+	else
+		log_errno(cause, "the commit of transaction %lld failed while applying and could not be undone: PKG '%s' %s; fix the cause and run 'cjfs recover' to finish the commit",
+			  (long long)t->id, t->pkg, holds);
 	return cause;
+}
+
+/*
+ * Mark the start of a commit phase in the debug log, with the number of
+ * durable-write calls made so far: fault-injection tests read these lines to
+ * aim a fault at every phase of a commit.
+ */
+static void phase(int64_t txn, const char *what)
+{
+	log_debug("commit %lld: %s at fault point %ld", (long long)txn, what,
+		  util_fault_calls() + 1);
 }
 
 static int summary_detail(const struct store_txn *t, char **ret)
@@ -661,16 +717,19 @@ static char *backup_detail(const struct store_txn *t)
 			      util_fmt_duration(t->backup_ns, took));
 }
 
-/* Bring a transaction left SEALED or COMMITTING by a crash back to a known state. */
+/*
+ * Bring a transaction left SEALED or COMMITTING by a crash back to a known
+ * state. The caller holds its finish lock, which store_recover() would
+ * wait for in vain (it skips locked transactions): recover it directly.
+ */
 static int settle(struct cjfs *c, struct store_txn **tp)
 {
-	struct store_recover_report rep;
 	int64_t id = (*tp)->id;
 	int r;
 
 	if ((*tp)->state != STORE_TXN_SEALED && (*tp)->state != STORE_TXN_COMMITTING)
 		return 0;
-	r = store_recover(c->store, &rep);
+	r = store_recover_txn(c->store, id);
 	if (r < 0)
 		return r;
 	store_txn_free(*tp);
@@ -681,6 +740,7 @@ static int settle(struct cjfs *c, struct store_txn **tp)
 int cjfs_commit_sealed(struct cjfs *c, struct store_txn *t, int pkg_fd, unsigned flags,
 		       int64_t start, const char *since, struct cjfs_result *ret)
 {
+	struct store_apply_failure fail = { 0 };
 	struct store_conflict *conf = NULL;
 	size_t nconf = 0;
 	char *detail = NULL;
@@ -720,12 +780,14 @@ int cjfs_commit_sealed(struct cjfs *c, struct store_txn *t, int pkg_fd, unsigned
 			goto out_back;
 	}
 	t0 = util_mono_ns();
-	r = store_txn_stage(c->store, t->id, pkg_fd, 0);
+	phase(t->id, "stage");
+	r = store_txn_stage(c->store, t->id, pkg_fd, 0, &fail);
 	if (r < 0) {
-		explain_stage_failure(r, t);
+		explain_stage_failure(r, t, &fail);
 		goto out_back;
 	}
 	/* Everything the journal refers to must be on disk before the commit point. */
+	phase(t->id, "sync");
 	r = store_sync(c->store);
 	if (r < 0) {
 		log_errno(r, "cannot make the store durable: nothing was changed in PKG");
@@ -747,11 +809,13 @@ int cjfs_commit_sealed(struct cjfs *c, struct store_txn *t, int pkg_fd, unsigned
 	}
 	/* Commit point passed: from here PKG ends up in the new state (or, failing that, the old). */
 	t0 = util_mono_ns();
-	r = store_txn_promote(c->store, t->id, pkg_fd, 0);
+	phase(t->id, "promote");
+	r = store_txn_promote(c->store, t->id, pkg_fd, 0, NULL);
 	if (r < 0) {
 		r = revert(c, t, pkg_fd, r);
 		goto out;
 	}
+	phase(t->id, "done");
 	t->apply_ns = util_mono_ns() - t0;
 	t->commit_ns = util_mono_ns() - start;
 	(void)store_txn_save_stats(c->store, t);
@@ -823,6 +887,7 @@ int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result 
 			log_errno(r, "cannot open '%s'", t->pkg);
 		goto out;
 	}
+	phase(txn, "seal");
 	r = cjfs_tree_view(c, t, &tv);
 	if (r == 0)
 		r = store_txn_seal(c->store, t, &tv->view);
@@ -884,6 +949,16 @@ int cjfs_rollback(struct cjfs *c, int64_t txn, struct cjfs_result *ret)
 				ret ? (long long)ret->added : 0LL, ret ? (long long)ret->deleted : 0LL);
 	r = store_txn_transition(c->store, txn, STORE_TXN_OPEN, STORE_TXN_ROLLED_BACK,
 				 "TXN_ROLLBACK", detail);
+	if (r == -ENOSPC || r == -EDQUOT) {
+		/*
+		 * The store is full, likely of this very layer: discard it first to
+		 * make room for the record. A crash in between leaves an open
+		 * transaction that changes nothing; rolling it back again finishes.
+		 */
+		if (store_txn_clear_layer(c->store, txn) == 0)
+			r = store_txn_transition(c->store, txn, STORE_TXN_OPEN,
+						 STORE_TXN_ROLLED_BACK, "TXN_ROLLBACK", detail);
+	}
 	if (r < 0) {
 		log_errno(r, "cannot mark transaction %lld rolled back", (long long)txn);
 		goto out;

@@ -275,6 +275,7 @@ struct apply {
 	bool root;
 	struct store_change *c;
 	size_t n;
+	struct store_apply_failure *fail; /* the caller's, may be NULL */
 };
 
 static void tmpname(const struct apply *a, size_t i, char buf[64])
@@ -369,7 +370,7 @@ static int stage_one(struct apply *a, size_t i)
 	const struct store_change *c = &a->c[i];
 	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
 	char tmp[64];
-	int sfd, fd = -1, r;
+	int sfd, fd = -1, blob_err = 0, r;
 
 	sfd = open_stage_dir(a, i);
 	if (sfd < 0)
@@ -381,6 +382,7 @@ static int stage_one(struct apply *a, size_t i)
 		struct strbuf target = STRBUF_INIT;
 
 		r = store_blob_read(a->s, c->new.hash, &target, PATH_MAX);
+		blob_err = r;
 		if (r == 0)
 			r = util_symlinkat(target.buf ? target.buf : "", sfd, tmp);
 		strbuf_release(&target);
@@ -397,8 +399,10 @@ static int stage_one(struct apply *a, size_t i)
 		goto out;
 	}
 	r = (int)store_blob_copy(a->s, c->new.hash, fd);
-	if (r < 0)
+	if (r < 0) {
+		blob_err = r;
 		goto out_unlink;
+	}
 	if (a->root && fchown(fd, c->new.uid, c->new.gid) < 0) {
 		r = -errno;
 		goto out_unlink;
@@ -420,14 +424,15 @@ static int stage_one(struct apply *a, size_t i)
 out_unlink:
 	(void)unlinkat(sfd, tmp, 0);
 out:
-	if (r == -EBADMSG) {
-		char name[96];
-
-		log_error("refusing to write '%s': its content in the store ('%s') is corrupt",
-			  c->path, store_blob_name(c->new.hash, name));
-	} else if (r < 0) {
-		log_debug_errno(r, "cannot stage '%s'", c->path);
+	if (r < 0 && r == blob_err && (r == -EBADMSG || r == -ENOENT) && a->fail) {
+		/* Never written: the caller names the path and the blob in its one error line. */
+		snprintf(a->fail->path, sizeof(a->fail->path), "%s", c->path);
+		memcpy(a->fail->hash, c->new.hash, HASH_LEN);
+		a->fail->original = a->reverse;
+		a->fail->err = r;
 	}
+	if (r < 0)
+		log_debug_errno(r, "cannot stage '%s'", c->path);
 	util_close(fd);
 	util_close(sfd);
 	return r;
@@ -467,7 +472,10 @@ static void unstage_all(struct apply *a)
 	}
 }
 
-int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
+static int promote_done(struct apply *a, size_t i);
+
+int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
+		    struct store_apply_failure *fail)
 {
 	struct apply a;
 	int r;
@@ -475,9 +483,25 @@ int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
 	r = apply_load(&a, s, txn, pkg_fd, flags);
 	if (r < 0)
 		return r;
+	a.fail = fail;
 	for (size_t i = 0; i < a.n && r == 0; i++) {
-		if (is_content(&a.c[i]))
-			r = stage_one(&a, i);
+		if (!is_content(&a.c[i]))
+			continue;
+		/*
+		 * Recovering (an undo after a failed promote): what already holds
+		 * its target needs no temporary, and on a full disk there may be
+		 * room only for those that do.
+		 */
+		if (a.recover) {
+			r = promote_done(&a, i);
+			if (r < 0)
+				break;
+			if (r == 1) {
+				r = 0;
+				continue;
+			}
+		}
+		r = stage_one(&a, i);
 	}
 	/* The new data durable before the commit point can refer to it. */
 	if (r == 0)
@@ -583,6 +607,51 @@ static int promote_done(struct apply *a, size_t i)
 	return r;
 }
 
+/* Does PKG hold e (content, type, permission bits) at row i's path? */
+static int pkg_holds(struct apply *a, size_t i, const struct store_entry *e)
+{
+	struct store_entry now;
+	int r = store_entry_at(a->s, a->pkg_fd, a->c[i].path, 0, &now);
+
+	if (r < 0)
+		return r;
+	r = pkg_matches(a->s, a->pkg_fd, a->c[i].path, &now, e);
+	if (r == 1 && (now.mode & 07777) != (e->mode & 07777))
+		r = 0;
+	return r;
+}
+
+int store_txn_pkg_state(struct store *s, int64_t txn, int pkg_fd)
+{
+	bool all_old = true, all_new = true;
+	struct apply a;
+	int r;
+
+	r = apply_load(&a, s, txn, pkg_fd, 0);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < a.n && (all_old || all_new); i++) {
+		if (!a.c[i].status)
+			continue;
+		if (all_new) {
+			r = pkg_holds(&a, i, &a.c[i].new);
+			if (r < 0)
+				goto out;
+			all_new = r == 1;
+		}
+		if (all_old) {
+			r = pkg_holds(&a, i, &a.c[i].orig);
+			if (r < 0)
+				goto out;
+			all_old = r == 1;
+		}
+	}
+	r = all_old ? STORE_PKG_OLD : all_new ? STORE_PKG_NEW : STORE_PKG_MIXED;
+out:
+	apply_release(&a);
+	return r;
+}
+
 static int promote_content(struct apply *a, size_t i)
 {
 	const struct store_change *c = &a->c[i];
@@ -621,7 +690,8 @@ out:
 	return r < 0 ? r : 0;
 }
 
-int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
+int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
+		      struct store_apply_failure *fail)
 {
 	struct apply a;
 	int r;
@@ -629,6 +699,7 @@ int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags)
 	r = apply_load(&a, s, txn, pkg_fd, flags);
 	if (r < 0)
 		return r;
+	a.fail = fail;
 	/* 1. Deepest first (reverse path order), remove what goes away or changes type. */
 	for (size_t i = a.n; i-- > 0 && r == 0;) {
 		if (a.c[i].status)

@@ -34,93 +34,99 @@ int store_needs_recovery(struct store *s)
 	return r;
 }
 
-/* Finish one COMMITTING transaction whose committer died. */
-static int recover_committing(struct store *s, int64_t id)
+/* Finish one COMMITTING transaction whose committer died; caller holds its finish lock. */
+static int recover_committing_locked(struct store *s, const struct store_txn *t)
 {
-	struct store_txn *t = NULL;
-	int lock, pkg_fd, r;
+	struct store_apply_failure fail = { 0 };
+	int pkg_fd, r;
 
-	/* A live committer holds the finish lock: leave its work alone. */
-	lock = store_txn_lock(s, id, "finish", false);
-	if (lock == -EWOULDBLOCK)
-		return 0;
-	if (lock < 0)
-		return lock;
-	r = store_txn_load(s, id, &t);
-	if (r < 0)
-		goto out;
-	if (t->state != STORE_TXN_COMMITTING) {
-		r = 0; /* someone finished it between our list and our lock */
-		goto out;
-	}
 	pkg_fd = store_txn_open_pkg(t);
-	if (pkg_fd < 0) {
-		r = log_errno(pkg_fd, "cannot finish the commit of transaction %lld: cannot open '%s'",
-			      (long long)id, t->pkg);
-		goto out;
-	}
-	r = store_txn_promote(s, id, pkg_fd, STORE_APPLY_RECOVER);
+	if (pkg_fd < 0)
+		return log_errno(pkg_fd,
+				 "cannot finish the commit of transaction %lld: cannot open '%s'",
+				 (long long)t->id, t->pkg);
+	r = store_txn_promote(s, t->id, pkg_fd, STORE_APPLY_RECOVER, &fail);
 	if (r == 0)
-		r = store_txn_unstage(s, id, pkg_fd);
+		r = store_txn_unstage(s, t->id, pkg_fd);
 	util_close(pkg_fd);
-	if (r < 0) {
-		log_errno(r, "cannot finish the commit of transaction %lld into '%s'", (long long)id,
-			  t->pkg);
-		goto out;
+	if (r < 0 && fail.err) {
+		char name[96];
+
+		return log_errno(r, "cannot finish the commit of transaction %lld into '%s': the new content of '%s' in the store ('%s') cannot be used; run 'cjfs verify'",
+				 (long long)t->id, t->pkg, fail.path,
+				 store_blob_name(fail.hash, name));
 	}
-	r = store_txn_transition(s, id, STORE_TXN_COMMITTING, STORE_TXN_COMMITTED,
+	if (r < 0)
+		return log_errno(r, "cannot finish the commit of transaction %lld into '%s'",
+				 (long long)t->id, t->pkg);
+	r = store_txn_transition(s, t->id, STORE_TXN_COMMITTING, STORE_TXN_COMMITTED,
 				 "TXN_RECOVERED", "commit rolled forward");
-	if (r == 0) {
-		(void)store_txn_remove_dir(s, id);
-		log_info("finished the interrupted commit of transaction %lld into '%s'",
-			 (long long)id, t->pkg);
-		r = 1;
-	}
-out:
-	store_txn_free(t);
-	util_close(lock);
-	return r;
+	if (r < 0)
+		return r;
+	(void)store_txn_remove_dir(s, t->id);
+	log_info("finished the interrupted commit of transaction %lld into '%s'", (long long)t->id,
+		 t->pkg);
+	return 1;
 }
 
 /*
  * A SEALED transaction never reached its commit point: PKG holds at most
  * its temporaries. Remove them and reopen it (an undo or restore is
- * discarded instead: it has no layer to reopen).
+ * discarded instead: it has no layer to reopen); caller holds its finish lock.
  */
-static int recover_sealed(struct store *s, int64_t id)
+static int recover_sealed_locked(struct store *s, const struct store_txn *t)
+{
+	int pkg_fd, r;
+
+	pkg_fd = store_txn_open_pkg(t);
+	if (pkg_fd >= 0) {
+		r = store_txn_unstage(s, t->id, pkg_fd);
+		util_close(pkg_fd);
+		if (r < 0)
+			return r;
+	}
+	if (store_txn_is_synthetic(t))
+		/* An undo or restore has no mount to reopen: run it again if wanted. */
+		r = store_txn_transition(s, t->id, STORE_TXN_SEALED, STORE_TXN_ROLLED_BACK,
+					 "TXN_RECOVERED",
+					 "interrupted before its commit point; discarded, PKG unchanged");
+	else
+		r = store_txn_transition(s, t->id, STORE_TXN_SEALED, STORE_TXN_OPEN,
+					 "TXN_RECOVERED",
+					 "commit interrupted before its commit point; reopened");
+	return r < 0 ? r : 1;
+}
+
+int store_recover_txn(struct store *s, int64_t id)
+{
+	struct store_txn *t = NULL;
+	int r = store_txn_load(s, id, &t);
+
+	if (r < 0)
+		return r;
+	if (t->state == STORE_TXN_COMMITTING)
+		r = recover_committing_locked(s, t);
+	else if (t->state == STORE_TXN_SEALED)
+		r = recover_sealed_locked(s, t);
+	else
+		r = 0; /* someone finished it between our list and our lock */
+	store_txn_free(t);
+	return r;
+}
+
+/* Recover one transaction unless a live process holds its finish lock (then: 0). */
+static int recover_one(struct store *s, int64_t id)
 {
 	int lock = store_txn_lock(s, id, "finish", false);
-	struct store_txn *t = NULL;
-	int pkg_fd, r;
+	int r;
 
 	if (lock == -EWOULDBLOCK)
 		return 0;
 	if (lock < 0)
 		return lock;
-	r = store_txn_load(s, id, &t);
-	if (r < 0)
-		goto out;
-	pkg_fd = store_txn_open_pkg(t);
-	if (pkg_fd >= 0) {
-		r = store_txn_unstage(s, id, pkg_fd);
-		util_close(pkg_fd);
-		if (r < 0)
-			goto out;
-	}
-	if (store_txn_is_synthetic(t))
-		/* An undo or restore has no mount to reopen: run it again if wanted. */
-		r = store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_ROLLED_BACK,
-					 "TXN_RECOVERED",
-					 "interrupted before its commit point; discarded, PKG unchanged");
-	else
-		r = store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_OPEN, "TXN_RECOVERED",
-					 "commit interrupted before its commit point; reopened");
-out:
-	store_txn_free(t);
+	r = store_recover_txn(s, id);
 	util_close(lock);
-	if (r == -ESTALE)
-		return 0;
-	return r < 0 ? r : 1;
+	return r == -ESTALE ? 0 : r;
 }
 
 /* Remove tmp/<pid>.<n> files of processes that no longer exist. */
@@ -203,7 +209,7 @@ int store_recover(struct store *s, struct store_recover_report *ret)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
-		r = recover_committing(s, ids[i]);
+		r = recover_one(s, ids[i]);
 		if (r > 0)
 			rep.rolled_forward++;
 		if (r < 0) {
@@ -217,7 +223,7 @@ int store_recover(struct store *s, struct store_recover_report *ret)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
-		r = recover_sealed(s, ids[i]);
+		r = recover_one(s, ids[i]);
 		if (r > 0)
 			rep.reopened++;
 		if (r < 0) {

@@ -17,6 +17,7 @@
 #ifndef CJFS_STORE_STORE_H
 #define CJFS_STORE_STORE_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -249,6 +250,13 @@ int store_txn_daemon_alive(struct store *s, int64_t id);
 /* Remove txn/<id>/ (upper layer and work area). */
 int store_txn_remove_dir(struct store *s, int64_t id);
 
+/*
+ * Empty the upper layer and work area of a transaction that no daemon
+ * serves, keeping the directories and locks: the transaction then changes
+ * nothing. For a rollback that needs the space the layer holds.
+ */
+int store_txn_clear_layer(struct store *s, int64_t id);
+
 /* ---- the change set (txn.c) ---- */
 
 /*
@@ -449,17 +457,45 @@ int store_txn_open_pkg(const struct store_txn *t);
  * the original one (temporaries ".cjfs-rev-..."): that undoes a promote that
  * failed half way, and later undoes committed transactions.
  * With STORE_APPLY_RECOVER, promote checks every path, re-stages from the
- * store what a crash lost, and is safe to run any number of times.
+ * store what a crash lost, and is safe to run any number of times; stage
+ * skips the paths that already hold their target state.
  */
 enum store_apply_flags {
 	STORE_APPLY_RECOVER = 1 << 0,
 	STORE_APPLY_REVERSE = 1 << 1,
 };
 
-int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags);
-int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags);
+/*
+ * Which content could not be written because its blob is corrupt (-EBADMSG)
+ * or missing (-ENOENT): filled in by stage and promote when they fail so
+ * (fail may be NULL), for the caller's one error line. Nothing of it was
+ * written into PKG.
+ */
+struct store_apply_failure {
+	int err;		/* 0, -EBADMSG or -ENOENT */
+	bool original;		/* the blob is the original (an undo), not the new content */
+	char path[PATH_MAX];	/* relative to PKG */
+	uint8_t hash[HASH_LEN]; /* the blob */
+};
+
+int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
+		    struct store_apply_failure *fail);
+int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
+		      struct store_apply_failure *fail);
 /* Remove temporaries of both directions (missing ones are fine). */
 int store_txn_unstage(struct store *s, int64_t txn, int pkg_fd);
+
+/*
+ * Which tree PKG holds now for a sealed change set, comparing every changed
+ * path (content, type, permission bits; not durability): for the message
+ * after an apply that failed and could not be undone. Reads only.
+ */
+enum store_pkg_state {
+	STORE_PKG_OLD = 0,
+	STORE_PKG_NEW = 1,
+	STORE_PKG_MIXED = 2,
+};
+int store_txn_pkg_state(struct store *s, int64_t txn, int pkg_fd);
 
 struct store_recover_report {
 	size_t rolled_forward; /* COMMITTING transactions finished */
@@ -478,6 +514,15 @@ struct store_recover_report {
  * a crash during recovery is recovered by the next run.
  */
 int store_recover(struct store *s, struct store_recover_report *ret);
+
+/*
+ * Recover one transaction as store_recover() would (COMMITTING: roll
+ * forward; SEALED: remove its temporaries and reopen), for a caller that
+ * already holds its "finish" lock, such as a commit that finds the
+ * transaction left so by a process that died. 1 if it did something, 0 if
+ * the transaction needed nothing.
+ */
+int store_recover_txn(struct store *s, int64_t id);
 
 /* 1 if some transaction needs recovery (SEALED or COMMITTING), 0 if not. */
 int store_needs_recovery(struct store *s);
@@ -582,5 +627,54 @@ int store_stats_get(struct store *s, struct store_stats *ret);
  * -EINVAL for a malformed line (*ret_where as for store_gc_policy_load).
  */
 int store_config_get(struct store *s, const char *key, char **ret, char **ret_where);
+
+/* ---- integrity (verify.c) ---- */
+
+enum store_verify_kind {
+	/* Defects: bytes or references the store promised and cannot deliver. */
+	STORE_VERIFY_CORRUPT,	/* a blob whose content does not hash to its name */
+	STORE_VERIFY_MISSING,	/* the index refers to a blob that is not in objects/ */
+	STORE_VERIFY_DANGLING,	/* a change refers to a hash the blob table does not know */
+	STORE_VERIFY_STRAY,	/* a file in objects/ that is not named like a blob */
+	STORE_VERIFY_INDEX,	/* PRAGMA integrity_check reported a problem */
+	/*
+	 * Not a defect: a valid blob the blob table does not list. A process
+	 * killed between publishing a blob and indexing it leaves one; nothing
+	 * refers to it and gc may remove it.
+	 */
+	STORE_VERIFY_ORPHAN,
+};
+
+struct store_verify_issue {
+	enum store_verify_kind kind;
+	bool has_hash;
+	uint8_t hash[HASH_LEN];
+	char *path;   /* the file relative to the store ("objects/ab/<hash>"), or NULL */
+	char *detail; /* what refers to it ("new content of 'a.c' in transaction 3"), or NULL */
+};
+
+struct store_verify_report {
+	size_t blobs;	 /* blob files re-hashed */
+	size_t rows;	 /* rows of the blob table */
+	size_t refs;	 /* distinct hashes the change rows refer to */
+	size_t defects;	 /* issues of the defect kinds */
+	size_t warnings; /* orphans */
+	struct store_verify_issue *issues;
+	size_t n;
+};
+
+const char *store_verify_kind_name(enum store_verify_kind k);
+
+/*
+ * Check the whole store: re-hash every blob in objects/, check that every
+ * hash the index refers to (blob rows, original and new contents of every
+ * change) has an intact blob, list files in objects/ the index does not
+ * know, and run PRAGMA integrity_check. Returns 0 when the check ran (the
+ * findings are in *ret, to release with store_verify_release()) or -errno
+ * when it could not run. With defects, appends a VERIFY_FAILED audit event.
+ * Reads only; safe to run while other processes use the store.
+ */
+int store_verify(struct store *s, struct store_verify_report *ret);
+void store_verify_release(struct store_verify_report *r);
 
 #endif

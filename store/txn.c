@@ -501,16 +501,27 @@ int store_txn_lock(struct store *s, int64_t id, const char *lockname, bool wait)
 
 int store_txn_daemon_alive(struct store *s, int64_t id)
 {
-	int fd = store_txn_lock(s, id, "daemon", false);
+	char name[128];
+	int fd, r = 0;
 
-	if (fd == -EWOULDBLOCK)
-		return 1;
+	/*
+	 * A probe, not a lock to keep: no O_CREAT, so that asking (cjfs status,
+	 * commit) writes nothing and cannot fail for want of space.
+	 */
+	snprintf(name, sizeof(name), "%lld/daemon.lock", (long long)id);
+	fd = util_openat(s->txnfd, name, O_RDWR | O_NOFOLLOW, 0);
 	if (fd == -ENOENT)
-		return 0; /* the transaction's directory is gone: nobody serves it */
+		return 0; /* never served, or the transaction's directory is gone */
 	if (fd < 0)
 		return fd;
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EINTR)
+			continue;
+		r = errno == EWOULDBLOCK ? 1 : -errno;
+		break;
+	}
 	util_close(fd);
-	return 0;
+	return r;
 }
 
 int store_txn_remove_dir(struct store *s, int64_t id)
@@ -519,6 +530,22 @@ int store_txn_remove_dir(struct store *s, int64_t id)
 
 	snprintf(name, sizeof(name), "%lld", (long long)id);
 	return util_rm_rf_at(s->txnfd, name);
+}
+
+int store_txn_clear_layer(struct store *s, int64_t id)
+{
+	static const char *const subs[] = { "upper", "work" };
+	int r = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(subs) && r == 0; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "%lld/%s", (long long)id, subs[i]);
+		r = util_rm_rf_at(s->txnfd, name);
+		if (r == 0)
+			r = util_mkdirat(s->txnfd, name, i == 0 ? 0755 : 0700);
+	}
+	return r;
 }
 
 /* ---- change rows ---- */

@@ -40,6 +40,7 @@ struct util_sys util_sys = {
 static long fault_at;
 static long fault_count;
 static int fault_err;
+static bool fault_sticky; /* fail every call from the n-th on, not only the n-th */
 
 void util_fault_arm(long n, int err)
 {
@@ -58,8 +59,8 @@ int util_fault_from_env(void)
 	static const struct {
 		const char *name;
 		int err;
-	} names[] = { { "crash", 0 }, { "ENOSPC", ENOSPC }, { "EIO", EIO }, { "EDQUOT", EDQUOT },
-		      { "EROFS", EROFS } };
+	} names[] = { { "crash", 0 },	      { "stop", UTIL_FAULT_STOP }, { "ENOSPC", ENOSPC },
+		      { "EIO", EIO },	      { "EDQUOT", EDQUOT },	   { "EROFS", EROFS } };
 	const char *e = getenv("CJFS_FAULT");
 	const char *colon;
 	char *end;
@@ -69,6 +70,9 @@ int util_fault_from_env(void)
 		return 0;
 	n = strtol(e, &end, 10);
 	colon = strchr(e, ':');
+	fault_sticky = colon && end == colon - 1 && *end == '+';
+	if (fault_sticky)
+		end++;
 	if (n <= 0 || end != colon)
 		return -EINVAL;
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
@@ -85,14 +89,22 @@ static int fault_hit(void)
 {
 	long at = __atomic_load_n(&fault_at, __ATOMIC_RELAXED);
 
+	long count;
+
 	if (!at)
 		return 0;
-	if (__atomic_add_fetch(&fault_count, 1, __ATOMIC_SEQ_CST) != at)
+	count = __atomic_add_fetch(&fault_count, 1, __ATOMIC_SEQ_CST);
+	if (count != at && !(fault_sticky && count > at && fault_err > 0))
 		return 0;
 	if (fault_err == 0) {
 		/* A simulated power cut at this exact call: nothing after it runs. */
 		kill(getpid(), SIGKILL);
 		pause();
+	}
+	if (fault_err == UTIL_FAULT_STOP) {
+		/* Held here until a SIGCONT; then this call goes ahead as if nothing happened. */
+		kill(getpid(), SIGSTOP);
+		return 0;
 	}
 	return -fault_err;
 }

@@ -39,10 +39,15 @@ extern struct util_sys util_sys;
 /*
  * Fault injection. After util_fault_arm(n, err), the n-th call (1-based)
  * through util_sys fails with -err; with err == 0 the process kills itself
- * with SIGKILL at that call instead. util_fault_calls() counts calls since
- * arming. $CJFS_FAULT="N:ERRNAME" or "N:crash" arms from the environment
- * (read by util_fault_from_env(), which the CLI calls at start-up).
+ * with SIGKILL at that call instead, and with err == UTIL_FAULT_STOP it stops
+ * itself (SIGSTOP) there and goes on normally once continued, so a test can
+ * act at that exact point. util_fault_calls() counts calls since arming.
+ * $CJFS_FAULT="N:ERRNAME", "N:crash" or "N:stop" arms from the environment
+ * (read by util_fault_from_env(), which the CLI calls at start-up);
+ * "N+:ERRNAME" fails the N-th call and every one after it (a disk that
+ * fills up and stays full).
  */
+#define UTIL_FAULT_STOP (-1)
 void util_fault_arm(long n, int err);
 long util_fault_calls(void);
 int util_fault_from_env(void);

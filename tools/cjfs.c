@@ -30,6 +30,7 @@ static const struct cmd commands[] = {
 	{ "gc", cmd_gc, "drop history beyond the retention policy and free the store" },
 	{ "audit", cmd_audit, "list the audit log" },
 	{ "stats", cmd_stats, "store size, dedup and compression ratios, per-transaction timings" },
+	{ "verify", cmd_verify, "check every blob and index reference of the store" },
 };
 
 static const char main_help[] =
@@ -61,7 +62,7 @@ int main(int argc, char **argv)
 	log_set_prefix("cjfs");
 	log_init_from_env();
 	if (util_fault_from_env() < 0) {
-		fprintf(stderr, "cjfs: CJFS_FAULT must look like 'N:ENOSPC', 'N:EIO' or 'N:crash'\n");
+		fprintf(stderr, "cjfs: CJFS_FAULT must look like 'N:ENOSPC', 'N+:EIO', 'N:crash' or 'N:stop'\n");
 		return EXIT_USAGE;
 	}
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sqlite3.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -76,12 +77,86 @@ static void force_unmount(const char *mnt)
 	}
 }
 
+/* Mount points at or below root, from our mount namespace, deepest first. */
+static size_t mounts_under(const char *root, char ***ret)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	size_t rl = strlen(root), n = 0;
+	char **v = NULL, **nv, *line = NULL;
+	size_t cap = 0;
+
+	*ret = NULL;
+	if (!f)
+		return 0;
+	while (getline(&line, &cap, f) > 0) {
+		char point[PATH_MAX];
+
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1)
+			continue;
+		if (strncmp(point, root, rl) != 0 || (point[rl] != '/' && point[rl] != '\0'))
+			continue;
+		nv = realloc(v, (n + 1) * sizeof(*v));
+		cr_assert_not_null(nv);
+		v = nv;
+		v[n++] = strdup(point);
+	}
+	free(line);
+	fclose(f);
+	/* Longest path first: a mount below another goes before it. */
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = i + 1; j < n; j++) {
+			if (strlen(v[j]) > strlen(v[i])) {
+				char *t = v[i];
+
+				v[i] = v[j];
+				v[j] = t;
+			}
+		}
+	}
+	*ret = v;
+	return n;
+}
+
+static void unmount_all_under(const char *root)
+{
+	for (int round = 0; round < 3; round++) {
+		char **v;
+		size_t n = mounts_under(root, &v);
+
+		for (size_t i = 0; i < n; i++) {
+			if (umount2(v[i], 0) < 0 && errno != EINVAL && errno != ENOENT) {
+				if (h_sh("/", "fusermount3 -u '%s' 2>/dev/null", v[i]) != 0)
+					(void)umount2(v[i], MNT_DETACH);
+			}
+			free(v[i]);
+		}
+		free(v);
+		if (n == 0)
+			break;
+	}
+}
+
+static void kill_bg(struct h_env *e)
+{
+	for (int i = 0; i < H_MAX_BG; i++) {
+		int status;
+
+		if (e->bg[i] <= 0)
+			continue;
+		kill(e->bg[i], SIGKILL);
+		while (waitpid(e->bg[i], &status, 0) < 0 && errno == EINTR)
+			;
+		e->bg[i] = 0;
+	}
+}
+
 void h_teardown(struct h_env *e)
 {
 	char cmd[PATH_MAX + 64];
 
 	if (!e->root[0])
 		return;
+	kill_bg(e);
 	force_unmount(e->mnt);
 	if (e->daemon > 0) {
 		int status;
@@ -96,10 +171,42 @@ void h_teardown(struct h_env *e)
 		}
 		e->daemon = 0;
 	}
+	/* Other mounts of the test (second mount points, tmpfs), whatever the test did. */
+	unmount_all_under(e->root);
 	/* Any daemon serving a mount of ours has exited with its mount. */
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->root);
 	(void)!system(cmd);
 	e->root[0] = '\0';
+}
+
+bool h_tmpfs(struct h_env *e, const char *dir, const char *size)
+{
+	char opts[64];
+
+	(void)e;
+	if (geteuid() != 0)
+		return false;
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return false;
+	snprintf(opts, sizeof(opts), "size=%s,mode=0755", size);
+	return mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, opts) == 0;
+}
+
+void h_setup_tmpfs(struct h_env *e, const char *size)
+{
+	h_setup(e);
+	if (!h_tmpfs(e, e->root, size))
+		return;
+	/* The tmpfs hides what h_setup made: make it again on top. */
+	cr_assert_eq(mkdir(e->pkg, 0755), 0);
+	cr_assert_eq(mkdir(e->mnt, 0755), 0);
+}
+
+void h_restore_tree(const char *src, const char *dir)
+{
+	cr_assert_eq(h_sh("/", "find '%s' -mindepth 1 -delete && cp -a '%s'/. '%s'/", dir, src,
+			  dir),
+		     0, "cannot restore '%s' from '%s'", dir, src);
 }
 
 static void read_into(int fd, char *buf, size_t cap)
@@ -125,14 +232,10 @@ static void read_into(int fd, char *buf, size_t cap)
 	buf[len] = '\0';
 }
 
-int h_cjfsv(struct h_env *e, char *const argv[])
+/* Build cjfs's argv: the binary, --store, then argv. */
+static void build_args(struct h_env *e, char *const argv[], char *args[64])
 {
-	int outp[2], errp[2], status;
-	struct pollfd pf[2];
-	size_t olen = 0, elen = 0;
-	char *args[64];
 	size_t n = 0;
-	pid_t pid;
 
 	args[n++] = (char *)h_cjfs_bin();
 	args[n++] = (char *)"--store";
@@ -140,6 +243,28 @@ int h_cjfsv(struct h_env *e, char *const argv[])
 	for (size_t i = 0; argv[i] && n < 63; i++)
 		args[n++] = argv[i];
 	args[n] = NULL;
+}
+
+static void put_env(char *const env[])
+{
+	for (size_t i = 0; env && env[i]; i++)
+		putenv(env[i]);
+}
+
+int h_cjfsv(struct h_env *e, char *const argv[])
+{
+	return h_cjfsv_env(e, NULL, argv);
+}
+
+int h_cjfsv_env(struct h_env *e, char *const env[], char *const argv[])
+{
+	int outp[2], errp[2], status;
+	struct pollfd pf[2];
+	size_t olen = 0, elen = 0;
+	char *args[64];
+	pid_t pid;
+
+	build_args(e, argv, args);
 	cr_assert_eq(pipe2(outp, O_CLOEXEC), 0);
 	cr_assert_eq(pipe2(errp, O_CLOEXEC), 0);
 	fflush(NULL);
@@ -148,6 +273,7 @@ int h_cjfsv(struct h_env *e, char *const argv[])
 	if (pid == 0) {
 		dup2(outp[1], STDOUT_FILENO);
 		dup2(errp[1], STDERR_FILENO);
+		put_env(env);
 		execv(args[0], args);
 		_exit(127);
 	}
@@ -204,6 +330,94 @@ int h_cjfs(struct h_env *e, ...)
 	return h_cjfsv(e, argv);
 }
 
+pid_t h_cjfs_start(struct h_env *e, struct h_proc *p, char *const env[], char *const argv[])
+{
+	static unsigned seq;
+	char *args[64];
+	int slot = -1, out, err;
+
+	for (int i = 0; i < H_MAX_BG && slot < 0; i++) {
+		if (e->bg[i] <= 0)
+			slot = i;
+	}
+	cr_assert(slot >= 0, "too many background cjfs processes");
+	memset(p, 0, sizeof(*p));
+	seq++;
+	snprintf(p->out_path, sizeof(p->out_path), "%s/bg%u.out", e->root, seq);
+	snprintf(p->err_path, sizeof(p->err_path), "%s/bg%u.err", e->root, seq);
+	out = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	err = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert(out >= 0 && err >= 0, "cannot create '%s': %s", p->out_path, strerror(errno));
+	build_args(e, argv, args);
+	fflush(NULL);
+	p->pid = fork();
+	cr_assert(p->pid >= 0);
+	if (p->pid == 0) {
+		dup2(out, STDOUT_FILENO);
+		dup2(err, STDERR_FILENO);
+		put_env(env);
+		execv(args[0], args);
+		_exit(127);
+	}
+	close(out);
+	close(err);
+	e->bg[slot] = p->pid;
+	return p->pid;
+}
+
+static void reaped(struct h_env *e, struct h_proc *p, int status)
+{
+	p->done = true;
+	p->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	for (int i = 0; e && i < H_MAX_BG; i++) {
+		if (e->bg[i] == p->pid)
+			e->bg[i] = 0;
+	}
+}
+
+static void slurp(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return;
+	read_into(fd, buf, cap);
+	close(fd);
+}
+
+int h_cjfs_wait(struct h_env *e, struct h_proc *p)
+{
+	int status;
+
+	if (!p->done) {
+		/* A stopped process would never exit: let it go on. */
+		kill(p->pid, SIGCONT);
+		while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
+			;
+		reaped(e, p, status);
+	}
+	slurp(p->out_path, p->out, sizeof(p->out));
+	slurp(p->err_path, p->err, sizeof(p->err));
+	return p->status;
+}
+
+bool h_cjfs_wait_stopped(struct h_proc *p)
+{
+	int status;
+
+	while (waitpid(p->pid, &status, WUNTRACED) < 0) {
+		if (errno != EINTR)
+			return false;
+	}
+	if (WIFSTOPPED(status))
+		return true;
+	/* It exited: keep its status for h_cjfs_wait (the slot is cleared there). */
+	p->done = true;
+	p->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return false;
+}
+
 void h_mount_fg(struct h_env *e)
 {
 	struct stat before, now;
@@ -249,6 +463,7 @@ void h_mount(struct h_env *e)
 
 int h_unmount(struct h_env *e)
 {
+	char needle[PATH_MAX + 4];
 	int status = 0;
 
 	if (h_sh("/", "fusermount3 -u '%s'", e->mnt) != 0)
@@ -259,7 +474,18 @@ int h_unmount(struct h_env *e)
 		e->daemon = 0;
 		return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	}
-	return 0;
+	/*
+	 * A background daemon goes on for a moment after the unmount, closing
+	 * the store (SQLite removes its -wal and -shm files then): wait until
+	 * cjfs status no longer shows it serving the mount point.
+	 */
+	snprintf(needle, sizeof(needle), "\t%s\n", e->mnt);
+	for (int i = 0; i < 500; i++) {
+		if (h_cjfs(e, "status", NULL) == 0 && !strstr(e->out, needle))
+			return 0;
+		usleep(10000);
+	}
+	return -1;
 }
 
 int h_sh(const char *dir, const char *fmt, ...)
@@ -443,4 +669,151 @@ int h_count_names(const char *dir, const char *s)
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	return fd < 0 ? 0 : count_walk(fd, s);
+}
+
+char *h_txn_state(struct h_env *e, long txn)
+{
+	char *save = NULL, *line;
+	char *copy;
+
+	cr_assert_eq(h_cjfs(e, "status", NULL), 0, "cjfs status failed: %s", e->err);
+	copy = strdup(e->out);
+	cr_assert_not_null(copy);
+	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *tab = strchr(line, '\t'), *end;
+
+		if (!tab || strtol(line, NULL, 10) != txn)
+			continue;
+		end = strchr(tab + 1, '\t');
+		if (end)
+			*end = '\0';
+		line = strdup(tab + 1);
+		free(copy);
+		return line;
+	}
+	free(copy);
+	return NULL;
+}
+
+void h_assert_one_line(const struct h_env *e, const char *what)
+{
+	cr_assert_neq(e->err[0], '\0', "no error message");
+	cr_assert_not_null(strstr(e->err, what), "error does not name '%s': %s", what, e->err);
+	cr_assert_eq(strchr(e->err, '\n'), e->err + strlen(e->err) - 1,
+		     "error is not one line: %s", e->err);
+}
+
+/* The first line where two snapshots differ, for failure messages (static buffer). */
+static const char *first_difference(const char *a, const char *b, const char *bname)
+{
+	static char buf[2][1024];
+	static int k;
+	const char *la = a, *lb = b;
+	char *out = buf[k++ % 2];
+
+	while (*la && *lb) {
+		const char *ea = strchrnul(la, '\n'), *eb = strchrnul(lb, '\n');
+
+		if (ea - la != eb - lb || memcmp(la, lb, (size_t)(ea - la)) != 0) {
+			snprintf(out, 1024, "PKG has '%.*s' where the %s tree has '%.*s'",
+				 (int)(ea - la), la, bname, (int)(eb - lb), lb);
+			return out;
+		}
+		la = *ea ? ea + 1 : ea;
+		lb = *eb ? eb + 1 : eb;
+	}
+	snprintf(out, 1024, "PKG %s the %s tree",
+		 *la ? "has more entries than" : "lacks entries of", bname);
+	return out;
+}
+
+int h_recover_and_check(struct h_env *e, const char *old, const char *new, const char *what)
+{
+	char *now;
+	int r;
+
+	r = h_cjfs(e, "recover", NULL);
+	cr_assert_eq(r, 0, "%s: cjfs recover failed (%d): %s", what, r, e->err);
+	r = h_cjfs(e, "recover", NULL);
+	cr_assert_eq(r, 0, "%s: second cjfs recover failed (%d): %s", what, r, e->err);
+	cr_assert_str_eq(e->out,
+			 "0 commit(s) finished, 0 reopened, 0 leftover(s) removed, 0 failed\n",
+			 "%s: a second recovery still had work to do", what);
+	now = h_snapshot(e->pkg, true);
+	if (strcmp(now, old) == 0)
+		r = 0;
+	else if (strcmp(now, new) == 0)
+		r = 1;
+	else
+		cr_assert_fail("%s: PKG is neither the old nor the new tree: %s; %s", what,
+			       first_difference(now, old, "old"), first_difference(now, new,
+										   "new"));
+	free(now);
+	cr_assert_eq(h_count_names(e->pkg, ".cjfs-"), 0, "%s: .cjfs- temporaries left in PKG",
+		     what);
+	cr_assert_eq(h_cjfs(e, "verify", NULL), 0, "%s: cjfs verify failed: %s%s", what, e->out,
+		     e->err);
+	return r;
+}
+
+long h_commit_phase(struct h_env *e, long txn, const char *phase)
+{
+	char *fenv[] = { (char *)"CJFS_FAULT=1000000000:EIO", (char *)"CJFS_DEBUG=2", NULL };
+	char id[32], tpkg[PATH_MAX], tstore[PATH_MAX], pat[64];
+	char *argv[] = { (char *)"commit", id, NULL };
+	const char *at;
+	long n;
+
+	snprintf(id, sizeof(id), "%ld", txn);
+	snprintf(tpkg, sizeof(tpkg), "%s/phase-pkg", e->root);
+	snprintf(tstore, sizeof(tstore), "%s/phase-store", e->root);
+	cr_assert_eq(h_sh("/", "cp -a '%s' '%s' && cp -a '%s' '%s'", e->pkg, tpkg, e->store,
+			  tstore),
+		     0);
+	cr_assert_eq(h_cjfsv_env(e, fenv, argv), 0, "the measuring commit failed: %s", e->err);
+	snprintf(pat, sizeof(pat), "commit %ld: %s at fault point ", txn, phase);
+	at = strstr(e->err, pat);
+	cr_assert_not_null(at, "no '%s' in the debug log: %s", pat, e->err);
+	n = strtol(at + strlen(pat), NULL, 10);
+	h_restore_tree(tpkg, e->pkg);
+	cr_assert_eq(h_sh("/", "rm -rf '%s' '%s' && mv '%s' '%s'", e->store, tpkg, tstore,
+			  e->store),
+		     0);
+	return n;
+}
+
+long h_sql_long(struct h_env *e, const char *sql)
+{
+	char db[PATH_MAX];
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st;
+	long v;
+
+	snprintf(db, sizeof(db), "%s/index.db", e->store);
+	cr_assert_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK,
+		     "cannot open '%s'", db);
+	cr_assert_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK, "%s: %s", sql,
+		     sqlite3_errmsg(h));
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s: no row", sql);
+	v = (long)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return v;
+}
+
+long h_env_long(const char *name, long def)
+{
+	const char *v = getenv(name);
+	char *end;
+	long n;
+
+	if (!v || !*v)
+		return def;
+	n = strtol(v, &end, 10);
+	return *end ? def : n;
+}
+
+long h_knob(const char *name, long def, long quick_def)
+{
+	return h_env_long(name, h_env_long("CJFS_TEST_QUICK", 0) ? quick_def : def);
 }

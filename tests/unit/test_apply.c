@@ -204,7 +204,7 @@ Test(apply_commit, stage_shows_nothing_new_in_pkg)
 	int64_t id = prepare(&old, &new);
 	char *c;
 
-	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0), 0));
+	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), 0));
 	cr_assert(eq(sz, u_count_names(pkgfd, ".cjfs-tmp-"), N_STAGED));
 	c = u_read(pkgfd, "mod.txt", NULL);
 	cr_assert_str_eq(c, "before\n");
@@ -224,9 +224,9 @@ Test(apply_commit, promote_makes_pkg_equal_the_new_tree)
 	char *old, *new;
 	int64_t id = prepare(&old, &new);
 
-	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0), 0));
+	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), 0));
 	to_committing(id);
-	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0), 0));
+	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0, NULL), 0));
 	assert_pkg_is(new, "the new tree");
 	free(old);
 	free(new);
@@ -237,19 +237,19 @@ Test(apply_commit, reverse_apply_restores_the_original_tree)
 	char *old, *new;
 	int64_t id = prepare(&old, &new);
 
-	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0), 0));
+	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), 0));
 	to_committing(id);
-	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0), 0));
+	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0, NULL), 0));
 	assert_pkg_is(new, "the new tree");
 
-	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, STORE_APPLY_REVERSE), 0));
+	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, STORE_APPLY_REVERSE, NULL), 0));
 	cr_assert(eq(sz, u_count_names(pkgfd, ".cjfs-rev-"), 12), "reverse temporaries");
-	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, STORE_APPLY_REVERSE), 0));
+	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, STORE_APPLY_REVERSE, NULL), 0));
 	assert_pkg_is(old, "the original tree");
 
 	/* And forward again: undo of the undo. */
-	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0), 0));
-	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0), 0));
+	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), 0));
+	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0, NULL), 0));
 	assert_pkg_is(new, "the new tree after redo");
 	free(old);
 	free(new);
@@ -260,13 +260,13 @@ Test(apply_commit, recover_promote_is_idempotent)
 	char *old, *new;
 	int64_t id = prepare(&old, &new);
 
-	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0), 0));
+	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), 0));
 	to_committing(id);
-	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER), 0));
+	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER, NULL), 0));
 	assert_pkg_is(new, "the new tree after recover");
-	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER), 0));
+	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER, NULL), 0));
 	assert_pkg_is(new, "the new tree after a second recover");
-	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER), 0));
+	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER, NULL), 0));
 	assert_pkg_is(new, "the new tree after a third recover");
 	free(old);
 	free(new);
@@ -279,7 +279,7 @@ Test(apply_commit, recover_restages_temporaries_a_crash_lost)
 
 	/* Committing, but no temporary survived (e.g. PKG restored from a snapshot). */
 	to_committing(id);
-	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER), 0));
+	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER, NULL), 0));
 	assert_pkg_is(new, "the new tree");
 	free(old);
 	free(new);
@@ -290,13 +290,13 @@ Test(apply_commit, reverse_recover_after_undo_is_idempotent)
 	char *old, *new;
 	int64_t id = prepare(&old, &new);
 
-	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0), 0));
-	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0), 0));
+	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), 0));
+	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0, NULL), 0));
 	cr_assert(eq(int, store_txn_promote(s, id, pkgfd,
-					    STORE_APPLY_REVERSE | STORE_APPLY_RECOVER), 0));
+					    STORE_APPLY_REVERSE | STORE_APPLY_RECOVER, NULL), 0));
 	assert_pkg_is(old, "the original tree");
 	cr_assert(eq(int, store_txn_promote(s, id, pkgfd,
-					    STORE_APPLY_REVERSE | STORE_APPLY_RECOVER), 0));
+					    STORE_APPLY_REVERSE | STORE_APPLY_RECOVER, NULL), 0));
 	assert_pkg_is(old, "the original tree after a second run");
 	free(old);
 	free(new);
@@ -321,7 +321,7 @@ Test(apply_commit, corrupt_new_content_is_refused_before_the_commit_point)
 	cr_assert(fd >= 0);
 	u_write(fd, path, "after, and LONGER\n", 0600); /* same size, other bytes */
 	close(fd);
-	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0), -EBADMSG));
+	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), -EBADMSG));
 	assert_pkg_is(old, "untouched after a corrupt blob");
 	free(old);
 	free(new);
@@ -338,7 +338,7 @@ Test(apply_crash, failed_stage_leaves_pkg_exactly_as_before)
 
 	for (n = 1; n < 1000; n++) {
 		util_fault_arm(n, ENOSPC);
-		r = store_txn_stage(s, id, pkgfd, 0);
+		r = store_txn_stage(s, id, pkgfd, 0, NULL);
 		util_fault_arm(0, 0);
 		if (r == 0)
 			break;
@@ -349,7 +349,7 @@ Test(apply_crash, failed_stage_leaves_pkg_exactly_as_before)
 	cr_assert(n > N_STAGED, "only %ld durable calls while staging", n - 1);
 	/* After all those failures, the commit still goes through. */
 	to_committing(id);
-	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0), 0));
+	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0, NULL), 0));
 	assert_pkg_is(new, "the new tree");
 	free(old);
 	free(new);
@@ -365,14 +365,14 @@ Test(apply_crash, promote_stopped_anywhere_is_finished_by_recover)
 	to_committing(id);
 	for (n = 1; n < 1000; n++) {
 		rebuild_pkg();
-		cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0), 0));
+		cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), 0));
 		util_fault_arm(n, EIO);
-		r = store_txn_promote(s, id, pkgfd, 0);
+		r = store_txn_promote(s, id, pkgfd, 0, NULL);
 		util_fault_arm(0, 0);
 		if (r == 0)
 			break;
 		cr_assert(eq(int, r, -EIO), "promote failing at call %ld returned %d", n, r);
-		r = store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER);
+		r = store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER, NULL);
 		cr_assert(eq(int, r, 0), "recover after a failure at call %ld: %d", n, r);
 		cr_assert(eq(int, store_txn_unstage(s, id, pkgfd), 0));
 		assert_pkg_is(new, "the new tree after recovery");
@@ -393,16 +393,16 @@ Test(apply_crash, promote_stopped_anywhere_is_undone_by_a_reverse_apply)
 	to_committing(id);
 	for (n = 1; n < 1000; n++) {
 		rebuild_pkg();
-		cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0), 0));
+		cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), 0));
 		util_fault_arm(n, EIO);
-		r = store_txn_promote(s, id, pkgfd, 0);
+		r = store_txn_promote(s, id, pkgfd, 0, NULL);
 		util_fault_arm(0, 0);
 		if (r == 0)
 			break;
 		/* What cjfs_commit does when the promote fails after the commit point. */
-		r = store_txn_stage(s, id, pkgfd, STORE_APPLY_REVERSE);
+		r = store_txn_stage(s, id, pkgfd, STORE_APPLY_REVERSE, NULL);
 		cr_assert(eq(int, r, 0), "reverse stage after a failure at call %ld: %d", n, r);
-		r = store_txn_promote(s, id, pkgfd, STORE_APPLY_REVERSE);
+		r = store_txn_promote(s, id, pkgfd, STORE_APPLY_REVERSE, NULL);
 		cr_assert(eq(int, r, 0), "reverse promote after a failure at call %ld: %d", n, r);
 		cr_assert(eq(int, store_txn_unstage(s, id, pkgfd), 0));
 		assert_pkg_is(old, "the original tree after the undo");
@@ -422,30 +422,30 @@ Test(apply_crash, recovery_stopped_anywhere_is_finished_by_the_next_recovery)
 	to_committing(id);
 	for (n = 1; n < 1000; n++) {
 		rebuild_pkg();
-		cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0), 0));
+		cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), 0));
 		util_fault_arm(n, EIO);
-		r = store_txn_promote(s, id, pkgfd, 0);
+		r = store_txn_promote(s, id, pkgfd, 0, NULL);
 		util_fault_arm(0, 0);
 		if (r == 0)
 			break;
 		/* The first recovery fails at its m-th durable call too; the next one finishes. */
 		for (m = 1; m < 1000; m++) {
 			util_fault_arm(m, EIO);
-			r = store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER);
+			r = store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER, NULL);
 			util_fault_arm(0, 0);
 			runs++;
 			if (r == 0)
 				break;
-			r = store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER);
+			r = store_txn_promote(s, id, pkgfd, STORE_APPLY_RECOVER, NULL);
 			cr_assert(eq(int, r, 0), "recover after failures at %ld then %ld: %d", n, m,
 				  r);
 			cr_assert(eq(int, store_txn_unstage(s, id, pkgfd), 0));
 			assert_pkg_is(new, "the new tree after two recoveries");
 			/* Back to the state the first failure left, for the next m. */
 			rebuild_pkg();
-			cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0), 0));
+			cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), 0));
 			util_fault_arm(n, EIO);
-			cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0), -EIO));
+			cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0, NULL), -EIO));
 			util_fault_arm(0, 0);
 		}
 		cr_assert(eq(int, r, 0));

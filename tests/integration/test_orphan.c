@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Crash of the daemon (guarantee 5): kill -9 of the FUSE daemon while a tool
+ * writes through the mount leaves PKG untouched; the transaction is listed
+ * as orphaned, can be remounted with its changes (mount --resume), and can
+ * be committed or rolled back by id without a mount.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct h_env env;
+static char *before;
+
+static void setup(void)
+{
+	if (!h_fuse_available())
+		cr_skip_test("/dev/fuse is not available");
+	h_setup(&env);
+	cr_assert_eq(h_sh(env.pkg, "printf 'a\\n' > a.txt && printf 'b\\n' > b.txt && mkdir d && "
+				   "printf 'c\\n' > d/c.txt && touch -d '2020-01-02' a.txt b.txt"),
+		     0);
+	before = h_snapshot(env.pkg, true);
+}
+
+static void teardown(void)
+{
+	free(before);
+	before = NULL;
+	h_teardown(&env);
+}
+
+TestSuite(orphan, .init = setup, .fini = teardown, .timeout = 120);
+
+/*
+ * Mount in the foreground (the daemon is our child), change a few files, then
+ * kill -9 the daemon while a writer is appending through the mount.
+ */
+static void kill_daemon_mid_run(void)
+{
+	char *after, *state;
+	pid_t writer;
+	int status;
+
+	h_mount_fg(&env);
+	cr_assert_eq(h_sh(env.mnt, "printf 'cleaned a\\n' > a.txt && rm b.txt && "
+				   "printf 'new\\n' > new.txt && mkdir d/e && printf 'x\\n' > d/e/x"),
+		     0);
+	writer = fork();
+	cr_assert(writer >= 0);
+	if (writer == 0) {
+		/* Stops by itself at the first write the dead mount refuses. */
+		if (chdir(env.mnt) < 0)
+			_exit(1);
+		execl("/bin/sh", "sh", "-c",
+		      "while printf 'more\\n' >> busy.txt; do :; done 2>/dev/null", (char *)NULL);
+		_exit(127);
+	}
+	usleep(100 * 1000);
+	cr_assert_eq(kill(env.daemon, SIGKILL), 0);
+	cr_assert_eq(waitpid(env.daemon, &status, 0), env.daemon);
+	env.daemon = 0;
+	cr_assert_eq(waitpid(writer, &status, 0), writer);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before, "PKG changed when the daemon was killed");
+	free(after);
+	state = h_txn_state(&env, 1);
+	cr_assert(state && !strcmp(state, "orphaned"), "transaction 1 is listed as %s",
+		  state ? state : "nothing");
+	free(state);
+	/* Its changes are still known, without a mount. */
+	cr_assert_eq(h_cjfs(&env, "status", "1", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "M a.txt\n"), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, "D b.txt\n"), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, "A new.txt\n"), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, "A d/e/\n"), "%s", env.out);
+}
+
+Test(orphan, a_killed_daemon_leaves_pkg_untouched_and_mount_resume_shows_its_changes)
+{
+	char *s, path[PATH_MAX];
+	struct stat st;
+
+	kill_daemon_mid_run();
+	/* The old mount point is dead (ENOTCONN); resume takes it over. */
+	cr_assert_eq(h_cjfs(&env, "mount", "--resume", "1", env.mnt, NULL), 0, "%s", env.err);
+	s = h_read(env.mnt, "a.txt");
+	cr_assert_not_null(s);
+	cr_assert_str_eq(s, "cleaned a\n");
+	free(s);
+	s = h_read(env.mnt, "d/e/x");
+	cr_assert_not_null(s);
+	cr_assert_str_eq(s, "x\n");
+	free(s);
+	snprintf(path, sizeof(path), "%s/b.txt", env.mnt);
+	cr_assert_eq(stat(path, &st), -1, "a deleted file is back after resume");
+	s = h_txn_state(&env, 1);
+	cr_assert(s && !strcmp(s, "open"), "transaction 1 is %s after resume", s ? s : "nothing");
+	free(s);
+	/* And it goes on as any mounted transaction. */
+	h_write(env.mnt, "after.txt", "after resume\n");
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	s = h_read(env.pkg, "after.txt");
+	cr_assert_not_null(s);
+	free(s);
+	s = h_read(env.pkg, "a.txt");
+	cr_assert_str_eq(s, "cleaned a\n");
+	free(s);
+}
+
+Test(orphan, an_orphaned_transaction_commits_by_id_without_a_mount)
+{
+	char *s, path[PATH_MAX];
+	struct stat st;
+
+	kill_daemon_mid_run();
+	cr_assert_eq(h_cjfs(&env, "commit", "1", NULL), 0, "%s", env.err);
+	s = h_read(env.pkg, "a.txt");
+	cr_assert_str_eq(s, "cleaned a\n");
+	free(s);
+	s = h_read(env.pkg, "d/e/x");
+	cr_assert_not_null(s, "d/e/x was not committed");
+	free(s);
+	snprintf(path, sizeof(path), "%s/b.txt", env.pkg);
+	cr_assert_eq(stat(path, &st), -1, "b.txt was not deleted");
+	/* The dead mount is gone with it. */
+	cr_assert_eq(stat(env.mnt, &st), 0, "the mount point is still dead: %s", strerror(errno));
+	cr_assert_eq(h_count_names(env.pkg, ".cjfs-"), 0, "temporaries left in PKG");
+	cr_assert_eq(h_cjfs(&env, "verify", NULL), 0, "%s%s", env.out, env.err);
+}
+
+Test(orphan, an_orphaned_transaction_rolls_back_by_id_without_a_mount)
+{
+	char *after;
+	struct stat st;
+
+	kill_daemon_mid_run();
+	cr_assert_eq(h_cjfs(&env, "rollback", "1", NULL), 0, "%s", env.err);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before, "rollback changed PKG");
+	free(after);
+	cr_assert_eq(stat(env.mnt, &st), 0, "the mount point is still dead: %s", strerror(errno));
+	after = h_txn_state(&env, 1);
+	cr_assert_null(after, "transaction 1 is still listed as %s", after);
+}
