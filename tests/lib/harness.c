@@ -242,9 +242,21 @@ void h_mount_fg(struct h_env *e)
 
 void h_mount(struct h_env *e)
 {
-	int r = h_cjfs(e, "mount", e->pkg, e->mnt, NULL);
+	h_mount_opt(e, NULL);
+}
+
+void h_mount_opt(struct h_env *e, const char *opt)
+{
+	int r = opt ? h_cjfs(e, "mount", opt, e->pkg, e->mnt, NULL)
+		    : h_cjfs(e, "mount", e->pkg, e->mnt, NULL);
 
 	cr_assert_eq(r, 0, "cjfs mount failed (%d): %s", r, e->err);
+}
+
+void h_copy_tree(const char *src, const char *dst)
+{
+	cr_assert_eq(h_sh("/", "cp -a '%s' '%s'", src, dst), 0, "cannot copy '%s' to '%s'", src,
+		     dst);
 }
 
 int h_unmount(struct h_env *e)

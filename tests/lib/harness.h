@@ -53,6 +53,11 @@ void h_mount_fg(struct h_env *e);
 
 /* Background mount through the CLI (`cjfs mount pkg mnt`); asserts success. */
 void h_mount(struct h_env *e);
+/* The same with one extra option before PKG (e.g. "--allow-other"), or NULL. */
+void h_mount_opt(struct h_env *e, const char *opt);
+
+/* cp -a src dst (dst must not exist); aborts the test on failure. */
+void h_copy_tree(const char *src, const char *dst);
 
 /* fusermount3 -u mnt and wait for a foreground daemon; returns its exit status. */
 int h_unmount(struct h_env *e);
