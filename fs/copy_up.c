@@ -305,6 +305,8 @@ int fs_copy_up_dir_locked(struct fs *fs, struct fs_inode *dir)
 	if (fstatat(pu, uname, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		dir->upper_dev = st.st_dev;
 		dir->upper_ino = st.st_ino;
+		/* Found in upper from now on: keep the key, or a lookup makes a second inode. */
+		fs_origin_add(fs, &st, &dir->key);
 	}
 	dir->upper = true;
 out:

@@ -354,6 +354,8 @@ int fs_do_unlink(struct fs *fs, struct fs_inode *parent, const char *name, bool 
 				(void)layer_clear_whiteout(pu, name);
 			goto out;
 		}
+		if (dir || c.st.st_nlink <= 1)
+			fs_origin_remove(fs, c.st.st_dev, c.st.st_ino);
 	}
 	if (inode)
 		r = fs_inode_move(fs, inode, NULL, NULL);
@@ -512,6 +514,8 @@ int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
 		goto out_forget;
 	}
 	(void)layer_clear_whiteout(npu, newname);
+	if (dc.where == LAYER_UPPER && (S_ISDIR(dc.st.st_mode) || dc.st.st_nlink <= 1))
+		fs_origin_remove(fs, dc.st.st_dev, dc.st.st_ino);
 	if (dst && dst != src)
 		(void)fs_inode_move(fs, dst, NULL, NULL);
 	r = fs_inode_move(fs, src, newparent, newname);

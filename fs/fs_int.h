@@ -213,8 +213,14 @@ int fs_inode_move(struct fs *fs, struct fs_inode *inode, struct fs_inode *newpar
 void fs_inode_forget(struct fs *fs, struct fs_inode *inode, uint64_t n);
 void fs_inode_ref(struct fs *fs, struct fs_inode *inode);
 void fs_inode_unref(struct fs *fs, struct fs_inode *inode);
+/*
+ * The copy-up origin map: upper object -> the key it had before copy-up, so
+ * its inode (and st_ino) survives a forget. Entries go when the upper
+ * object is deleted (its inode number may then be reused).
+ */
 void fs_origin_add(struct fs *fs, const struct stat *upper_st, const struct fs_key *key);
-const struct fs_key *fs_origin_find(struct fs *fs, dev_t dev, ino_t ino);
+bool fs_origin_find(struct fs *fs, dev_t dev, ino_t ino, struct fs_key *ret);
+void fs_origin_remove(struct fs *fs, dev_t dev, ino_t ino);
 /* Fix the reported fields of a stat from the layers. */
 void fs_fix_stat(struct fs *fs, struct fs_inode *inode, struct stat *st);
 

@@ -123,10 +123,11 @@ int fs_list_merged(struct fs *fs, int upper_fd, int lower_fd, struct fs_dirent *
 					break;
 			}
 			if (pass == 0 && fs) {
-				const struct fs_key *k = fs_origin_find(fs, dst.st_dev, de->d_ino);
+				struct fs_key k;
 
-				ino = k ? fs_report_ino(fs, k->dev, k->ino)
-					: fs_report_ino(fs, dst.st_dev, de->d_ino);
+				ino = fs_origin_find(fs, dst.st_dev, de->d_ino, &k)
+					      ? fs_report_ino(fs, k.dev, k.ino)
+					      : fs_report_ino(fs, dst.st_dev, de->d_ino);
 			} else {
 				ino = fs ? fs_report_ino(fs, dst.st_dev, de->d_ino) : de->d_ino;
 			}
