@@ -336,7 +336,8 @@ int fs_do_unlink(struct fs *fs, struct fs_inode *parent, const char *name, bool 
 		r = wh;
 		goto out;
 	}
-	if (!dir && inode) {
+	/* Open handles (a process's cwd too) still fstat() what they hold. */
+	if (inode) {
 		int dfd = pu;
 		bool dfo = false;
 
@@ -590,6 +591,7 @@ int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
 			goto out_forget;
 	}
 	if (dc.where == LAYER_UPPER && S_ISDIR(dc.st.st_mode)) {
+		anchor(dst, npu, nuname);
 		r = trash_dir(fs, npu, nuname);
 		if (r < 0)
 			goto out_forget;

@@ -416,7 +416,11 @@ void fs_fix_stat(struct fs *fs, struct fs_inode *inode, struct stat *st)
 	/* A merged directory's link count is unknown: 1 tells find(1) not to count on it. */
 	if (S_ISDIR(st->st_mode) && inode->upper && inode->lower && !inode->opaque)
 		st->st_nlink = 1;
-	/* A whited-out lower file still has its links in PKG; through the mount it has none. */
-	if (inode->unlinked && !inode->upper)
+	/*
+	 * A whited-out lower object still has its links in PKG; through the
+	 * mount it has none. A removed directory has none either (a file
+	 * marked unlinked may still have other upper hard links).
+	 */
+	if (inode->unlinked && (!inode->upper || S_ISDIR(st->st_mode)))
 		st->st_nlink = 0;
 }

@@ -158,7 +158,8 @@ int fs_opendir(struct fs *fs, struct fs_inode *dir, struct fs_dirh **ret)
 	dh->pos = -1;
 	pthread_rwlock_rdlock(&fs->ns);
 	if (dir->unlinked) {
-		r = -ENOENT;
+		/* Like a removed directory on disk: it opens; the kernel then lists nothing. */
+		dh->snap = true;
 	} else if (!dir->upper && dir->lower && !dir->opaque) {
 		bool lo;
 		int l = fs_dir_lower_fd(fs, dir, &lo);

@@ -521,6 +521,35 @@ static void sc_open_unlinked(struct pt *t)
 	close(fr);
 	close(fw);
 	close(fu);
+	/* Removed directories that are still open: below, merged, new, renamed over. */
+	{
+		const char *dirs[] = { "d/sub/deep", "e", "newdir", "e2" };
+		int dfd[4];
+
+		OK(t, mkdirat(t->fd, "newdir", 0755));
+		OK(t, mkdirat(t->fd, "e2", 0755));
+		p_put(t, "e/x", "x");
+		OK(t, unlinkat(t->fd, "e/x", 0));
+		OK(t, unlinkat(t->fd, "d/sub/deep/t", 0));
+		for (int i = 0; i < 4; i++)
+			dfd[i] = (int)OK(t, openat(t->fd, dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+		OK(t, unlinkat(t->fd, "d/sub/deep", AT_REMOVEDIR));
+		OK(t, unlinkat(t->fd, "e", AT_REMOVEDIR));
+		OK(t, unlinkat(t->fd, "newdir", AT_REMOVEDIR));
+		OK(t, renameat(t->fd, "d/sub", t->fd, "e2"));
+		for (int i = 0; i < 4; i++) {
+			DIR *d;
+
+			OK(t, fstat(dfd[i], &st));
+			EXPECT(t, S_ISDIR(st.st_mode) && st.st_nlink == 0,
+			       "removed directory '%s': nlink %lu", dirs[i], (unsigned long)st.st_nlink);
+			ERR(t, openat(dfd[i], "f", O_CREAT | O_WRONLY, 0644), ENOENT);
+			d = fdopendir(dfd[i]);
+			errno = 0;
+			EXPECT(t, d && !readdir(d), "listing a removed directory");
+			closedir(d);
+		}
+	}
 }
 
 PTEST(posix_open, unlinked_but_open_files_stay_usable_with_nlink_zero)
