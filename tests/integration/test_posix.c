@@ -238,6 +238,8 @@ static void sc_links(struct pt *t)
 	st = LSTAT(t, "e/third");
 	EXPECT(t, st.st_nlink == 1, "nlink %lu", (unsigned long)st.st_nlink);
 	EXPECT_CONTENT(t, "e/third", "rewritten\n");
+	fd = (int)OK(t, openat(t->fd, "e/third", O_RDWR | O_NOFOLLOW | O_CLOEXEC));
+	close(fd);
 	/* Links to a new file, to a symlink; refused for directories and existing names. */
 	p_put(t, "n", "n\n");
 	OK(t, linkat(t->fd, "n", t->fd, "n2", 0));
