@@ -25,7 +25,7 @@
 #include "harness.h"
 #include "util.h"
 
-#define DIFF_SEEDS 24
+#define DIFF_SEEDS 60
 #define DIFF_OPS 250
 #define NSLOTS 4
 #define MAXDATA 9000
@@ -433,6 +433,43 @@ static void make_tree(const char *root)
 		     0);
 }
 
+static void close_slots(struct side *s)
+{
+	for (int i = 0; i < NSLOTS; i++) {
+		if (s->slot[i] >= 0)
+			close(s->slot[i]);
+		s->slot[i] = -1;
+	}
+}
+
+static void compare_trees(const char *ctrl, uint64_t seed, unsigned step)
+{
+	char *want = h_snapshot(ctrl, false), *got = h_snapshot(env.mnt, false);
+
+	cr_assert_str_eq(got, want, "seed %llu: the trees differ after step %u",
+			 (unsigned long long)seed, step);
+	free(want);
+	free(got);
+}
+
+/* Unmount and mount the transaction again: the upper layer alone must carry its state. */
+static void remount(struct side *fuse)
+{
+	int r = 1;
+
+	close(fuse->root);
+	cr_assert_eq(h_unmount(&env), 0);
+	/* The daemon lets go of the transaction just after the unmount. */
+	for (int i = 0; i < 200 && r != 0; i++) {
+		r = h_cjfs(&env, "mount", "--resume", "1", env.mnt, NULL);
+		if (r != 0)
+			usleep(20000);
+	}
+	cr_assert_eq(r, 0, "cjfs mount --resume: %s", env.err);
+	fuse->root = open(env.mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	cr_assert(fuse->root >= 0);
+}
+
 static void run_seed(uint64_t seed, unsigned nops)
 {
 	char ctrl[PATH_MAX], log[64][160], d[160];
@@ -455,6 +492,17 @@ static void run_seed(uint64_t seed, unsigned nops)
 	rnd_state = seed * 0x9E3779B97F4A7C15ULL + 1;
 	umask(022);
 	for (unsigned i = 0; i < nops; i++) {
+		if (i && i % 50 == 0)
+			compare_trees(ctrl, seed, i);
+		if (i == nops / 3) {
+			/* The kernel forgets inodes: they must come back the same. */
+			(void)!system("echo 2 > /proc/sys/vm/drop_caches");
+		}
+		if (i == nops / 2) {
+			close_slots(&plain);
+			close_slots(&fuse);
+			remount(&fuse);
+		}
 		make_op(&op);
 		describe(&op, log[i % 64], sizeof(log[0]));
 		apply(&plain, &op, &rp);
@@ -480,12 +528,8 @@ static void run_seed(uint64_t seed, unsigned nops)
 				       (int)rf.outlen > 300 ? 300 : (int)rf.outlen, rf.out, hist);
 		}
 	}
-	for (int i = 0; i < NSLOTS; i++) {
-		if (plain.slot[i] >= 0)
-			close(plain.slot[i]);
-		if (fuse.slot[i] >= 0)
-			close(fuse.slot[i]);
-	}
+	close_slots(&plain);
+	close_slots(&fuse);
 	close(plain.root);
 	close(fuse.root);
 	want = h_snapshot(ctrl, false);
