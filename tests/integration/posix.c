@@ -199,7 +199,8 @@ char *p_list(const struct pt *t, const char *dir)
 		v[n++] = strdup(de->d_name);
 	}
 	closedir(d);
-	qsort(v, n, sizeof(*v), cmp_str);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_str);
 	strbuf_grow(&sb, 0);
 	for (size_t i = 0; i < n; i++) {
 		strbuf_adds(&sb, v[i]);

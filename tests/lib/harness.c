@@ -415,7 +415,8 @@ char *h_snapshot(const char *dir, bool with_mtime)
 
 	cr_assert(fd >= 0, "open '%s': %s", dir, strerror(errno));
 	walk(fd, "", with_mtime, &l);
-	qsort(l.v, l.n, sizeof(*l.v), cmp_str);
+	if (l.n)
+		qsort(l.v, l.n, sizeof(*l.v), cmp_str);
 	strbuf_grow(&sb, 0);
 	for (size_t i = 0; i < l.n; i++) {
 		strbuf_adds(&sb, l.v[i]);
