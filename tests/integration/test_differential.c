@@ -564,3 +564,175 @@ Test(differential, random_operations_match_a_plain_directory)
 	for (unsigned s = first; s < first + seeds; s++)
 		run_seed(s, nops);
 }
+
+/* ---- concurrency: no plain twin, but no unexpected error, no crash, a consistent tree ---- */
+
+#include <pthread.h>
+
+struct worker {
+	int root;
+	uint64_t seed;
+	unsigned nops;
+	char err[256];
+};
+
+static uint64_t wrnd(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ULL;
+}
+
+static void wpath(uint64_t *s, char *buf, size_t size)
+{
+	static const char *const comp[] = { "a", "b", "c" };
+	unsigned depth = 1 + (unsigned)(wrnd(s) % 3);
+	size_t len = 0;
+
+	for (unsigned i = 0; i < depth; i++)
+		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? "/" : "",
+					comp[wrnd(s) % 3]);
+}
+
+/* Errors a racing namespace may legitimately give. */
+static bool expected_errno(int e)
+{
+	return e == ENOENT || e == EEXIST || e == ENOTEMPTY || e == ENOTDIR || e == EISDIR ||
+	       e == EINVAL || e == ELOOP || e == EBUSY;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	char p1[64], p2[64], buf[4096];
+
+	for (unsigned i = 0; i < w->nops && !w->err[0]; i++) {
+		unsigned k = (unsigned)(wrnd(&w->seed) % 12);
+		const char *what = "";
+		int r = 0, fd;
+
+		wpath(&w->seed, p1, sizeof(p1));
+		wpath(&w->seed, p2, sizeof(p2));
+		errno = 0;
+		switch (k) {
+		case 0:
+			what = "create";
+			fd = openat(w->root, p1, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+			r = fd;
+			if (fd >= 0) {
+				r = (int)write(fd, p2, strlen(p2));
+				close(fd);
+			}
+			break;
+		case 1:
+			what = "append";
+			fd = openat(w->root, p1, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+			r = fd;
+			if (fd >= 0) {
+				r = (int)write(fd, "more\n", 5);
+				close(fd);
+			}
+			break;
+		case 2:
+			what = "rename";
+			r = renameat(w->root, p1, w->root, p2);
+			break;
+		case 3:
+			what = "exchange";
+			r = renameat2(w->root, p1, w->root, p2, RENAME_EXCHANGE);
+			break;
+		case 4:
+			what = "unlink";
+			r = unlinkat(w->root, p1, 0);
+			break;
+		case 5:
+			what = "mkdir";
+			r = mkdirat(w->root, p1, 0755);
+			break;
+		case 6:
+			what = "rmdir";
+			r = unlinkat(w->root, p1, AT_REMOVEDIR);
+			break;
+		case 7:
+			what = "link";
+			r = linkat(w->root, p1, w->root, p2, 0);
+			break;
+		case 8:
+			what = "symlink";
+			r = symlinkat(p2, w->root, p1);
+			break;
+		case 9:
+			what = "list";
+			fd = openat(w->root, p1, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			r = fd;
+			if (fd >= 0) {
+				DIR *d = fdopendir(fd);
+
+				while (d && readdir(d))
+					;
+				if (d)
+					closedir(d);
+			}
+			break;
+		case 10:
+			what = "read";
+			fd = openat(w->root, p1, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+			r = fd;
+			if (fd >= 0) {
+				r = (int)read(fd, buf, sizeof(buf));
+				close(fd);
+			}
+			break;
+		default: {
+			struct stat st;
+
+			what = "chmod";
+			r = fchmodat(w->root, p1, 0600 + (unsigned)(wrnd(&w->seed) % 2) * 0155, 0);
+			if (r == 0)
+				r = fstatat(w->root, p1, &st, AT_SYMLINK_NOFOLLOW);
+			break;
+		}
+		}
+		if (r < 0 && !expected_errno(errno) && !(k == 7 && errno == EPERM))
+			snprintf(w->err, sizeof(w->err), "%s %s %s: %s", what, p1, p2,
+				 strerrorname_np(errno));
+	}
+	return NULL;
+}
+
+Test(differential, concurrent_operations_leave_a_consistent_tree, .timeout = 300)
+{
+	unsigned seeds = env_uint("CJFS_SOAK_SEEDS", 1) * 3;
+	struct worker w[4];
+	pthread_t th[4];
+	char *shown, *after;
+	int root;
+
+	for (unsigned s = 0; s < seeds; s++) {
+		h_setup(&env);
+		make_tree(env.pkg);
+		h_mount_fg(&env);
+		root = open(env.mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		cr_assert(root >= 0);
+		for (int i = 0; i < 4; i++) {
+			w[i] = (struct worker){ .root = root, .seed = s * 4 + (unsigned)i + 1,
+						.nops = 1500 };
+			cr_assert_eq(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+		}
+		for (int i = 0; i < 4; i++)
+			pthread_join(th[i], NULL);
+		for (int i = 0; i < 4; i++)
+			cr_assert_eq(w[i].err[0], '\0', "round %u worker %d: %s", s, i, w[i].err);
+		close(root);
+		shown = h_snapshot(env.mnt, false);
+		cr_assert_eq(h_unmount(&env), 0, "the daemon did not exit cleanly");
+		cr_assert_eq(h_cjfs(&env, "commit", "1", NULL), 0, "%s", env.err);
+		after = h_snapshot(env.pkg, false);
+		cr_assert_str_eq(after, shown, "round %u: PKG after commit differs from the mount",
+				 s);
+		free(shown);
+		free(after);
+		h_teardown(&env);
+	}
+}
