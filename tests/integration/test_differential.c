@@ -7,7 +7,9 @@
  * `cjfs commit` PKG must equal the plain copy.
  *
  * CI runs DIFF_SEEDS seeds (about 15 s). A soak: CJFS_SOAK_SEEDS=N (how many seeds),
- * CJFS_SEED=S (first seed, to replay a failure), CJFS_DIFF_OPS=N (steps).
+ * CJFS_SEED=S (first seed, to replay a failure), CJFS_DIFF_OPS=N (steps),
+ * CJFS_DIFF_TRACE=1 (print every step); CJFS_STRESS_ROUNDS=N for the
+ * concurrency test.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -61,17 +63,28 @@ static unsigned pick(unsigned n)
 	return (unsigned)(rnd() % n);
 }
 
-/* Paths: 1 to 3 components from a three-letter alphabet, so that names collide often. */
+/* A 255-byte name: its whiteout is named by a hash. */
+#define LONG_NAME                                                                          \
+	"L123456789012345678901234567890123456789012345678901234567890123456789012345678901" \
+	"23456789012345678901234567890123456789012345678901234567890123456789012345678901"  \
+	"23456789012345678901234567890123456789012345678901234567890123456789012345678901"  \
+	"2345678901234"
+
+/*
+ * Paths: 1 to 3 components from a small alphabet, so that names collide
+ * often; it has a name like a whiteout marker and a name of 255 bytes.
+ */
 static void rnd_path(char *buf, size_t size)
 {
-	static const char *const comp[] = { "a", "b", "c" };
+	static const char *const comp[] = { "a", "a", "a", "a", "b", "b", "b", "c", "c",
+					    ".cjfs~wh.a", ".cjfs~opaque", LONG_NAME };
 	unsigned depth = 1 + pick(3);
 	size_t len = 0;
 
 	buf[0] = '\0';
 	for (unsigned i = 0; i < depth; i++)
 		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? "/" : "",
-					comp[pick(3)]);
+					comp[pick(12)]);
 }
 
 enum op_kind {
@@ -106,7 +119,7 @@ static const unsigned op_weight[] = { 10, 10, 5, 10, 5, 8, 6, 4, 3, 4, 4, 8, 4, 
 
 struct op {
 	enum op_kind kind;
-	char p1[64], p2[64];
+	char p1[800], p2[800];
 	unsigned flags;
 	unsigned mode;
 	off_t off;
@@ -429,7 +442,8 @@ static void make_tree(const char *root)
 	cr_assert_eq(h_sh(root, "set -e; printf 'first\\n' > a; mkdir -p b/b c; "
 				"printf 'second file\\n' > b/a; printf 'third\\n' > b/b/c; "
 				"printf 'x%%.0s' $(seq 5000) > b/c; ln -s a c/a; "
-				"printf 'deep\\n' > c/b; chmod 600 c/b"),
+				"printf 'deep\\n' > c/b; chmod 600 c/b; "
+				"printf 'marker-like\\n' > b/.cjfs~wh.a; printf 'long\\n' > c/" LONG_NAME),
 		     0);
 }
 
@@ -472,7 +486,7 @@ static void remount(struct side *fuse)
 
 static void run_seed(uint64_t seed, unsigned nops)
 {
-	char ctrl[PATH_MAX], log[64][160], d[160];
+	char ctrl[PATH_MAX], log[64][1800], d[160];
 	struct side plain = { .name = "plain" }, fuse = { .name = "cjfs" };
 	static struct res rp, rf;
 	bool trace = getenv("CJFS_DIFF_TRACE") != NULL;
@@ -513,9 +527,10 @@ static void run_seed(uint64_t seed, unsigned nops)
 				rf.out);
 		if (rp.ret != rf.ret || rp.err != rf.err || rp.outlen != rf.outlen ||
 		    memcmp(rp.out, rf.out, rp.outlen) != 0) {
-			char hist[64 * 170] = "";
+			static char hist[42 * 1810];
 			size_t len = 0;
 
+			hist[0] = '\0';
 			for (unsigned k = i >= 40 ? i - 40 : 0; k <= i; k++)
 				len += (size_t)snprintf(hist + len, sizeof(hist) - len, "  %u: %s\n", k,
 							log[k % 64]);
@@ -542,7 +557,7 @@ static void run_seed(uint64_t seed, unsigned nops)
 	got = h_snapshot(env.pkg, false);
 	snprintf(d, sizeof(d), "seed %llu", (unsigned long long)seed);
 	cr_assert_str_eq(got, want, "%s: PKG after commit differs from the plain copy", d);
-	cr_assert_eq(h_count_names(env.pkg, ".cjfs"), 0, "%s: cjfs files in PKG", d);
+	cr_assert_eq(h_count_names(env.pkg, ".cjfs-"), 0, "%s: temporaries left in PKG", d);
 	free(got);
 	free(want);
 	h_teardown(&env);
@@ -586,13 +601,13 @@ static uint64_t wrnd(uint64_t *s)
 
 static void wpath(uint64_t *s, char *buf, size_t size)
 {
-	static const char *const comp[] = { "a", "b", "c" };
+	static const char *const comp[] = { "a", "b", "c", ".cjfs~wh.a", LONG_NAME };
 	unsigned depth = 1 + (unsigned)(wrnd(s) % 3);
 	size_t len = 0;
 
 	for (unsigned i = 0; i < depth; i++)
 		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? "/" : "",
-					comp[wrnd(s) % 3]);
+					comp[wrnd(s) % 5]);
 }
 
 /* Errors a racing namespace may legitimately give. */
@@ -605,7 +620,7 @@ static bool expected_errno(int e)
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	char p1[64], p2[64], buf[4096];
+	char p1[800], p2[800], buf[4096];
 
 	for (unsigned i = 0; i < w->nops && !w->err[0]; i++) {
 		unsigned k = (unsigned)(wrnd(&w->seed) % 12);
@@ -703,7 +718,7 @@ static void *worker_main(void *arg)
 
 Test(differential, concurrent_operations_leave_a_consistent_tree, .timeout = 300)
 {
-	unsigned seeds = env_uint("CJFS_SOAK_SEEDS", 1) * 3;
+	unsigned seeds = env_uint("CJFS_STRESS_ROUNDS", 3);
 	struct worker w[4];
 	pthread_t th[4];
 	char *shown, *after;
