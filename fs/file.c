@@ -151,7 +151,10 @@ int fs_do_setattr(struct fs *fs, struct fs_inode *inode, struct stat *attr, int 
 	bool own_fd = false;
 
 	if (valid & change) {
-		if (inode->type == S_IFDIR) {
+		if (inode->unlinked) {
+			/* No name to record: its removal was recorded. */
+			r = fs_copy_up(fs, inode, 0);
+		} else if (inode->type == S_IFDIR) {
 			struct strbuf p = STRBUF_INIT;
 
 			/* A directory's own attributes are a change of that path. */

@@ -29,7 +29,7 @@ static void make_tree(const char *pkg)
 	cr_assert_eq(h_sh(pkg, "set -e; umask 022; "
 			       "printf 'alpha\\n' > a; printf 'bravo\\n' > b; "
 			       "printf '#!/bin/sh\\necho x\\n' > x.sh; chmod 755 x.sh; "
-			       "mkdir -p d/sub/deep e t priv; "
+			       "mkdir -p d/sub/deep e e3 t priv; "
 			       "printf 'foxtrot\\n' > d/f; printf 'golf\\n' > d/g; "
 			       "printf 'sierra\\n' > d/sub/s; printf 'tango\\n' > d/sub/deep/t; "
 			       "ln -s a sl; ln -s nowhere dl; ln -s /nonexistent/abs abs; "

@@ -106,16 +106,22 @@ enum op_kind {
 	OP_FDREAD,
 	OP_FDSTAT,
 	OP_CLOSE,
+	OP_ATCREATE,
+	OP_ATUNLINK,
+	OP_FDTRUNC,
+	OP_FDCHMOD,
 	OP_NKINDS,
 };
 
 static const char *const op_names[] = {
 	"create", "write", "truncate", "rename", "link",  "unlink", "mkdir", "rmdir", "chmod",
 	"symlink", "mmap", "read",	"list",	  "open", "fdwrite", "fdread", "fdstat", "close",
+	"atcreate", "atunlink", "fdtrunc", "fdchmod",
 };
 
 /* Relative weights: changes dominate, reads check what they did. */
-static const unsigned op_weight[] = { 10, 10, 5, 10, 5, 8, 6, 4, 3, 4, 4, 8, 4, 4, 5, 4, 3, 3 };
+static const unsigned op_weight[] = { 10, 10, 5, 10, 5, 8, 6, 4, 3, 4,
+				      4,  8,  4, 4,  5, 4, 3, 3, 3, 2, 2, 2 };
 
 struct op {
 	enum op_kind kind;
@@ -351,6 +357,24 @@ static void apply(struct side *s, const struct op *op, struct res *r)
 		SYS(close(s->slot[op->slot]));
 		s->slot[op->slot] = -1;
 		break;
+	case OP_ATCREATE:
+		/* Relative to an open directory, which may have moved or gone since. */
+		SYS(fd = openat(s->slot[op->slot], op->p2, O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+		if (fd >= 0) {
+			r->ret = 0;
+			SYS(write(fd, op->p1, strlen(op->p1)));
+			close(fd);
+		}
+		break;
+	case OP_ATUNLINK:
+		SYS(unlinkat(s->slot[op->slot], op->p2, 0));
+		break;
+	case OP_FDTRUNC:
+		SYS(ftruncate(s->slot[op->slot], op->off));
+		break;
+	case OP_FDCHMOD:
+		SYS(fchmod(s->slot[op->slot], op->mode));
+		break;
 	case OP_NKINDS:
 		break;
 	}
@@ -417,6 +441,15 @@ static void make_op(struct op *op)
 		op->flags = pick(2) ? O_RDWR : O_RDONLY;
 		if (pick(4) == 0)
 			op->flags |= O_TRUNC;
+		else if (pick(3) == 0)
+			op->flags = O_RDONLY | O_DIRECTORY;
+		break;
+	case OP_ATCREATE:
+	case OP_ATUNLINK:
+		snprintf(op->p2, sizeof(op->p2), "%s", pick(2) ? "a" : "n");
+		break;
+	case OP_FDTRUNC:
+		op->off = pick(500);
 		break;
 	case OP_FDWRITE:
 		op->off = pick(3) ? pick(300) : pick(12000);

@@ -514,6 +514,17 @@ static void sc_open_unlinked(struct pt *t)
 	OK(t, fchmod(fu, 0600));
 	OK(t, fstat(fu, &st));
 	EXPECT(t, (st.st_mode & 07777) == 0600, "mode %o", st.st_mode);
+	/* Attributes of a removed file open read-only (PKG's, in cjfs) can still change. */
+	OK(t, fchmod(fr, 0640));
+	OK(t, futimens(fr, (struct timespec[]){ { 5, 0 }, { 6, 0 } }));
+	OK(t, fsetxattr(fr, "user.gone", "1", 1, 0));
+	OK(t, fstat(fr, &st));
+	EXPECT(t, (st.st_mode & 07777) == 0640 && st.st_mtim.tv_sec == 6 && st.st_nlink == 0,
+	       "removed file: mode %o mtime %lld nlink %lu", st.st_mode & 07777,
+	       (long long)st.st_mtim.tv_sec, (unsigned long)st.st_nlink);
+	memset(buf, 0, sizeof(buf));
+	OK(t, pread(fr, buf, sizeof(buf), 0));
+	EXPECT(t, !strcmp(buf, "alpha\n"), "reads '%s' after fchmod", buf);
 	/* New files at the old names are new files. */
 	p_put(t, "a", "again\n");
 	EXPECT_CONTENT(t, "a", "again\n");
@@ -525,26 +536,35 @@ static void sc_open_unlinked(struct pt *t)
 	close(fu);
 	/* Removed directories that are still open: below, merged, new, renamed over. */
 	{
-		const char *dirs[] = { "d/sub/deep", "e", "newdir", "e2" };
-		int dfd[4];
+		const char *dirs[] = { "d/sub/deep", "e", "newdir", "e2", "long", "e3" };
+		int dfd[6];
 
 		OK(t, mkdirat(t->fd, "newdir", 0755));
 		OK(t, mkdirat(t->fd, "e2", 0755));
 		p_put(t, "e/x", "x");
 		OK(t, unlinkat(t->fd, "e/x", 0));
 		OK(t, unlinkat(t->fd, "d/sub/deep/t", 0));
-		for (int i = 0; i < 4; i++)
+		char lp[8 + NAME_MAX] = "long/";
+
+		memset(lp + 5, 'L', 255);
+		lp[260] = '\0';
+		OK(t, unlinkat(t->fd, lp, 0));
+		for (int i = 0; i < 6; i++)
 			dfd[i] = (int)OK(t, openat(t->fd, dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 		OK(t, unlinkat(t->fd, "d/sub/deep", AT_REMOVEDIR));
 		OK(t, unlinkat(t->fd, "e", AT_REMOVEDIR));
 		OK(t, unlinkat(t->fd, "newdir", AT_REMOVEDIR));
 		OK(t, renameat(t->fd, "d/sub", t->fd, "e2"));
-		for (int i = 0; i < 4; i++) {
+		OK(t, unlinkat(t->fd, "long", AT_REMOVEDIR));
+		OK(t, unlinkat(t->fd, "e3", AT_REMOVEDIR));
+		for (int i = 0; i < 6; i++) {
 			DIR *d;
 
+			OK(t, fchmod(dfd[i], 0700));
 			OK(t, fstat(dfd[i], &st));
-			EXPECT(t, S_ISDIR(st.st_mode) && st.st_nlink == 0,
-			       "removed directory '%s': nlink %lu", dirs[i], (unsigned long)st.st_nlink);
+			EXPECT(t, S_ISDIR(st.st_mode) && st.st_nlink == 0 && (st.st_mode & 07777) == 0700,
+			       "removed directory '%s': nlink %lu mode %o", dirs[i],
+			       (unsigned long)st.st_nlink, st.st_mode & 07777);
 			ERR(t, openat(dfd[i], "f", O_CREAT | O_WRONLY, 0644), ENOENT);
 			d = fdopendir(dfd[i]);
 			errno = 0;
