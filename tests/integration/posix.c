@@ -33,7 +33,7 @@ static void make_tree(const char *pkg)
 			       "printf 'foxtrot\\n' > d/f; printf 'golf\\n' > d/g; "
 			       "printf 'sierra\\n' > d/sub/s; printf 'tango\\n' > d/sub/deep/t; "
 			       "ln -s a sl; ln -s nowhere dl; ln -s /nonexistent/abs abs; "
-			       "ln -s d dsl; "
+			       "ln -s d dsl; printf 'linked\\n' > hl1; ln hl1 d/hl2; "
 			       "printf 'xattr\\n' > xa; "
 			       "printf 'end\\n' | dd of=sparse bs=1 seek=1048576 status=none; "
 			       "chmod 1777 t; printf 'root file\\n' > t/rootfile; "

@@ -86,7 +86,7 @@ static void sc_rename_dirs(struct pt *t)
 	ERR(t, fstatat(t->fd, "d", &st, 0), ENOENT);
 	EXPECT_CONTENT(t, "d2/sub/deep/t", "tango\n");
 	l = p_list(t, "d2");
-	EXPECT(t, !strcmp(l, "f\ng\nsub\n"), "d2 lists '%s'", l);
+	EXPECT(t, !strcmp(l, "f\ng\nhl2\nsub\n"), "d2 lists '%s'", l);
 	free(l);
 	/* Change inside the moved directory; a new directory where it was. */
 	p_put(t, "d2/sub/new", "n\n");
@@ -155,7 +155,7 @@ static void sc_rename_flags(struct pt *t)
 	EXPECT_CONTENT(t, "d/f", "upper\n");
 	OK(t, renameat2(t->fd, "d", t->fd, "e", RENAME_EXCHANGE));
 	l = p_list(t, "e");
-	EXPECT(t, !strcmp(l, "f\ng\nsub\n"), "e lists '%s'", l);
+	EXPECT(t, !strcmp(l, "f\ng\nhl2\nsub\n"), "e lists '%s'", l);
 	free(l);
 	l = p_list(t, "d");
 	EXPECT(t, !strcmp(l, ""), "d lists '%s'", l);
@@ -254,6 +254,33 @@ static void sc_links(struct pt *t)
 PTEST(posix_link, counts_and_writes_through_every_name)
 {
 	p_both(sc_links, 0);
+}
+
+static void sc_lower_links(struct pt *t)
+{
+	struct stat a = LSTAT(t, "hl1"), b = LSTAT(t, "d/hl2");
+
+	/*
+	 * Hard links that exist in PKG: one file while untouched. (Writing
+	 * through one name parts them in cjfs, as in kernel overlayfs without
+	 * index=on: see docs/semantics.md.)
+	 */
+	EXPECT(t, a.st_nlink == 2 && b.st_nlink == 2 && a.st_ino == b.st_ino, "nlink %lu/%lu",
+	       (unsigned long)a.st_nlink, (unsigned long)b.st_nlink);
+	EXPECT_CONTENT(t, "d/hl2", "linked\n");
+	OK(t, renameat(t->fd, "hl1", t->fd, "d/hl2"));
+	EXPECT_CONTENT(t, "hl1", "linked\n");
+	EXPECT_CONTENT(t, "d/hl2", "linked\n");
+	OK(t, renameat(t->fd, "hl1", t->fd, "hl3"));
+	b = LSTAT(t, "hl3");
+	EXPECT(t, b.st_ino == a.st_ino, "rename changed st_ino");
+	OK(t, unlinkat(t->fd, "hl3", 0));
+	EXPECT_CONTENT(t, "d/hl2", "linked\n");
+}
+
+PTEST(posix_link, links_that_exist_below)
+{
+	p_both(sc_lower_links, 0);
 }
 
 /* ---- symlinks ---- */
@@ -752,6 +779,23 @@ static void sc_mmap(struct pt *t)
 	OK(t, munmap(m, 6));
 	close(fd);
 	EXPECT_CONTENT(t, "b", "bravo\n");
+	/* A read-only shared mapping and a read-only handle see writes made elsewhere. */
+	{
+		int ro = (int)OK(t, openat(t->fd, "a", O_RDONLY | O_CLOEXEC));
+		char buf[8] = "";
+
+		m = mmap(NULL, 6, PROT_READ, MAP_SHARED, ro, 0);
+		EXPECT(t, m != MAP_FAILED, "mmap: %s", strerrorname_np(errno));
+		EXPECT(t, !memcmp(m, "alpha\n", 6), "mapped content");
+		fd = (int)OK(t, openat(t->fd, "a", O_WRONLY | O_CLOEXEC));
+		OK(t, pwrite(fd, "ALPHA", 5, 0));
+		close(fd);
+		EXPECT(t, !memcmp(m, "ALPHA\n", 6), "the mapping shows '%.6s'", m);
+		OK(t, pread(ro, buf, 6, 0));
+		EXPECT(t, !memcmp(buf, "ALPHA\n", 6), "the read-only handle reads '%.6s'", buf);
+		OK(t, munmap(m, 6));
+		close(ro);
+	}
 	/* A shared mapping of a read-only handle cannot be written. */
 	fd = (int)OK(t, openat(t->fd, "b", O_RDONLY | O_CLOEXEC));
 	EXPECT(t, mmap(NULL, 6, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED &&
@@ -1127,7 +1171,7 @@ static void sc_markers(struct pt *t)
 	EXPECT_CONTENT(t, "d/.cjfs~opaque", "escaped\n");
 	EXPECT_CONTENT(t, "d/f", "foxtrot\n");
 	l = p_list(t, "d");
-	EXPECT(t, !strcmp(l, ".cjfs~opaque\nf\nsub\n"), "d lists '%s'", l);
+	EXPECT(t, !strcmp(l, ".cjfs~opaque\nf\nhl2\nsub\n"), "d lists '%s'", l);
 	free(l);
 	OK(t, unlinkat(t->fd, ".cjfs~wh.b", AT_REMOVEDIR));
 	EXPECT_CONTENT(t, "b", "bravo\n");
