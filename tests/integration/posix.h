@@ -19,13 +19,13 @@
 struct pt {
 	const char *name; /* "plain" or "cjfs", in every failure message */
 	const char *root; /* absolute path of the tree */
-	int fd;		  /* O_DIRECTORY fd of the tree */
+	int fd; /* O_DIRECTORY fd of the tree */
 	bool cjfs;
 };
 
 enum p_flags {
-	P_NO_TREE = 1 << 0,	/* do not compare the trees afterwards */
-	P_NO_COMMIT = 1 << 1,	/* do not commit and compare PKG with the control */
+	P_NO_TREE = 1 << 0, /* do not compare the trees afterwards */
+	P_NO_COMMIT = 1 << 1, /* do not commit and compare PKG with the control */
 	P_ALLOW_OTHER = 1 << 2, /* mount with --allow-other */
 };
 
@@ -39,33 +39,33 @@ void p_teardown(void);
 void p_both(void (*sc)(struct pt *t), unsigned flags);
 
 void p_fail(const struct pt *t, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4), noreturn));
+        __attribute__((format(printf, 3, 4), noreturn));
 
 /* expr must not be negative; evaluates to its value. */
-#define OK(t, expr)                                                                          \
-	({                                                                                   \
-		errno = 0;                                                                   \
-		long long _r = (long long)(expr);                                            \
-		if (_r < 0)                                                                  \
-			p_fail(t, __LINE__, "%s failed: %s", #expr, strerrorname_np(errno)); \
-		_r;                                                                          \
+#define OK(t, expr)                                                                                \
+	({                                                                                         \
+		errno = 0;                                                                         \
+		long long _r = (long long)(expr);                                                  \
+		if (_r < 0)                                                                        \
+			p_fail(t, __LINE__, "%s failed: %s", #expr, strerrorname_np(errno));       \
+		_r;                                                                                \
 	})
 
 /* expr must fail with -1 and errno e. */
-#define ERR(t, expr, e)                                                                        \
-	do {                                                                                   \
-		errno = 0;                                                                     \
-		long long _r = (long long)(expr);                                              \
-		int _e = errno;                                                                \
-		if (_r != -1 || _e != (e))                                                     \
-			p_fail(t, __LINE__, "%s: want -1 %s, got %lld %s", #expr,              \
-			       strerrorname_np(e), _r, _e ? strerrorname_np(_e) : "(no error)"); \
+#define ERR(t, expr, e)                                                                            \
+	do {                                                                                       \
+		errno = 0;                                                                         \
+		long long _r = (long long)(expr);                                                  \
+		int _e = errno;                                                                    \
+		if (_r != -1 || _e != (e))                                                         \
+			p_fail(t, __LINE__, "%s: want -1 %s, got %lld %s", #expr,                  \
+			       strerrorname_np(e), _r, _e ? strerrorname_np(_e) : "(no error)");   \
 	} while (0)
 
-#define EXPECT(t, cond, ...)                             \
-	do {                                                 \
-		if (!(cond))                                 \
-			p_fail(t, __LINE__, __VA_ARGS__);    \
+#define EXPECT(t, cond, ...)                                                                       \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			p_fail(t, __LINE__, __VA_ARGS__);                                          \
 	} while (0)
 
 /* Whole-file helpers relative to the tree; they fail the test on error. */

@@ -336,7 +336,7 @@ PTEST(posix_symlink, dangling_relative_absolute_and_loops)
 
 static void sc_special(struct pt *t)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char buf[16] = "";
 	struct stat st;
 	int r, w, s;
@@ -543,7 +543,7 @@ static void sc_open_unlinked(struct pt *t)
 	EXPECT(t, (st.st_mode & 07777) == 0600, "mode %o", st.st_mode);
 	/* Attributes of a removed file open read-only (PKG's, in cjfs) can still change. */
 	OK(t, fchmod(fr, 0640));
-	OK(t, futimens(fr, (struct timespec[]){ { 5, 0 }, { 6, 0 } }));
+	OK(t, futimens(fr, (struct timespec[]){{5, 0}, {6, 0}}));
 	OK(t, fsetxattr(fr, "user.gone", "1", 1, 0));
 	OK(t, fstat(fr, &st));
 	EXPECT(t, (st.st_mode & 07777) == 0640 && st.st_mtim.tv_sec == 6 && st.st_nlink == 0,
@@ -563,7 +563,7 @@ static void sc_open_unlinked(struct pt *t)
 	close(fu);
 	/* Removed directories that are still open: below, merged, new, renamed over. */
 	{
-		const char *dirs[] = { "d/sub/deep", "e", "newdir", "e2", "long", "e3" };
+		const char *dirs[] = {"d/sub/deep", "e", "newdir", "e2", "long", "e3"};
 		int dfd[6];
 
 		OK(t, mkdirat(t->fd, "newdir", 0755));
@@ -577,7 +577,8 @@ static void sc_open_unlinked(struct pt *t)
 		lp[260] = '\0';
 		OK(t, unlinkat(t->fd, lp, 0));
 		for (int i = 0; i < 6; i++)
-			dfd[i] = (int)OK(t, openat(t->fd, dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+			dfd[i] = (int)OK(
+			        t, openat(t->fd, dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 		OK(t, unlinkat(t->fd, "d/sub/deep", AT_REMOVEDIR));
 		OK(t, unlinkat(t->fd, "e", AT_REMOVEDIR));
 		OK(t, unlinkat(t->fd, "newdir", AT_REMOVEDIR));
@@ -589,7 +590,9 @@ static void sc_open_unlinked(struct pt *t)
 
 			OK(t, fchmod(dfd[i], 0700));
 			OK(t, fstat(dfd[i], &st));
-			EXPECT(t, S_ISDIR(st.st_mode) && st.st_nlink == 0 && (st.st_mode & 07777) == 0700,
+			EXPECT(t,
+			       S_ISDIR(st.st_mode) && st.st_nlink == 0 &&
+			               (st.st_mode & 07777) == 0700,
 			       "removed directory '%s': nlink %lu mode %o", dirs[i],
 			       (unsigned long)st.st_nlink, st.st_mode & 07777);
 			ERR(t, openat(dfd[i], "f", O_CREAT | O_WRONLY, 0644), ENOENT);
@@ -653,7 +656,7 @@ PTEST(posix_open, unknown_ioctls_give_enotty)
 
 static void sc_data(struct pt *t)
 {
-	char buf[64], zero[16] = { 0 };
+	char buf[64], zero[16] = {0};
 	struct stat st;
 	int fd;
 
@@ -665,8 +668,9 @@ static void sc_data(struct pt *t)
 	EXPECT(t, st.st_size == 24, "size %lld", (long long)st.st_size);
 	memset(buf, 'z', sizeof(buf));
 	EXPECT(t, OK(t, pread(fd, buf, sizeof(buf), 0)) == 24, "short read");
-	EXPECT(t, !memcmp(buf, "aLPha\n", 6) && !memcmp(buf + 6, zero, 14) &&
-			  !memcmp(buf + 20, "tail", 4),
+	EXPECT(t,
+	       !memcmp(buf, "aLPha\n", 6) && !memcmp(buf + 6, zero, 14) &&
+	               !memcmp(buf + 20, "tail", 4),
 	       "content after pwrite");
 	EXPECT(t, OK(t, pread(fd, buf, 8, 30)) == 0, "read past the end");
 	close(fd);
@@ -697,8 +701,8 @@ static void sc_data(struct pt *t)
 	}
 	/* A sparse lower file stays sparse, before and after copy-up. */
 	st = LSTAT(t, "sparse");
-	EXPECT(t, st.st_size == 1048580 && st.st_blocks * 512 < 65536, "sparse: %lld bytes %lld blocks",
-	       (long long)st.st_size, (long long)st.st_blocks);
+	EXPECT(t, st.st_size == 1048580 && st.st_blocks * 512 < 65536,
+	       "sparse: %lld bytes %lld blocks", (long long)st.st_size, (long long)st.st_blocks);
 	fd = (int)OK(t, openat(t->fd, "sparse", O_RDONLY | O_CLOEXEC));
 	EXPECT(t, OK(t, lseek(fd, 0, SEEK_DATA)) == 1048576, "SEEK_DATA");
 	EXPECT(t, OK(t, lseek(fd, 0, SEEK_HOLE)) == 0, "SEEK_HOLE");
@@ -798,8 +802,9 @@ static void sc_mmap(struct pt *t)
 	}
 	/* A shared mapping of a read-only handle cannot be written. */
 	fd = (int)OK(t, openat(t->fd, "b", O_RDONLY | O_CLOEXEC));
-	EXPECT(t, mmap(NULL, 6, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED &&
-			  errno == EACCES,
+	EXPECT(t,
+	       mmap(NULL, 6, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED &&
+	               errno == EACCES,
 	       "shared writable mapping of a read-only fd");
 	close(fd);
 }
@@ -870,7 +875,7 @@ static void expect_dino_matches(struct pt *t, const char *dir)
 
 static void sc_inodes(struct pt *t)
 {
-	const char *names[] = { "a", "d", "d/f", "d/sub", "d/sub/s", "sl", "e" };
+	const char *names[] = {"a", "d", "d/f", "d/sub", "d/sub/s", "sl", "e"};
 	struct stat before[7], st;
 	int fd;
 
@@ -941,7 +946,8 @@ static void sc_times(struct pt *t)
 	st = LSTAT(t, "a");
 	OK(t, fchmodat(t->fd, "a", 0640, 0));
 	st2 = LSTAT(t, "a");
-	EXPECT(t, st2.st_mtim.tv_sec == st.st_mtim.tv_sec && st2.st_mtim.tv_nsec == st.st_mtim.tv_nsec,
+	EXPECT(t,
+	       st2.st_mtim.tv_sec == st.st_mtim.tv_sec && st2.st_mtim.tv_nsec == st.st_mtim.tv_nsec,
 	       "chmod changed mtime");
 	EXPECT(t, st2.st_ctim.tv_sec >= t0, "chmod did not change ctime");
 	/* A write sets mtime and ctime to now. */
@@ -952,12 +958,13 @@ static void sc_times(struct pt *t)
 	EXPECT(t, st.st_mtim.tv_sec >= t0 && st.st_mtim.tv_sec <= now_s() + 1, "write mtime");
 	EXPECT(t, st.st_ctim.tv_sec >= t0, "write ctime");
 	st2 = LSTAT(t, "b");
-	EXPECT(t, st2.st_mtim.tv_sec == st.st_mtim.tv_sec &&
-			  st2.st_mtim.tv_nsec == st.st_mtim.tv_nsec && st2.st_size == 7,
+	EXPECT(t,
+	       st2.st_mtim.tv_sec == st.st_mtim.tv_sec &&
+	               st2.st_mtim.tv_nsec == st.st_mtim.tv_nsec && st2.st_size == 7,
 	       "stat after close differs from fstat");
 	/* Exact times, UTIME_OMIT and UTIME_NOW. */
-	tv[0] = (struct timespec){ 1000000000, 123456789 };
-	tv[1] = (struct timespec){ 1500000000, 987654321 };
+	tv[0] = (struct timespec){1000000000, 123456789};
+	tv[1] = (struct timespec){1500000000, 987654321};
 	OK(t, utimensat(t->fd, "d/f", tv, 0));
 	st = LSTAT(t, "d/f");
 	EXPECT(t, ts_eq(st.st_atim, 1000000000, 123456789), "atime %lld.%09ld",
@@ -965,7 +972,7 @@ static void sc_times(struct pt *t)
 	EXPECT(t, ts_eq(st.st_mtim, 1500000000, 987654321), "mtime %lld.%09ld",
 	       (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
 	tv[0].tv_nsec = UTIME_OMIT;
-	tv[1] = (struct timespec){ 1600000000, 5 };
+	tv[1] = (struct timespec){1600000000, 5};
 	OK(t, utimensat(t->fd, "d/f", tv, 0));
 	st = LSTAT(t, "d/f");
 	EXPECT(t, ts_eq(st.st_atim, 1000000000, 123456789), "UTIME_OMIT changed atime");
@@ -981,7 +988,7 @@ static void sc_times(struct pt *t)
 	st = LSTAT(t, "d/g");
 	EXPECT(t, st.st_mtim.tv_sec >= t0 - 1, "utimensat(NULL) mtime");
 	/* On a symlink itself, and on a directory. */
-	tv[0] = tv[1] = (struct timespec){ 1234567890, 0 };
+	tv[0] = tv[1] = (struct timespec){1234567890, 0};
 	OK(t, utimensat(t->fd, "sl", tv, AT_SYMLINK_NOFOLLOW));
 	st = LSTAT(t, "sl");
 	EXPECT(t, ts_eq(st.st_mtim, 1234567890, 0), "symlink mtime %lld",
@@ -1021,8 +1028,9 @@ static void sc_statfs(struct pt *t)
 	struct statvfs sv;
 
 	OK(t, fstatvfs(t->fd, &sv));
-	EXPECT(t, sv.f_bsize > 0 && sv.f_blocks > 0 && sv.f_bfree <= sv.f_blocks &&
-			  sv.f_bavail <= sv.f_bfree,
+	EXPECT(t,
+	       sv.f_bsize > 0 && sv.f_blocks > 0 && sv.f_bfree <= sv.f_blocks &&
+	               sv.f_bavail <= sv.f_bfree,
 	       "statfs: bsize %lu blocks %lu free %lu", sv.f_bsize, (unsigned long)sv.f_blocks,
 	       (unsigned long)sv.f_bfree);
 	EXPECT(t, sv.f_namemax == 255, "namemax %lu", sv.f_namemax);
@@ -1152,8 +1160,9 @@ static void sc_markers(struct pt *t)
 	EXPECT_CONTENT(t, "b", "bravo\n");
 	OK(t, symlinkat("a", t->fd, ".cjfs~wH.0000"));
 	l = p_list(t, ".");
-	EXPECT(t, strstr(l, ".cjfs~wh.a\n.cjfs~wh.b\n") && strstr(l, "\na\n") &&
-			  strstr(l, "\nb\n") && strstr(l, ".cjfs~u.a\n") && strstr(l, ".cjfs~wH.0000\n"),
+	EXPECT(t,
+	       strstr(l, ".cjfs~wh.a\n.cjfs~wh.b\n") && strstr(l, "\na\n") && strstr(l, "\nb\n") &&
+	               strstr(l, ".cjfs~u.a\n") && strstr(l, ".cjfs~wH.0000\n"),
 	       "root lists '%s'", l);
 	free(l);
 	/* Removing a lower file hides it, and its marker is not a name in the tree. */
@@ -1276,9 +1285,10 @@ static void sc_readdir(struct pt *t)
 	d = fdopendir((int)OK(t, openat(t->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
 	n = read_all(t, d, v, 64);
 	expect_unique(t, v, n);
-	EXPECT(t, !listed(v, n, "a") && !listed(v, n, "x.sh") && listed(v, n, "b") &&
-			  listed(v, n, "c") && listed(v, n, "y.sh") && listed(v, n, "d") &&
-			  listed(v, n, ".") && listed(v, n, ".."),
+	EXPECT(t,
+	       !listed(v, n, "a") && !listed(v, n, "x.sh") && listed(v, n, "b") &&
+	               listed(v, n, "c") && listed(v, n, "y.sh") && listed(v, n, "d") &&
+	               listed(v, n, ".") && listed(v, n, ".."),
 	       "merged listing of the root");
 	for (size_t i = 0; i < n; i++) {
 		unsigned char want;
@@ -1347,7 +1357,7 @@ static void *churn_thread(void *arg)
 
 static void sc_readdir_churn(struct pt *t)
 {
-	struct churn c = { .stop = 0 };
+	struct churn c = {.stop = 0};
 	struct ent *v = calloc(256, sizeof(*v));
 	pthread_t th;
 	char name[32];
@@ -1360,7 +1370,8 @@ static void sc_readdir_churn(struct pt *t)
 	c.dirfd = (int)OK(t, openat(t->fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 	cr_assert_eq(pthread_create(&th, NULL, churn_thread, &c), 0);
 	for (int round = 0; round < 100; round++) {
-		DIR *d = fdopendir((int)OK(t, openat(t->fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
+		DIR *d = fdopendir(
+		        (int)OK(t, openat(t->fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
 		size_t n = read_all(t, d, v, 256);
 
 		closedir(d);
@@ -1484,21 +1495,21 @@ Test(posix_readdir, a_directory_of_100000_entries, .init = setup_in_memory, .fin
 #define NOBODY 65534
 
 /* Checks run as another user: the first failure is written to fd and ends the child. */
-#define CK(cond, ...)                                                \
-	do {                                                             \
-		if (!(cond)) {                                           \
-			dprintf(out, "line %d: ", __LINE__);             \
-			dprintf(out, __VA_ARGS__);                       \
-			dprintf(out, " (errno %s)", strerrorname_np(errno)); \
-			_exit(1);                                        \
-		}                                                        \
+#define CK(cond, ...)                                                                              \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			dprintf(out, "line %d: ", __LINE__);                                       \
+			dprintf(out, __VA_ARGS__);                                                 \
+			dprintf(out, " (errno %s)", strerrorname_np(errno));                       \
+			_exit(1);                                                                  \
+		}                                                                                  \
 	} while (0)
 #define CK_ERR(expr, e) CK((expr) == -1 && errno == (e), "%s: want %s", #expr, strerrorname_np(e))
 #define CK_OK(expr) CK((expr) >= 0, "%s failed", #expr)
 
 static void as_nobody(int dfd, int out)
 {
-	struct timespec tv[2] = { { 1, 0 }, { 1, 0 } };
+	struct timespec tv[2] = {{1, 0}, {1, 0}};
 	struct stat st;
 	int fd;
 
