@@ -345,7 +345,12 @@ static int copy_up_orphan(struct fs *fs, struct fs_inode *inode, unsigned flags)
 		if (src < 0)
 			return src;
 		dst = util_openat(fs->work_fd, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
-		r = dst < 0 ? dst : (flags & FS_COPY_UP_NO_DATA) ? 0 : copy_data(src, dst, st.st_size);
+		if (dst < 0)
+			r = dst;
+		else if (flags & FS_COPY_UP_NO_DATA)
+			r = 0;
+		else
+			r = copy_data(src, dst, st.st_size);
 		break;
 	case S_IFDIR:
 		r = util_mkdirat(fs->work_fd, tmp, 0700);
