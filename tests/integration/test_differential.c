@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -111,18 +112,22 @@ enum op_kind {
 	OP_ATUNLINK,
 	OP_FDTRUNC,
 	OP_FDCHMOD,
+	OP_XATTR,
+	OP_READLINK,
+	OP_FALLOCATE,
 	OP_NKINDS,
 };
 
 static const char *const op_names[] = {
-        "create", "write",   "truncate", "rename",   "link",    "unlink",  "mkdir",   "rmdir",
-        "chmod",  "symlink", "mmap",     "read",     "list",    "open",    "fdwrite", "fdread",
-        "fdstat", "close",   "atcreate", "atunlink", "fdtrunc", "fdchmod",
+        "create",  "write",  "truncate", "rename",    "link",     "unlink",   "mkdir",
+        "rmdir",   "chmod",  "symlink",  "mmap",      "read",     "list",     "open",
+        "fdwrite", "fdread", "fdstat",   "close",     "atcreate", "atunlink", "fdtrunc",
+        "fdchmod", "xattr",  "readlink", "fallocate",
 };
 
 /* Relative weights: changes dominate, reads check what they did. */
-static const unsigned op_weight[] = {10, 10, 5, 10, 5, 8, 6, 4, 3, 4, 4,
-                                     8,  4,  4, 5,  4, 3, 3, 3, 2, 2, 2};
+static const unsigned op_weight[] = {10, 10, 5, 10, 5, 8, 6, 4, 3, 4, 4, 8, 4,
+                                     4,  5,  4, 3,  3, 3, 2, 2, 2, 3, 2, 2};
 
 struct op {
 	enum op_kind kind;
@@ -138,6 +143,7 @@ struct op {
 /* One tree: its root and its open handles. */
 struct side {
 	const char *name;
+	const char *path; /* of the root, for calls without an *at() form */
 	int root;
 	int slot[NSLOTS];
 };
@@ -377,6 +383,52 @@ static void apply(struct side *s, const struct op *op, struct res *r)
 	case OP_FDCHMOD:
 		SYS(fchmod(s->slot[op->slot], op->mode));
 		break;
+	case OP_XATTR: {
+		char path[PATH_MAX * 2];
+		ssize_t n;
+
+		/* Set, replace or remove user.<letter>, then list and read them back. */
+		snprintf(path, sizeof(path), "%s/%s", s->path, op->p1);
+		if (op->flags == 2)
+			SYS(lremovexattr(path, op->len % 2 ? "user.x" : "user.y"));
+		else
+			SYS(lsetxattr(path, op->len % 2 ? "user.x" : "user.y", op->p2,
+			              strlen(op->p2), op->flags ? XATTR_CREATE : 0));
+		n = llistxattr(path, buf, sizeof(buf));
+		if (n >= 0) {
+			/* The order of names is the file system's: compare what is there. */
+			bool x = false, y = false;
+
+			for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1) {
+				x |= !strcmp(buf + i, "user.x");
+				y |= !strcmp(buf + i, "user.y");
+			}
+			out_addf(r, " xattrs %d%d", x, y);
+		} else {
+			out_addf(r, " list %s", strerrorname_np(errno));
+		}
+		n = lgetxattr(path, "user.x", buf, sizeof(buf));
+		out_addf(r, " x=%zd", n);
+		if (n > 0)
+			out_add(r, buf, (size_t)n);
+		break;
+	}
+	case OP_READLINK: {
+		ssize_t n = readlinkat(s->root, op->p1, buf, sizeof(buf));
+
+		r->ret = n;
+		r->err = n < 0 ? errno : 0;
+		if (n > 0)
+			out_add(r, buf, (size_t)n);
+		break;
+	}
+	case OP_FALLOCATE:
+		SYS(fd = openat(s->root, op->p1, O_RDWR | O_CLOEXEC));
+		if (fd >= 0) {
+			SYS(fallocate(fd, (int)op->flags, op->off, (off_t)op->len));
+			close(fd);
+		}
+		break;
 	case OP_NKINDS:
 		break;
 	}
@@ -452,6 +504,18 @@ static void make_op(struct op *op)
 		break;
 	case OP_FDTRUNC:
 		op->off = pick(500);
+		break;
+	case OP_XATTR:
+		op->flags = pick(3);
+		op->len = pick(2);
+		break;
+	case OP_FALLOCATE:
+		if (pick(3) == 0)
+			op->flags = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
+		else
+			op->flags = pick(2) ? FALLOC_FL_KEEP_SIZE : 0;
+		op->off = pick(3000);
+		op->len = 1 + pick(6000);
 		break;
 	case OP_FDWRITE:
 		op->off = pick(3) ? pick(300) : pick(12000);
@@ -536,6 +600,8 @@ static void run_seed(uint64_t seed, unsigned nops)
 	snprintf(ctrl, sizeof(ctrl), "%s/ctrl", env.root);
 	h_copy_tree(env.pkg, ctrl);
 	h_mount(&env);
+	plain.path = ctrl;
+	fuse.path = env.mnt;
 	plain.root = open(ctrl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	fuse.root = open(env.mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	cr_assert(plain.root >= 0 && fuse.root >= 0);
