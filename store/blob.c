@@ -104,6 +104,29 @@ out_unlink:
 	return r;
 }
 
+/*
+ * Append n bytes to a regular file being written from start to end; with
+ * sparse, a chunk of zeros becomes a hole instead (finish with end_sparse).
+ * A sparse file (a disk image, a file written at a 5 GiB offset) then costs
+ * what it holds, in the store and in PKG, not its size.
+ */
+static int write_sparse(int fd, const char *buf, size_t n, bool sparse)
+{
+	if (sparse && n && buf[0] == 0 && memcmp(buf, buf + 1, n - 1) == 0)
+		return lseek(fd, (off_t)n, SEEK_CUR) < 0 ? -errno : 0;
+	return util_write_full(fd, buf, n);
+}
+
+/* Give the file its full size when it ends in a hole. */
+static int end_sparse(int fd)
+{
+	off_t end = lseek(fd, 0, SEEK_CUR);
+
+	if (end < 0)
+		return -errno;
+	return ftruncate(fd, end) < 0 ? -errno : 0;
+}
+
 int store_put_fd(struct store *s, int fd, uint8_t ret_hash[HASH_LEN], uint64_t *ret_size)
 {
 	char *buf = malloc(BLOB_CHUNK);
@@ -138,12 +161,14 @@ int store_put_fd(struct store *s, int fd, uint8_t ret_hash[HASH_LEN], uint64_t *
 		r = hash_update(&h, buf, (size_t)n);
 		if (r < 0)
 			goto out_unlink;
-		r = util_write_full(out, buf, (size_t)n);
+		r = write_sparse(out, buf, (size_t)n, true);
 		if (r < 0)
 			goto out_unlink;
 		total += (uint64_t)n;
 	}
-	r = hash_final(&h, hash);
+	r = end_sparse(out);
+	if (r == 0)
+		r = hash_final(&h, hash);
 	if (r < 0)
 		goto out_unlink;
 	if (close(out) < 0) {
@@ -228,10 +253,14 @@ static int64_t blob_stream(struct store *s, const uint8_t hash[HASH_LEN], int ou
 	uint8_t got[HASH_LEN];
 	struct hash_ctx h = { 0 };
 	int64_t total = 0;
+	struct stat st;
+	bool sparse;
 	int in, r;
 
 	if (!buf)
 		return -ENOMEM;
+	/* Holes where the content has zeros, when writing a regular file. */
+	sparse = outfd >= 0 && fstat(outfd, &st) == 0 && S_ISREG(st.st_mode);
 	in = blob_open(s, hash);
 	if (in < 0) {
 		free(buf);
@@ -255,7 +284,7 @@ static int64_t blob_stream(struct store *s, const uint8_t hash[HASH_LEN], int ou
 		if (r < 0)
 			goto out;
 		if (outfd >= 0) {
-			r = util_write_full(outfd, buf, (size_t)n);
+			r = write_sparse(outfd, buf, (size_t)n, sparse);
 		} else if (sb) {
 			if (limit && sb->len + (size_t)n > limit)
 				r = -EFBIG;
@@ -266,7 +295,9 @@ static int64_t blob_stream(struct store *s, const uint8_t hash[HASH_LEN], int ou
 			goto out;
 		total += n;
 	}
-	r = hash_final(&h, got);
+	r = sparse ? end_sparse(outfd) : 0;
+	if (r == 0)
+		r = hash_final(&h, got);
 	if (r < 0)
 		goto out;
 	if (memcmp(got, hash, HASH_LEN) != 0) {

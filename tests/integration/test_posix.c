@@ -844,6 +844,42 @@ PTEST(posix_data, offsets_beyond_4_gib)
 	p_both(sc_large, 0);
 }
 
+static void sc_sparse_lower(struct pt *t)
+{
+	struct stat st;
+	char buf[4] = "";
+	int fd;
+
+	fd = (int)OK(t, openat(t->fd, "hole", O_RDWR | O_CLOEXEC));
+	OK(t, pwrite(fd, "X", 1, 0));
+	OK(t, pwrite(fd, "Y", 1, 128 << 20));
+	OK(t, fstat(fd, &st));
+	EXPECT(t, st.st_size == (256 << 20) + 4 && st.st_blocks * 512 < (1 << 20),
+	       "after copy-up: %lld bytes in %lld blocks", (long long)st.st_size,
+	       (long long)st.st_blocks);
+	EXPECT(t, OK(t, pread(fd, buf, 4, 256 << 20)) == 4 && !memcmp(buf, "end\n", 4), "tail");
+	close(fd);
+}
+
+Test(posix_data, a_large_sparse_file_from_pkg_stays_sparse_through_copy_up_and_commit,
+     .init = p_setup, .fini = p_teardown, .timeout = 300)
+{
+	const char *roots[] = {p_env.pkg, p_ctrl};
+	char p[PATH_MAX];
+	struct stat st;
+
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(h_sh(roots[i], "truncate -s 256M hole && printf 'end\\n' >> hole"), 0);
+	p_both(sc_sparse_lower, 0);
+	/* Neither the originals kept in the store nor the committed file are dense. */
+	snprintf(p, sizeof(p), "%s/hole", p_env.pkg);
+	cr_assert_eq(stat(p, &st), 0);
+	cr_assert_lt(st.st_blocks * 512, 1 << 20, "the committed file is dense: %lld blocks",
+	             (long long)st.st_blocks);
+	cr_assert_eq(h_sh(p_env.root, "test $(du -sk store | cut -f1) -lt 8192"), 0,
+	             "the store holds the holes");
+}
+
 /* ---- metadata ---- */
 
 static void expect_dino_matches(struct pt *t, const char *dir)
