@@ -576,7 +576,7 @@ static void remount(struct side *fuse)
 	close(fuse->root);
 	cr_assert_eq(h_unmount(&env), 0);
 	/* The daemon lets go of the transaction just after the unmount. */
-	for (int i = 0; i < 200 && r != 0; i++) {
+	for (int i = 0; i < 1000 && r != 0; i++) {
 		r = h_cjfs(&env, "mount", "--resume", "1", env.mnt, NULL);
 		if (r != 0)
 			usleep(20000);
