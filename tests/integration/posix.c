@@ -100,7 +100,8 @@ void p_both(void (*sc)(struct pt *t), unsigned flags)
 	char *want, *got;
 
 	run_on(&plain, "plain", p_ctrl, false, sc);
-	h_mount_opt(&p_env, (flags & P_ALLOW_OTHER) ? "--allow-other" : NULL);
+	/* In the foreground: the daemon's exit status (and sanitizer reports) are checked. */
+	h_mount_fg_opt(&p_env, (flags & P_ALLOW_OTHER) ? "--allow-other" : NULL);
 	run_on(&fuse, "cjfs", p_env.mnt, true, sc);
 	if (flags & P_NO_TREE)
 		return;
@@ -109,15 +110,22 @@ void p_both(void (*sc)(struct pt *t), unsigned flags)
 	cr_assert_str_eq(got, want, "the mount and the plain directory differ after the scenario");
 	free(got);
 	if (!(flags & P_NO_COMMIT)) {
-		int r = h_cjfs(&p_env, "commit", p_env.mnt, NULL);
-
-		cr_assert_eq(r, 0, "cjfs commit failed: %s", p_env.err);
+		p_commit();
 		got = h_snapshot(p_env.pkg, false);
 		cr_assert_str_eq(got, want, "PKG after commit differs from the plain directory");
 		cr_assert_eq(h_count_names(p_env.pkg, ".cjfs-"), 0, "temporaries left in PKG");
 		free(got);
 	}
 	free(want);
+}
+
+void p_commit(void)
+{
+	int r = h_cjfs(&p_env, "commit", p_env.mnt, NULL);
+
+	cr_assert_eq(r, 0, "cjfs commit failed: %s", p_env.err);
+	r = h_wait_daemon(&p_env);
+	cr_assert_eq(r, 0, "the daemon exited with %d: %s", r, p_env.err);
 }
 
 void p_put(const struct pt *t, const char *path, const char *content)

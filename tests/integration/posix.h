@@ -37,6 +37,8 @@ void p_teardown(void);
 
 /* Run sc on the control, then on the mount; compare and commit unless flags say not to. */
 void p_both(void (*sc)(struct pt *t), unsigned flags);
+/* cjfs commit the mount (its output stays in p_env.out); the daemon must exit 0. */
+void p_commit(void);
 
 void p_fail(const struct pt *t, int line, const char *fmt, ...)
         __attribute__((format(printf, 3, 4), noreturn));

@@ -574,7 +574,7 @@ static void remount(struct side *fuse)
 	int r = 1;
 
 	close(fuse->root);
-	cr_assert_eq(h_unmount(&env), 0);
+	cr_assert_eq(h_unmount(&env), 0, "the daemon did not exit cleanly: %s", env.err);
 	/* The daemon lets go of the transaction just after the unmount. */
 	for (int i = 0; i < 1000 && r != 0; i++) {
 		r = h_cjfs(&env, "mount", "--resume", "1", env.mnt, NULL);
@@ -599,7 +599,7 @@ static void run_seed(uint64_t seed, unsigned nops)
 	make_tree(env.pkg);
 	snprintf(ctrl, sizeof(ctrl), "%s/ctrl", env.root);
 	h_copy_tree(env.pkg, ctrl);
-	h_mount(&env);
+	h_mount_fg(&env); /* its exit status is checked at the remount */
 	plain.path = ctrl;
 	fuse.path = env.mnt;
 	plain.root = open(ctrl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -1524,7 +1524,7 @@ Test(posix_readdir, a_directory_of_100000_entries, .init = setup_in_memory, .fin
 	make_big(p_env.pkg);
 	make_big(p_ctrl);
 	p_both(sc_big, P_NO_TREE);
-	cr_assert_eq(h_cjfs(&p_env, "commit", p_env.mnt, NULL), 0, "%s", p_env.err);
+	p_commit();
 	cr_assert_not_null(strstr(p_env.out, "0 modified, 1 added, 1 deleted"), "%s", p_env.out);
 }
 
@@ -1722,7 +1722,7 @@ PTEST(posix_reading, is_not_changing)
 	char *before = h_snapshot(p_env.pkg, true), *after;
 
 	p_both(sc_reading, P_NO_COMMIT);
-	cr_assert_eq(h_cjfs(&p_env, "commit", p_env.mnt, NULL), 0, "%s", p_env.err);
+	p_commit();
 	cr_assert_not_null(strstr(p_env.out, "0 modified, 0 added, 0 deleted"), "%s", p_env.out);
 	after = h_snapshot(p_env.pkg, true);
 	cr_assert_str_eq(after, before, "commit changed PKG");

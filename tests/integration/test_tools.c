@@ -287,7 +287,7 @@ Test(tools, git_inside_a_mount)
 	git_repo();
 	need("black");
 	h_copy_tree(env.pkg, ctrl);
-	h_mount(&env);
+	h_mount_fg(&env);
 	/* A clean work tree is clean through the mount, and looking changes nothing. */
 	cr_assert_eq(h_sh(env.mnt, GIT_ENV "test -z \"$(git status --porcelain)\""), 0,
 	             "git status in the mount of a clean tree is not empty");
@@ -317,6 +317,7 @@ Test(tools, git_inside_a_mount)
 	free(want);
 	free(got);
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_eq(h_wait_daemon(&env), 0, "the daemon did not exit cleanly: %s", env.err);
 	cr_assert_eq(h_sh(env.pkg, GIT_ENV
 	                  "git fsck --no-progress 2>&1 && test -z \"$(git status --porcelain)\""),
 	             0, "PKG's repository after commit is not clean");

@@ -206,38 +206,75 @@ int h_cjfs(struct h_env *e, ...)
 
 void h_mount_fg(struct h_env *e)
 {
+	h_mount_fg_opt(e, NULL);
+}
+
+/* What the foreground daemon logged, into e->err. */
+static void read_daemon_log(struct h_env *e)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/daemon.log", e->root);
+	e->err[0] = '\0';
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		read_into(fd, e->err, sizeof(e->err));
+		close(fd);
+	}
+}
+
+void h_mount_fg_opt(struct h_env *e, const char *opt)
+{
 	struct stat before, now;
-	int errp[2], status;
+	char log[PATH_MAX];
+	int status, logfd;
 	pid_t pid;
 
 	cr_assert_eq(stat(e->mnt, &before), 0);
-	cr_assert_eq(pipe2(errp, O_CLOEXEC), 0);
+	/* A file, not a pipe: the daemon may log (or ASan report) long after the mount. */
+	snprintf(log, sizeof(log), "%s/daemon.log", e->root);
+	logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	cr_assert(logfd >= 0);
 	fflush(NULL);
 	pid = fork();
 	cr_assert(pid >= 0);
 	if (pid == 0) {
-		dup2(errp[1], STDERR_FILENO);
-		execl(h_cjfs_bin(), h_cjfs_bin(), "--store", e->store, "mount", "-f", e->pkg,
-		      e->mnt, (char *)NULL);
+		dup2(logfd, STDERR_FILENO);
+		if (opt)
+			execl(h_cjfs_bin(), h_cjfs_bin(), "--store", e->store, "mount", "-f", opt,
+			      e->pkg, e->mnt, (char *)NULL);
+		else
+			execl(h_cjfs_bin(), h_cjfs_bin(), "--store", e->store, "mount", "-f",
+			      e->pkg, e->mnt, (char *)NULL);
 		_exit(127);
 	}
-	close(errp[1]);
+	close(logfd);
 	e->daemon = pid;
 	for (int i = 0; i < 1000; i++) {
 		if (waitpid(pid, &status, WNOHANG) == pid) {
 			e->daemon = 0;
-			read_into(errp[0], e->err, sizeof(e->err));
-			close(errp[0]);
+			read_daemon_log(e);
 			cr_assert_fail("cjfs mount -f exited before mounting: %s", e->err);
 		}
-		if (stat(e->mnt, &now) == 0 && now.st_dev != before.st_dev) {
-			close(errp[0]);
+		if (stat(e->mnt, &now) == 0 && now.st_dev != before.st_dev)
 			return;
-		}
 		usleep(10000);
 	}
-	close(errp[0]);
 	cr_assert_fail("cjfs mount -f did not mount within 10 s");
+}
+
+int h_wait_daemon(struct h_env *e)
+{
+	int status = 0;
+
+	if (e->daemon <= 0)
+		return -1;
+	while (waitpid(e->daemon, &status, 0) < 0 && errno == EINTR)
+		;
+	e->daemon = 0;
+	read_daemon_log(e);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 void h_mount(struct h_env *e)
@@ -265,13 +302,9 @@ int h_unmount(struct h_env *e)
 
 	if (h_sh("/", "fusermount3 -u '%s'", e->mnt) != 0)
 		return -1;
-	if (e->daemon > 0) {
-		while (waitpid(e->daemon, &status, 0) < 0 && errno == EINTR)
-			;
-		e->daemon = 0;
-		return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	}
-	return 0;
+	if (e->daemon > 0)
+		status = h_wait_daemon(e);
+	return status;
 }
 
 int h_sh(const char *dir, const char *fmt, ...)
