@@ -612,8 +612,11 @@ static void run_seed(uint64_t seed, unsigned nops)
 	for (unsigned i = 0; i < nops; i++) {
 		if (i && i % 50 == 0)
 			compare_trees(ctrl, seed, i);
-		if (i == nops / 3) {
-			/* The kernel forgets inodes: they must come back the same. */
+		if (i == nops / 3 && seed % 4 == 0) {
+			/*
+			 * The kernel forgets inodes: they must come back the same.
+			 * (Machine-wide, so only in one seed of four.)
+			 */
 			(void)!system("echo 2 > /proc/sys/vm/drop_caches");
 		}
 		if (i == nops / 2) {
