@@ -128,8 +128,10 @@ struct fs_inode {
 	bool unlinked;		 /* no name left in the merged tree */
 	/*
 	 * O_PATH fd to the object, kept when it loses the name we reach it by
-	 * (unlinked while open, or the first of several hard links removed);
-	 * then every operation goes through it. -1 otherwise.
+	 * (a file or directory removed while open, or the first of several
+	 * hard links removed); then every operation goes through it. Changing
+	 * a removed object that only existed in PKG first moves the anchor to
+	 * a nameless copy made in work/ (copy_up.c). -1 otherwise.
 	 */
 	int anchor_fd;
 	uint64_t upper_dev, upper_ino; /* identity of the upper object, once there is one */
