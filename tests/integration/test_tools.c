@@ -265,18 +265,19 @@ static void git_repo(void)
 Test(tools, git_status_add_commit_stash_checkout)
 {
 	git_repo();
-	same_as_plain(GIT_ENV "set -e; test -z \"$(git status --porcelain)\"; "
-	                      "printf 'change\\n' >> docs/a.txt; printf 'new\\n' > new.txt; "
-	                      "git add -A; git commit -qm two; "
-	                      "printf 'wip\\n' >> docs/b.txt; git stash -q; "
-	                      "git checkout -q topic; git checkout -q main; git stash pop -q; "
-	                      /* A branch where a file becomes a directory and a directory a file. */
-	                      "git stash -q; git checkout -q -b types; git rm -q docs/a.txt; "
-	                      "mkdir docs/a.txt; printf 'in\n' > docs/a.txt/in; git rm -rq src/pkg; "
-	                      "printf 'now a file\n' > src/pkg; git add -A; git commit -qm types; "
-	                      "git checkout -q main; git checkout -q types; git checkout -q main; "
-	                      "git stash pop -q; "
-	                      "git status --porcelain > status.out; git log --format=%H > log.out",
+	same_as_plain(GIT_ENV
+	              "set -e; test -z \"$(git status --porcelain)\"; "
+	              "printf 'change\\n' >> docs/a.txt; printf 'new\\n' > new.txt; "
+	              "git add -A; git commit -qm two; "
+	              "printf 'wip\\n' >> docs/b.txt; git stash -q; "
+	              "git checkout -q topic; git checkout -q main; git stash pop -q; "
+	              /* A branch where a file becomes a directory and a directory a file. */
+	              "git stash -q; git checkout -q -b types; git rm -q docs/a.txt; "
+	              "mkdir docs/a.txt; printf 'in\n' > docs/a.txt/in; git rm -rq src/pkg; "
+	              "printf 'now a file\n' > src/pkg; git add -A; git commit -qm types; "
+	              "git checkout -q main; git checkout -q types; git checkout -q main; "
+	              "git stash pop -q; "
+	              "git status --porcelain > status.out; git log --format=%H > log.out",
 	              false, ".git/index\t");
 	/* The index itself holds stat data of each tree; what it says must agree. */
 	cr_assert_eq(h_sh(env.root,
