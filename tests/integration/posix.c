@@ -202,9 +202,12 @@ char *p_list(const struct pt *t, const char *dir)
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		if (n == cap) {
+			char **nv;
+
 			cap = cap ? cap * 2 : 64;
-			v = realloc(v, cap * sizeof(*v));
-			cr_assert_not_null(v);
+			nv = realloc(v, cap * sizeof(*v));
+			cr_assert_not_null(nv);
+			v = nv;
 		}
 		v[n++] = strdup(de->d_name);
 	}
