@@ -174,7 +174,7 @@ int fs_set_owner(struct fs *fs, fuse_req_t req, int dirfd, const char *name,
 }
 
 /* Copy user-visible extended attributes; failures to copy an attribute are not fatal. */
-static void copy_xattrs(int srcdir, const char *src, int dstdir, const char *dst)
+void fs_copy_xattrs(int srcdir, const char *src, int dstdir, const char *dst)
 {
 	char spath[PATH_MAX], dpath[PATH_MAX], *list = NULL, *val = NULL;
 	ssize_t n;
@@ -295,7 +295,7 @@ int fs_copy_up_dir_locked(struct fs *fs, struct fs_inode *dir)
 	if (fs->root)
 		(void)fchownat(fs->work_fd, tmp, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
 	(void)fchmodat(fs->work_fd, tmp, st.st_mode & 07777, 0);
-	copy_xattrs(l, ".", fs->work_fd, tmp);
+	fs_copy_xattrs(l, ".", fs->work_fd, tmp);
 	times[0] = st.st_atim;
 	times[1] = st.st_mtim;
 	(void)utimensat(fs->work_fd, tmp, times, AT_SYMLINK_NOFOLLOW);
@@ -375,7 +375,7 @@ static int copy_up_orphan(struct fs *fs, struct fs_inode *inode, unsigned flags)
 		(void)fchownat(fs->work_fd, tmp, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
 	if (!S_ISLNK(st.st_mode))
 		(void)fchmodat(fs->work_fd, tmp, st.st_mode & 07777, 0);
-	copy_xattrs(inode->anchor_fd, "", fs->work_fd, tmp);
+	fs_copy_xattrs(inode->anchor_fd, "", fs->work_fd, tmp);
 	times[0] = st.st_atim;
 	times[1] = st.st_mtim;
 	(void)utimensat(fs->work_fd, tmp, times, AT_SYMLINK_NOFOLLOW);
@@ -472,7 +472,7 @@ int fs_copy_up_locked(struct fs *fs, struct fs_inode *inode, unsigned flags)
 		r = -errno;
 		goto out_unlink;
 	}
-	copy_xattrs(l, inode->name, fs->work_fd, tmp);
+	fs_copy_xattrs(l, inode->name, fs->work_fd, tmp);
 	times[0] = st.st_atim;
 	times[1] = st.st_mtim;
 	(void)utimensat(fs->work_fd, tmp, times, AT_SYMLINK_NOFOLLOW);

@@ -10,6 +10,8 @@
  *   .cjfs~origin      this directory merges the lower directory whose path
  *                     (relative to PKG) the file holds: it was renamed
  *   .cjfs~u.<name>    a user's own entry whose name starts with ".cjfs~"
+ *   .cjfs~root        (upper root only) the root has been given PKG root's
+ *                     owner, mode and times: the mount root shows them
  * Markers are plain files, so no privilege is needed (kernel overlayfs uses
  * 0:0 character devices and trusted.* xattrs, which need CAP_MKNOD and
  * CAP_SYS_ADMIN). A user's name can never collide with a marker because every
@@ -47,6 +49,7 @@
 #define LAYER_PREFIX_LEN 6
 #define LAYER_OPAQUE ".cjfs~opaque"
 #define LAYER_ORIGIN ".cjfs~origin"
+#define LAYER_ROOT ".cjfs~root"
 
 /* Where a name was found by layer_lookup(). */
 enum layer_where {
@@ -260,6 +263,8 @@ int fs_load_touched(struct fs *fs);
 void fs_free_touched(struct fs *fs);
 /* A fresh name in work/ ("<prefix>.<n>"); buf holds 64 bytes. */
 const char *fs_work_name(struct fs *fs, const char *prefix, char buf[64]);
+/* Copy user-visible xattrs of srcdir/src ("" = srcdir itself) to dstdir/dst; best effort. */
+void fs_copy_xattrs(int srcdir, const char *src, int dstdir, const char *dst);
 /* Set owner of a new object to the requesting user's (when root). */
 int fs_set_owner(struct fs *fs, fuse_req_t req, int dirfd, const char *name,
 		 struct fs_inode *parent);

@@ -1061,6 +1061,38 @@ PTEST(posix_meta, times_sizes_and_owners)
 	p_both(sc_times, 0);
 }
 
+static void sc_root_attrs(struct pt *t)
+{
+	struct stat st;
+
+	OK(t, fstat(t->fd, &st));
+	EXPECT(t,
+	       (st.st_mode & 07777) == 0750 && st.st_uid == 4321 && st.st_gid == 8765 &&
+	               st.st_mtim.tv_sec == 1000000000,
+	       "the root shows %o %u:%u mtime %lld", st.st_mode & 07777, st.st_uid, st.st_gid,
+	       (long long)st.st_mtim.tv_sec);
+	/* Creating in it changes its mtime, as in any directory. */
+	p_put(t, "new", "n\n");
+	OK(t, fstat(t->fd, &st));
+	EXPECT(t, st.st_mtim.tv_sec > 1000000000, "creating left the root's mtime");
+}
+
+Test(posix_meta, the_mount_root_shows_the_attributes_of_pkgs_root, .init = p_setup,
+     .fini = p_teardown, .timeout = 120)
+{
+	const char *roots[] = {p_env.pkg, p_ctrl};
+	struct timespec tv[2] = {{1000000000, 0}, {1000000000, 0}};
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to give PKG's root away");
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(chown(roots[i], 4321, 8765), 0);
+		cr_assert_eq(chmod(roots[i], 0750), 0);
+		cr_assert_eq(utimensat(AT_FDCWD, roots[i], tv, 0), 0);
+	}
+	p_both(sc_root_attrs, 0);
+}
+
 static void sc_statfs(struct pt *t)
 {
 	struct statvfs sv;
