@@ -191,8 +191,8 @@ static void out_addf(struct res *r, const char *fmt, ...)
 /* What can be compared of a stat between the trees. */
 static void out_stat(struct res *r, const struct stat *st)
 {
-	out_addf(r, " type=%o mode=%o", (unsigned)(st->st_mode & S_IFMT),
-	         (unsigned)(st->st_mode & 07777));
+	out_addf(r, " type=%o mode=%o owner=%u:%u", (unsigned)(st->st_mode & S_IFMT),
+	         (unsigned)(st->st_mode & 07777), (unsigned)st->st_uid, (unsigned)st->st_gid);
 	if (!S_ISDIR(st->st_mode))
 		out_addf(r, " size=%lld nlink=%lu", (long long)st->st_size,
 		         (unsigned long)st->st_nlink);
@@ -558,14 +558,36 @@ static void close_slots(struct side *s)
 	}
 }
 
+/*
+ * The user the operations run as: root, or (as_user) another one on an
+ * allow_other mount, with the kernel's permission checks in the way. The
+ * harness's own work (snapshots, mounts, commit) is done as root.
+ */
+static uid_t as_user;
+
+static void become(bool user)
+{
+	if (!as_user)
+		return;
+	cr_assert_eq(seteuid(0), 0);
+	cr_assert_eq(setegid(user ? as_user : 0), 0);
+	if (user)
+		cr_assert_eq(seteuid(as_user), 0);
+}
+
 static void compare_trees(const char *ctrl, uint64_t seed, unsigned step)
 {
-	char *want = h_snapshot(ctrl, false), *got = h_snapshot(env.mnt, false);
+	char *want, *got;
+
+	become(false);
+	want = h_snapshot(ctrl, false);
+	got = h_snapshot(env.mnt, false);
 
 	cr_assert_str_eq(got, want, "seed %llu: the trees differ after step %u",
 	                 (unsigned long long)seed, step);
 	free(want);
 	free(got);
+	become(true);
 }
 
 /* Unmount and mount the transaction again: the upper layer alone must carry its state. */
@@ -574,14 +596,17 @@ static void remount(struct side *fuse)
 	int r = 1;
 
 	close(fuse->root);
+	become(false);
 	cr_assert_eq(h_unmount(&env), 0, "the daemon did not exit cleanly: %s", env.err);
 	/* The daemon lets go of the transaction just after the unmount. */
 	for (int i = 0; i < 1000 && r != 0; i++) {
-		r = h_cjfs(&env, "mount", "--resume", "1", env.mnt, NULL);
+		r = as_user ? h_cjfs(&env, "mount", "--resume", "1", "--allow-other", env.mnt, NULL)
+		            : h_cjfs(&env, "mount", "--resume", "1", env.mnt, NULL);
 		if (r != 0)
 			usleep(20000);
 	}
 	cr_assert_eq(r, 0, "cjfs mount --resume: %s", env.err);
+	become(true);
 	fuse->root = open(env.mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	cr_assert(fuse->root >= 0);
 }
@@ -597,9 +622,14 @@ static void run_seed(uint64_t seed, unsigned nops)
 
 	h_setup(&env);
 	make_tree(env.pkg);
+	if (as_user) {
+		cr_assert_eq(chmod(env.root, 0755), 0);
+		cr_assert_eq(h_sh(env.pkg, "chown -R -h %u:%u .", as_user, as_user), 0);
+	}
 	snprintf(ctrl, sizeof(ctrl), "%s/ctrl", env.root);
 	h_copy_tree(env.pkg, ctrl);
-	h_mount_fg(&env); /* its exit status is checked at the remount */
+	/* In the foreground: its exit status is checked at the remount. */
+	h_mount_fg_opt(&env, as_user ? "--allow-other" : NULL);
 	plain.path = ctrl;
 	fuse.path = env.mnt;
 	plain.root = open(ctrl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -609,10 +639,11 @@ static void run_seed(uint64_t seed, unsigned nops)
 		plain.slot[i] = fuse.slot[i] = -1;
 	rnd_state = seed * 0x9E3779B97F4A7C15ULL + 1;
 	umask(022);
+	become(true);
 	for (unsigned i = 0; i < nops; i++) {
 		if (i && i % 50 == 0)
 			compare_trees(ctrl, seed, i);
-		if (i == nops / 3 && seed % 4 == 0) {
+		if (i == nops / 3 && seed % 4 == 0 && !as_user) {
 			/*
 			 * The kernel forgets inodes: they must come back the same.
 			 * (Machine-wide, so only in one seed of four.)
@@ -637,6 +668,7 @@ static void run_seed(uint64_t seed, unsigned nops)
 			static char hist[42 * 1810];
 			size_t len = 0;
 
+			become(false);
 			hist[0] = '\0';
 			for (unsigned k = i >= 40 ? i - 40 : 0; k <= i; k++)
 				len += (size_t)snprintf(hist + len, sizeof(hist) - len,
@@ -655,6 +687,7 @@ static void run_seed(uint64_t seed, unsigned nops)
 	close_slots(&fuse);
 	close(plain.root);
 	close(fuse.root);
+	become(false);
 	want = h_snapshot(ctrl, false);
 	got = h_snapshot(env.mnt, false);
 	cr_assert_str_eq(got, want, "seed %llu: the trees differ at the end",
@@ -684,6 +717,19 @@ Test(differential, random_operations_match_a_plain_directory)
 	unsigned first = env_uint("CJFS_SEED", 1);
 	unsigned nops = env_uint("CJFS_DIFF_OPS", DIFF_OPS);
 
+	for (unsigned s = first; s < first + seeds; s++)
+		run_seed(s, nops);
+}
+
+Test(differential, as_another_user_on_an_allow_other_mount)
+{
+	unsigned seeds = env_uint("CJFS_SOAK_SEEDS", DIFF_SEEDS) / 3;
+	unsigned first = env_uint("CJFS_SEED", 1) + 100000;
+	unsigned nops = env_uint("CJFS_DIFF_OPS", DIFF_OPS);
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root to act as another user");
+	as_user = 65534;
 	for (unsigned s = first; s < first + seeds; s++)
 		run_seed(s, nops);
 }
