@@ -376,7 +376,7 @@ static void sc_special(struct pt *t)
 PTEST(posix_special, fifos_sockets_and_devices)
 {
 	if (geteuid() != 0)
-		cr_skip_test("mknod of a device needs root");
+		p_skip("mknod of a device needs root");
 	p_both(sc_special, 0);
 }
 
@@ -1084,7 +1084,7 @@ Test(posix_meta, the_mount_root_shows_the_attributes_of_pkgs_root, .init = p_set
 	struct timespec tv[2] = {{1000000000, 0}, {1000000000, 0}};
 
 	if (geteuid() != 0)
-		cr_skip_test("needs root to give PKG's root away");
+		p_skip("needs root to give PKG's root away");
 	for (int i = 0; i < 2; i++) {
 		cr_assert_eq(chown(roots[i], 4321, 8765), 0);
 		cr_assert_eq(chmod(roots[i], 0750), 0);
@@ -1694,7 +1694,7 @@ static void sc_perm(struct pt *t)
 PTEST(posix_perm, another_user_on_an_allow_other_mount)
 {
 	if (geteuid() != 0)
-		cr_skip_test("needs root to become another user");
+		p_skip("needs root to become another user");
 	p_both(sc_perm, P_ALLOW_OTHER);
 }
 

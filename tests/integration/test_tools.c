@@ -47,8 +47,10 @@ TestSuite(tools, .init = setup, .fini = teardown, .timeout = 180);
 
 static void need(const char *tool)
 {
-	if (h_sh("/", "command -v %s >/dev/null 2>&1", tool) != 0)
+	if (h_sh("/", "command -v %s >/dev/null 2>&1", tool) != 0) {
+		h_teardown(&env); /* no .fini after a skip in the body */
 		cr_skip_test("%s is not installed (tools/setup.sh --tests installs it)", tool);
+	}
 }
 
 /* Drop the lines of a snapshot whose path starts with prefix. */
@@ -183,8 +185,10 @@ Test(tools, prettier)
 {
 	char *bin = prettier_path(), cmd[PATH_MAX + 64];
 
-	if (!bin)
+	if (!bin) {
+		h_teardown(&env); /* no .fini after a skip in the body */
 		cr_skip_test("prettier could not be installed with npm (tools/setup.sh --tests)");
+	}
 	sources();
 	snprintf(cmd, sizeof(cmd), "'%s' --log-level warn --write web", bin);
 	same_as_plain(cmd, false, NULL);
