@@ -177,13 +177,16 @@ int fs_set_owner(struct fs *fs, fuse_req_t req, int dirfd, const char *name,
 }
 
 /* Copy user-visible extended attributes; failures to copy an attribute are not fatal. */
-static void copy_xattrs(int srcdir, const char *src, int dstdir, const char *dst)
+void fs_copy_xattrs(int srcdir, const char *src, int dstdir, const char *dst)
 {
 	char spath[PATH_MAX], dpath[PATH_MAX], *list = NULL, *val = NULL;
 	ssize_t n;
 
 	/* No *xattrat() calls before Linux 6.13: go through the fd's /proc name. */
-	snprintf(spath, sizeof(spath), "/proc/self/fd/%d/%s", srcdir, src);
+	if (*src)
+		snprintf(spath, sizeof(spath), "/proc/self/fd/%d/%s", srcdir, src);
+	else
+		snprintf(spath, sizeof(spath), "/proc/self/fd/%d", srcdir); /* the fd's object */
 	snprintf(dpath, sizeof(dpath), "/proc/self/fd/%d/%s", dstdir, dst);
 	n = llistxattr(spath, NULL, 0);
 	if (n <= 0)
@@ -295,7 +298,7 @@ int fs_copy_up_dir_locked(struct fs *fs, struct fs_inode *dir)
 	if (fs->root)
 		(void)fchownat(fs->work_fd, tmp, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
 	(void)fchmodat(fs->work_fd, tmp, st.st_mode & 07777, 0);
-	copy_xattrs(l, ".", fs->work_fd, tmp);
+	fs_copy_xattrs(l, ".", fs->work_fd, tmp);
 	times[0] = st.st_atim;
 	times[1] = st.st_mtim;
 	(void)utimensat(fs->work_fd, tmp, times, AT_SYMLINK_NOFOLLOW);
@@ -308,12 +311,93 @@ int fs_copy_up_dir_locked(struct fs *fs, struct fs_inode *dir)
 	if (fstatat(pu, uname, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		dir->upper_dev = st.st_dev;
 		dir->upper_ino = st.st_ino;
+		/* Found in upper from now on: keep the key, or a lookup makes a second inode. */
+		fs_origin_add(fs, &st, &dir->key);
 	}
 	dir->upper = true;
 out:
 	fs_put_fd(l, lo);
 	fs_put_fd(pu, po);
 	return r;
+}
+
+/*
+ * Copy up an object that has no name left in the merged tree but is still
+ * open (or a process's cwd), so that it can be changed: PKG is never written.
+ * The copy is built in work/ from the inode's anchor, opened O_PATH, and its
+ * name removed again: like the object it stands for, it has no links, and
+ * it goes away when the kernel forgets the inode. Nothing is recorded: the
+ * path's removal already was. Caller holds fs->ns for writing.
+ */
+static int copy_up_orphan(struct fs *fs, struct fs_inode *inode, unsigned flags)
+{
+	struct timespec times[2];
+	char tmp[64], src_path[64];
+	struct stat st;
+	int src = -1, dst = -1, anchor_fd = -1, r;
+
+	if (inode->anchor_fd < 0)
+		return -ENOENT;
+	if (fstatat(inode->anchor_fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	snprintf(src_path, sizeof(src_path), "/proc/self/fd/%d", inode->anchor_fd);
+	fs_work_name(fs, "orphan", tmp);
+	switch (st.st_mode & S_IFMT) {
+	case S_IFREG:
+		src = util_openat(AT_FDCWD, src_path, O_RDONLY | O_NONBLOCK, 0);
+		if (src < 0)
+			return src;
+		dst = util_openat(fs->work_fd, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		if (dst < 0)
+			r = dst;
+		else if (flags & FS_COPY_UP_NO_DATA)
+			r = 0;
+		else
+			r = copy_data(src, dst, st.st_size);
+		break;
+	case S_IFDIR:
+		r = util_mkdirat(fs->work_fd, tmp, 0700);
+		break;
+	case S_IFLNK: {
+		char target[PATH_MAX];
+		ssize_t n = readlinkat(inode->anchor_fd, "", target, sizeof(target) - 1);
+
+		if (n < 0)
+			return -errno;
+		target[n] = '\0';
+		r = util_symlinkat(target, fs->work_fd, tmp);
+		break;
+	}
+	default:
+		r = mknodat(fs->work_fd, tmp, st.st_mode, st.st_rdev) < 0 ? -errno : 0;
+		break;
+	}
+	if (r < 0)
+		goto out;
+	if (fs->root)
+		(void)fchownat(fs->work_fd, tmp, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
+	if (!S_ISLNK(st.st_mode))
+		(void)fchmodat(fs->work_fd, tmp, st.st_mode & 07777, 0);
+	fs_copy_xattrs(inode->anchor_fd, "", fs->work_fd, tmp);
+	times[0] = st.st_atim;
+	times[1] = st.st_mtim;
+	(void)utimensat(fs->work_fd, tmp, times, AT_SYMLINK_NOFOLLOW);
+	anchor_fd = util_openat(fs->work_fd, tmp, O_PATH | O_NOFOLLOW, 0);
+	r = anchor_fd < 0 ? anchor_fd : 0;
+	if (r == 0 && fstat(anchor_fd, &st) == 0) {
+		inode->upper_dev = st.st_dev;
+		inode->upper_ino = st.st_ino;
+	}
+out:
+	(void)unlinkat(fs->work_fd, tmp, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0);
+	util_close(src);
+	util_close(dst);
+	if (r < 0)
+		return r;
+	util_close(inode->anchor_fd);
+	inode->anchor_fd = anchor_fd;
+	__atomic_store_n(&inode->upper, true, __ATOMIC_RELEASE);
+	return 0;
 }
 
 /* Copy up; caller holds fs->ns for writing, which also serialises copy-ups. */
@@ -329,9 +413,11 @@ int fs_copy_up_locked(struct fs *fs, struct fs_inode *inode, unsigned flags)
 
 	if (inode->upper)
 		return 0;
+	if (inode->unlinked)
+		return copy_up_orphan(fs, inode, flags);
 	if (inode->type == S_IFDIR)
 		return fs_copy_up_dir_locked(fs, inode);
-	if (inode->unlinked || !inode->parent)
+	if (!inode->parent)
 		return -ENOENT;
 	r = fs_path(fs, inode, &path);
 	if (r == 0)
@@ -389,7 +475,7 @@ int fs_copy_up_locked(struct fs *fs, struct fs_inode *inode, unsigned flags)
 		r = -errno;
 		goto out_unlink;
 	}
-	copy_xattrs(l, inode->name, fs->work_fd, tmp);
+	fs_copy_xattrs(l, inode->name, fs->work_fd, tmp);
 	times[0] = st.st_atim;
 	times[1] = st.st_mtim;
 	(void)utimensat(fs->work_fd, tmp, times, AT_SYMLINK_NOFOLLOW);

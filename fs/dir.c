@@ -60,6 +60,18 @@ static int child_state(struct fs *fs, struct fs_inode *dir, const char *name, st
 	return 0;
 }
 
+/*
+ * Are two names the same object? Lower hard links have one inode per name
+ * (they part at copy-up) but are still one file while neither is copied up.
+ */
+static bool same_object(const struct child *a, const struct child *b)
+{
+	if (a->where == LAYER_LOWER && b->where == LAYER_LOWER)
+		return a->st.st_dev == b->st.st_dev && a->st.st_ino == b->st.st_ino;
+	return a->key.dev == b->key.dev && a->key.ino == b->key.ino &&
+	       a->key.alias == b->key.alias;
+}
+
 /* Does the directory's lower part hold name? Then removing it needs a whiteout. */
 static int lower_has(struct fs *fs, struct fs_inode *dir, const char *name)
 {
@@ -324,7 +336,8 @@ int fs_do_unlink(struct fs *fs, struct fs_inode *parent, const char *name, bool 
 		r = wh;
 		goto out;
 	}
-	if (!dir && inode) {
+	/* Open handles (a process's cwd too) still fstat() what they hold. */
+	if (inode) {
 		int dfd = pu;
 		bool dfo = false;
 
@@ -354,6 +367,8 @@ int fs_do_unlink(struct fs *fs, struct fs_inode *parent, const char *name, bool 
 				(void)layer_clear_whiteout(pu, name);
 			goto out;
 		}
+		if (dir || c.st.st_nlink <= 1)
+			fs_origin_remove(fs, c.st.st_dev, c.st.st_ino);
 	}
 	if (inode)
 		r = fs_inode_move(fs, inode, NULL, NULL);
@@ -395,6 +410,86 @@ static int pin_lower(struct fs *fs, struct fs_inode *dir)
 	return r;
 }
 
+/*
+ * RENAME_EXCHANGE; caller holds fs->ns for writing. Both objects are copied
+ * up and swapped with one renameat2() in the upper layer: each name then has
+ * an upper entry, which hides any lower namesake, so no whiteout is needed;
+ * moved directories get their lower part pinned (origin or opaque) first.
+ */
+static int exchange(struct fs *fs, struct fs_inode *parent, const char *name,
+		    struct fs_inode *newparent, const char *newname, const struct child *sc,
+		    const struct child *dc)
+{
+	struct strbuf oldpath = STRBUF_INIT, newpath = STRBUF_INIT;
+	struct fs_inode *src = NULL, *dst = NULL;
+	char buf[NAME_MAX + 1], nbuf[NAME_MAX + 1];
+	const char *uname, *nuname;
+	bool po = false, npo = false;
+	int pu = -1, npu = -1, r;
+	struct stat st;
+
+	if (dc->where == LAYER_NONE)
+		return -ENOENT;
+	if (same_object(sc, dc))
+		return 0; /* two names of one file */
+	r = layer_encode(name, buf, &uname);
+	if (r == 0)
+		r = layer_encode(newname, nbuf, &nuname);
+	if (r == 0)
+		r = fs_lookup(fs, parent, name, &src, &st);
+	if (r < 0)
+		return r;
+	r = fs_lookup(fs, newparent, newname, &dst, &st);
+	if (r < 0)
+		goto out_src;
+	r = fs_child_path(fs, parent, name, &oldpath);
+	if (r == 0)
+		r = fs_child_path(fs, newparent, newname, &newpath);
+	if (r == 0)
+		r = fs_touch(fs, oldpath.buf);
+	if (r == 0)
+		r = fs_touch(fs, newpath.buf);
+	if (r == 0 && S_ISDIR(sc->st.st_mode))
+		r = fs_touch_tree(fs, src, oldpath.buf, newpath.buf);
+	if (r == 0 && S_ISDIR(dc->st.st_mode))
+		r = fs_touch_tree(fs, dst, newpath.buf, oldpath.buf);
+	if (r == 0)
+		r = fs_copy_up_dir_locked(fs, parent);
+	if (r == 0)
+		r = fs_copy_up_dir_locked(fs, newparent);
+	if (r == 0)
+		r = fs_copy_up_locked(fs, src, 0);
+	if (r == 0)
+		r = fs_copy_up_locked(fs, dst, 0);
+	if (r == 0 && S_ISDIR(sc->st.st_mode))
+		r = pin_lower(fs, src);
+	if (r == 0 && S_ISDIR(dc->st.st_mode))
+		r = pin_lower(fs, dst);
+	if (r < 0)
+		goto out;
+	pu = fs_dir_upper_fd(fs, parent, &po);
+	npu = fs_dir_upper_fd(fs, newparent, &npo);
+	if (pu < 0 || npu < 0) {
+		r = pu < 0 ? pu : npu;
+		goto out;
+	}
+	r = renameat2(pu, uname, npu, nuname, RENAME_EXCHANGE) < 0 ? -errno : 0;
+	if (r < 0)
+		goto out;
+	r = fs_inode_move(fs, src, newparent, newname);
+	if (r == 0)
+		r = fs_inode_move(fs, dst, parent, name);
+out:
+	fs_put_fd(pu, po);
+	fs_put_fd(npu, npo);
+	fs_inode_forget(fs, dst, 1);
+	strbuf_release(&oldpath);
+	strbuf_release(&newpath);
+out_src:
+	fs_inode_forget(fs, src, 1);
+	return r;
+}
+
 int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
 		 struct fs_inode *newparent, const char *newname, unsigned flags)
 {
@@ -407,14 +502,20 @@ int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
 	bool po = false, npo = false, dst_counted = false;
 	int pu = -1, npu = -1, wh, r;
 
-	if (flags & ~RENAME_NOREPLACE)
-		return -EINVAL; /* RENAME_EXCHANGE and RENAME_WHITEOUT are not supported */
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		return -EINVAL; /* RENAME_WHITEOUT is for overlay file systems */
+	if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
+		return -EINVAL;
 	pthread_rwlock_wrlock(&fs->ns);
 	r = child_state(fs, parent, name, &sc);
 	if (r == 0 && sc.where == LAYER_NONE)
 		r = -ENOENT;
 	if (r == 0)
 		r = child_state(fs, newparent, newname, &dc);
+	if (r == 0 && (flags & RENAME_EXCHANGE)) {
+		r = exchange(fs, parent, name, newparent, newname, &sc, &dc);
+		goto out;
+	}
 	if (r == 0)
 		r = layer_encode(name, buf, &uname);
 	if (r == 0)
@@ -422,8 +523,7 @@ int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
 	if (r < 0)
 		goto out;
 	if (dc.where != LAYER_NONE) {
-		if (dc.key.dev == sc.key.dev && dc.key.ino == sc.key.ino &&
-		    dc.key.alias == sc.key.alias)
+		if (same_object(&sc, &dc))
 			goto out; /* two names of one file: POSIX says do nothing */
 		if (flags & RENAME_NOREPLACE) {
 			r = -EEXIST;
@@ -491,6 +591,7 @@ int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
 			goto out_forget;
 	}
 	if (dc.where == LAYER_UPPER && S_ISDIR(dc.st.st_mode)) {
+		anchor(dst, npu, nuname);
 		r = trash_dir(fs, npu, nuname);
 		if (r < 0)
 			goto out_forget;
@@ -512,6 +613,8 @@ int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
 		goto out_forget;
 	}
 	(void)layer_clear_whiteout(npu, newname);
+	if (dc.where == LAYER_UPPER && (S_ISDIR(dc.st.st_mode) || dc.st.st_nlink <= 1))
+		fs_origin_remove(fs, dc.st.st_dev, dc.st.st_ino);
 	if (dst && dst != src)
 		(void)fs_inode_move(fs, dst, NULL, NULL);
 	r = fs_inode_move(fs, src, newparent, newname);

@@ -14,8 +14,12 @@
 
 #include "log.h"
 
-/* Flags the underlying open must not see. */
-#define OPEN_STRIP (O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_TRUNC)
+/*
+ * Flags the underlying open must not see. O_NOFOLLOW was for the kernel's
+ * walk, which has already found the object: on an anchored inode's
+ * /proc/self/fd link it would refuse the link itself (ELOOP).
+ */
+#define OPEN_STRIP (O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_TRUNC | O_NOFOLLOW)
 
 /* Open the inode's object with flags; caller holds fs->ns. */
 int fs_open_object(struct fs *fs, struct fs_inode *inode, int flags)
@@ -147,7 +151,10 @@ int fs_do_setattr(struct fs *fs, struct fs_inode *inode, struct stat *attr, int 
 	bool own_fd = false;
 
 	if (valid & change) {
-		if (inode->type == S_IFDIR) {
+		if (inode->unlinked) {
+			/* No name to record: its removal was recorded. */
+			r = fs_copy_up(fs, inode, 0);
+		} else if (inode->type == S_IFDIR) {
 			struct strbuf p = STRBUF_INIT;
 
 			/* A directory's own attributes are a change of that path. */

@@ -10,6 +10,8 @@
  *   .cjfs~origin      this directory merges the lower directory whose path
  *                     (relative to PKG) the file holds: it was renamed
  *   .cjfs~u.<name>    a user's own entry whose name starts with ".cjfs~"
+ *   .cjfs~root        (upper root only) the root has been given PKG root's
+ *                     owner, mode and times: the mount root shows them
  * Markers are plain files, so no privilege is needed (kernel overlayfs uses
  * 0:0 character devices and trusted.* xattrs, which need CAP_MKNOD and
  * CAP_SYS_ADMIN). A user's name can never collide with a marker because every
@@ -47,6 +49,7 @@
 #define LAYER_PREFIX_LEN 6
 #define LAYER_OPAQUE ".cjfs~opaque"
 #define LAYER_ORIGIN ".cjfs~origin"
+#define LAYER_ROOT ".cjfs~root"
 
 /* Where a name was found by layer_lookup(). */
 enum layer_where {
@@ -128,8 +131,10 @@ struct fs_inode {
 	bool unlinked;		 /* no name left in the merged tree */
 	/*
 	 * O_PATH fd to the object, kept when it loses the name we reach it by
-	 * (unlinked while open, or the first of several hard links removed);
-	 * then every operation goes through it. -1 otherwise.
+	 * (a file or directory removed while open, or the first of several
+	 * hard links removed); then every operation goes through it. Changing
+	 * a removed object that only existed in PKG first moves the anchor to
+	 * a nameless copy made in work/ (copy_up.c). -1 otherwise.
 	 */
 	int anchor_fd;
 	uint64_t upper_dev, upper_ino; /* identity of the upper object, once there is one */
@@ -213,8 +218,14 @@ int fs_inode_move(struct fs *fs, struct fs_inode *inode, struct fs_inode *newpar
 void fs_inode_forget(struct fs *fs, struct fs_inode *inode, uint64_t n);
 void fs_inode_ref(struct fs *fs, struct fs_inode *inode);
 void fs_inode_unref(struct fs *fs, struct fs_inode *inode);
+/*
+ * The copy-up origin map: upper object -> the key it had before copy-up, so
+ * its inode (and st_ino) survives a forget. Entries go when the upper
+ * object is deleted (its inode number may then be reused).
+ */
 void fs_origin_add(struct fs *fs, const struct stat *upper_st, const struct fs_key *key);
-const struct fs_key *fs_origin_find(struct fs *fs, dev_t dev, ino_t ino);
+bool fs_origin_find(struct fs *fs, dev_t dev, ino_t ino, struct fs_key *ret);
+void fs_origin_remove(struct fs *fs, dev_t dev, ino_t ino);
 /* Fix the reported fields of a stat from the layers. */
 void fs_fix_stat(struct fs *fs, struct fs_inode *inode, struct stat *st);
 
@@ -252,6 +263,8 @@ int fs_load_touched(struct fs *fs);
 void fs_free_touched(struct fs *fs);
 /* A fresh name in work/ ("<prefix>.<n>"); buf holds 64 bytes. */
 const char *fs_work_name(struct fs *fs, const char *prefix, char buf[64]);
+/* Copy user-visible xattrs of srcdir/src ("" = srcdir itself) to dstdir/dst; best effort. */
+void fs_copy_xattrs(int srcdir, const char *src, int dstdir, const char *dst);
 /* Set owner of a new object to the requesting user's (when root). */
 int fs_set_owner(struct fs *fs, fuse_req_t req, int dirfd, const char *name,
 		 struct fs_inode *parent);

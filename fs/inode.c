@@ -177,33 +177,48 @@ void fs_origin_add(struct fs *fs, const struct stat *upper_st, const struct fs_k
 	pthread_mutex_unlock(&fs->table);
 }
 
-const struct fs_key *fs_origin_find(struct fs *fs, dev_t dev, ino_t ino)
+bool fs_origin_find(struct fs *fs, dev_t dev, ino_t ino, struct fs_key *ret)
 {
 	size_t h = (size_t)util_hash_mix(dev, ino) & (fs->osize - 1);
 	const struct fs_origin *o;
 
-	/* Entries are never removed or changed once added, so the chain is safe to walk. */
 	pthread_mutex_lock(&fs->table);
 	for (o = fs->otab[h]; o; o = o->next) {
 		if (o->upper_dev == dev && o->upper_ino == ino)
 			break;
 	}
+	if (o)
+		*ret = o->key;
 	pthread_mutex_unlock(&fs->table);
-	return o ? &o->key : NULL;
+	return o != NULL;
+}
+
+void fs_origin_remove(struct fs *fs, dev_t dev, ino_t ino)
+{
+	size_t h = (size_t)util_hash_mix(dev, ino) & (fs->osize - 1);
+	struct fs_origin **pp, *o;
+
+	pthread_mutex_lock(&fs->table);
+	for (pp = &fs->otab[h]; *pp; pp = &(*pp)->next) {
+		if ((*pp)->upper_dev == dev && (*pp)->upper_ino == ino) {
+			o = *pp;
+			*pp = o->next;
+			fs->ocount--;
+			free(o);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->table);
 }
 
 void fs_found_key(struct fs *fs, struct fs_inode *parent, const char *name,
 		  const struct fs_found *f, struct fs_key *ret)
 {
-	const struct fs_key *origin;
-
 	ret->dev = f->st.st_dev;
 	ret->ino = f->st.st_ino;
 	ret->alias = 0;
 	if (f->where == LAYER_UPPER) {
-		origin = fs_origin_find(fs, f->st.st_dev, f->st.st_ino);
-		if (origin)
-			*ret = *origin;
+		(void)fs_origin_find(fs, f->st.st_dev, f->st.st_ino, ret);
 		return;
 	}
 	/*
@@ -371,7 +386,13 @@ int fs_inode_move(struct fs *fs, struct fs_inode *inode, struct fs_inode *newpar
 	inode->name = name;
 	inode->unlinked = newparent == NULL;
 	if (!newparent && inode->type == S_IFDIR) {
-		/* A removed directory is never looked into again: give its fds back. */
+		/*
+		 * A removed directory is gone from both layers for good (no hard
+		 * links): out of the table, so that a new object reusing its inode
+		 * number is never taken for it while the kernel still holds it.
+		 */
+		table_remove(fs, inode);
+		/* It is never looked into again: give its fds back. */
 		if (inode->upper_fd >= 0)
 			__atomic_add_fetch(&fs->fd_budget, 1, __ATOMIC_RELAXED);
 		if (inode->lower_fd >= 0)
@@ -395,7 +416,11 @@ void fs_fix_stat(struct fs *fs, struct fs_inode *inode, struct stat *st)
 	/* A merged directory's link count is unknown: 1 tells find(1) not to count on it. */
 	if (S_ISDIR(st->st_mode) && inode->upper && inode->lower && !inode->opaque)
 		st->st_nlink = 1;
-	/* A whited-out lower file still has its links in PKG; through the mount it has none. */
-	if (inode->unlinked && !inode->upper)
+	/*
+	 * A whited-out lower object still has its links in PKG; through the
+	 * mount it has none. A removed directory has none either (a file
+	 * marked unlinked may still have other upper hard links).
+	 */
+	if (inode->unlinked && (!inode->upper || S_ISDIR(st->st_mode)))
 		st->st_nlink = 0;
 }

@@ -129,10 +129,11 @@ int fs_list_merged(struct fs *fs, int upper_fd, int lower_fd, struct fs_dirent *
 					break;
 			}
 			if (pass == 0 && fs) {
-				const struct fs_key *k = fs_origin_find(fs, dst.st_dev, de->d_ino);
+				struct fs_key k;
 
-				ino = k ? fs_report_ino(fs, k->dev, k->ino)
-					: fs_report_ino(fs, dst.st_dev, de->d_ino);
+				ino = fs_origin_find(fs, dst.st_dev, de->d_ino, &k)
+					      ? fs_report_ino(fs, k.dev, k.ino)
+					      : fs_report_ino(fs, dst.st_dev, de->d_ino);
 			} else {
 				ino = fs ? fs_report_ino(fs, dst.st_dev, de->d_ino) : de->d_ino;
 			}
@@ -164,7 +165,8 @@ int fs_opendir(struct fs *fs, struct fs_inode *dir, struct fs_dirh **ret)
 	dh->pos = -1;
 	pthread_rwlock_rdlock(&fs->ns);
 	if (dir->unlinked) {
-		r = -ENOENT;
+		/* Like a removed directory on disk: it opens; the kernel then lists nothing. */
+		dh->snap = true;
 	} else if (!dir->upper && dir->lower && !dir->opaque) {
 		bool lo;
 		int l = fs_dir_lower_fd(fs, dir, &lo);
@@ -205,6 +207,18 @@ void fs_releasedir(struct fs_dirh *dh)
 	free(dh);
 }
 
+/*
+ * st_ino of "." or ".." in dir. Never 0: readdir(3) skips entries whose
+ * d_ino is 0, and ".." would vanish from listings. The mount root's ".."
+ * is outside the mount: report the root itself. Caller holds fs->ns.
+ */
+static uint64_t dot_ino(struct fs *fs, struct fs_inode *dir, const char *name)
+{
+	if (name[1] == '.' && dir != &fs->root_inode && dir->parent)
+		return dir->parent->ino;
+	return dir->ino;
+}
+
 /* Build the snapshot: ".", "..", then the merged entries. Caller holds fs->ns. */
 static int snapshot(struct fs *fs, struct fs_inode *dir, struct fs_dirh *dh)
 {
@@ -240,7 +254,8 @@ static int snapshot(struct fs *fs, struct fs_inode *dir, struct fs_dirh *dh)
 	}
 	memmove(all + 2, all, n * sizeof(*all));
 	all[0] = (struct fs_dirent){ .name = strdup("."), .ino = dir->ino, .type = DT_DIR };
-	all[1] = (struct fs_dirent){ .name = strdup(".."), .ino = 0, .type = DT_DIR };
+	all[1] = (struct fs_dirent){ .name = strdup(".."), .ino = dot_ino(fs, dir, ".."),
+				     .type = DT_DIR };
 	if (!all[0].name || !all[1].name) {
 		fs_dirents_free(all, n + 2);
 		return -ENOMEM;
@@ -308,6 +323,16 @@ void fs_readdir(struct fs *fs, fuse_req_t req, struct fs_inode *dir, struct fs_d
 	}
 	pthread_mutex_lock(&dh->lock);
 	pthread_rwlock_rdlock(&fs->ns);
+	if (!dh->snap && off == 0 && (dir->upper || dir->opaque || !dir->lower)) {
+		/*
+		 * rewinddir() must show the directory as it is now: it has an
+		 * upper part since it was opened, so PKG's listing is stale.
+		 */
+		closedir(dh->dp);
+		dh->dp = NULL;
+		dh->snap = true;
+		dh->built = false;
+	}
 	if (!dh->snap) {
 		if (off != dh->pos) {
 			seekdir(dh->dp, off);
@@ -324,8 +349,9 @@ void fs_readdir(struct fs *fs, fuse_req_t req, struct fs_inode *dir, struct fs_d
 				break;
 			}
 			sz = add_entry(fs, req, dir, p, rem, de->d_name,
-				       is_dot(de->d_name) ? de->d_ino
-							  : fs_report_ino(fs, fs->lower_dev, de->d_ino),
+				       is_dot(de->d_name)
+					       ? dot_ino(fs, dir, de->d_name)
+					       : fs_report_ino(fs, fs->lower_dev, de->d_ino),
 				       de->d_type, de->d_off, plus, &r);
 			if (sz > rem) {
 				dh->pos = -1; /* read one too many: seek before the next call */

@@ -53,6 +53,41 @@ static void clean_work(int work_fd)
 	closedir(d);
 }
 
+/*
+ * The mount root shows the upper root's attributes, and the store creates
+ * that directory for itself: give it PKG root's owner, mode, times and
+ * xattrs once, when the transaction is first mounted (the marker says so,
+ * so that a resumed mount keeps what was changed through the mount). A
+ * crash before the marker only means doing it again.
+ */
+static int init_upper_root(struct fs *fs)
+{
+	struct timespec times[2];
+	struct stat st;
+	int fd, r;
+
+	if (fstatat(fs->upper_fd, LAYER_ROOT, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	if (errno != ENOENT)
+		return -errno;
+	if (fstat(fs->lower_fd, &st) < 0)
+		return -errno;
+	if (fs->root && fchownat(fs->upper_fd, "", st.st_uid, st.st_gid, AT_EMPTY_PATH) < 0)
+		return -errno;
+	if (fchmodat(fs->upper_fd, ".", st.st_mode & 07777, 0) < 0)
+		return -errno;
+	fs_copy_xattrs(fs->lower_fd, "", fs->upper_fd, ".");
+	fd = util_openat(fs->upper_fd, LAYER_ROOT, O_WRONLY | O_CREAT | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return fd;
+	util_close(fd);
+	/* Last: creating the marker changed the directory's times. */
+	times[0] = st.st_atim;
+	times[1] = st.st_mtim;
+	r = utimensat(fs->upper_fd, ".", times, 0) < 0 ? -errno : 0;
+	return r;
+}
+
 /* As many directory fds as the limit allows, keeping room for files and SQLite. */
 static long fd_budget(void)
 {
@@ -137,6 +172,9 @@ int fs_mount(const struct fs_config *cfg, struct fs **ret)
 	fs->root_inode.upper_fd = fs->root_inode.lower_fd = fs->root_inode.anchor_fd = -1;
 
 	clean_work(fs->work_fd);
+	r = init_upper_root(fs);
+	if (r < 0)
+		goto out_free;
 	r = fs_load_touched(fs);
 	if (r < 0)
 		goto out_free;

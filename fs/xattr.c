@@ -102,7 +102,7 @@ static int prepare_change(struct fs *fs, struct fs_inode *inode)
 {
 	int r;
 
-	if (inode->type != S_IFDIR)
+	if (inode->type != S_IFDIR || inode->unlinked)
 		return fs_copy_up(fs, inode, 0);
 	pthread_rwlock_wrlock(&fs->ns);
 	r = fs_copy_up_dir_locked(fs, inode);

@@ -226,6 +226,31 @@ out_unlink:
 	return r;
 }
 
+/*
+ * Append n bytes to a regular file being written from start to end; with
+ * sparse, a chunk of zeros becomes a hole instead (finish with end_sparse).
+ * A sparse file (a disk image, a file written at a 5 GiB offset) then costs
+ * what it holds, in the store and in PKG, not its size.
+ */
+static int write_sparse(int fd, const void *data, size_t n, bool sparse)
+{
+	const char *buf = data;
+
+	if (sparse && n && buf[0] == 0 && memcmp(buf, buf + 1, n - 1) == 0)
+		return lseek(fd, (off_t)n, SEEK_CUR) < 0 ? -errno : 0;
+	return util_write_full(fd, buf, n);
+}
+
+/* Give the file its full size when it ends in a hole. */
+static int end_sparse(int fd)
+{
+	off_t end = lseek(fd, 0, SEEK_CUR);
+
+	if (end < 0)
+		return -errno;
+	return ftruncate(fd, end) < 0 ? -errno : 0;
+}
+
 static bool blob_worth_compressing(const struct store *s, uint64_t raw, uint64_t comp)
 {
 	uint64_t bs = s->blksize ? s->blksize : 4096;
@@ -364,7 +389,7 @@ static int blob_write_stream(struct store *s, int fd, char *buf, size_t got, str
 		} else {
 			ZSTD_freeCCtx(z);
 			z = NULL;
-			r = util_write_full(out, buf, got);
+			r = write_sparse(out, buf, got, true);
 			stored = got;
 		}
 		if (r < 0)
@@ -390,7 +415,7 @@ static int blob_write_stream(struct store *s, int fd, char *buf, size_t got, str
 
 			r = blob_zstd_pump(z, &in, ZSTD_e_continue, out, obuf, ocap, &stored);
 		} else {
-			r = util_write_full(out, buf, (size_t)n);
+			r = write_sparse(out, buf, (size_t)n, true);
 			stored += (uint64_t)n;
 		}
 		if (r < 0)
@@ -400,9 +425,11 @@ static int blob_write_stream(struct store *s, int fd, char *buf, size_t got, str
 		ZSTD_inBuffer in = { NULL, 0, 0 };
 
 		r = blob_zstd_pump(z, &in, ZSTD_e_end, out, obuf, ocap, &stored);
-		if (r < 0)
-			goto out_unlink;
+	} else {
+		r = end_sparse(out); /* a raw blob keeps the holes of sparse content */
 	}
+	if (r < 0)
+		goto out_unlink;
 	if (close(out) < 0) {
 		out = -1;
 		r = -errno;
@@ -524,6 +551,7 @@ struct blob_sink {
 	size_t limit;	  /* for sb; 0 = none */
 	uint64_t total;
 	uint64_t expect; /* decompressed size from the index, 0 = unknown */
+	bool sparse;	 /* outfd is a regular file: zeros become holes */
 };
 
 static int sink_put(struct blob_sink *k, const void *p, size_t n)
@@ -540,7 +568,7 @@ static int sink_put(struct blob_sink *k, const void *p, size_t n)
 	if (r < 0)
 		return r;
 	if (k->outfd >= 0)
-		return util_write_full(k->outfd, p, n);
+		return write_sparse(k->outfd, p, n, k->sparse);
 	if (k->sb) {
 		if (k->limit && k->sb->len + n > k->limit)
 			return -EFBIG;
@@ -631,8 +659,11 @@ static int64_t blob_stream(struct store *s, const uint8_t hash[HASH_LEN], int ou
 {
 	struct blob_sink k = { .outfd = outfd, .sb = sb, .limit = limit };
 	uint8_t got[HASH_LEN];
+	struct stat st;
 	int in, enc = STORE_BLOB_RAW, r;
 
+	/* Holes where the content has zeros, when writing a regular file. */
+	k.sparse = outfd >= 0 && fstat(outfd, &st) == 0 && S_ISREG(st.st_mode);
 	in = blob_open(s, hash, &enc);
 	if (in < 0)
 		return in;
@@ -646,6 +677,8 @@ static int64_t blob_stream(struct store *s, const uint8_t hash[HASH_LEN], int ou
 	} else {
 		r = blob_read_raw(in, &k);
 	}
+	if (r == 0 && k.sparse)
+		r = end_sparse(outfd);
 	if (r < 0)
 		goto out;
 	r = hash_final(&k.h, got);

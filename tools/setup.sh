@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 pkgs=(build-essential meson ninja-build pkg-config fuse3 libfuse3-dev libssl-dev
       libsqlite3-dev libzstd-dev libcriterion-dev diffutils)
 if [[ ${1:-} == --tests ]]; then
-	pkgs+=(black clang-format python3 git sed perl valgrind e2fsprogs util-linux zstd)
+	pkgs+=(black clang-format python3 git sed perl valgrind e2fsprogs util-linux zstd
+	       shfmt tar coreutils)
+	# npm for prettier, unless a node installation already brings one.
+	command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi
 
 missing=()
@@ -21,6 +24,17 @@ if ((${#missing[@]})); then
 	echo "setup: installing ${missing[*]}"
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ ${1:-} == --tests ]]; then
+	# prettier for the tools tests, pinned, in the test cache (tests/integration/test_tools.c).
+	cache=${XDG_CACHE_HOME:-$HOME/.cache}/cjfs-tests
+	if [[ ! -x $cache/node_modules/.bin/prettier ]]; then
+		mkdir -p "$cache"
+		timeout 300 npm install --prefix "$cache" --no-audit --no-fund --loglevel=error \
+			prettier@3.3.3 >/dev/null 2>&1 ||
+			echo "setup: npm could not install prettier; its test will be skipped"
+	fi
 fi
 
 [[ -f build/build.ninja ]] || meson setup build >/dev/null

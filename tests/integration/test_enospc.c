@@ -52,7 +52,7 @@ Test(enospc, a_commit_that_fills_pkg_changes_nothing_and_says_so)
 	/* The upper layer is in the store, on the big disk: the mount takes it all. */
 	cr_assert_eq(h_sh(env.mnt,
 			  "for i in $(seq 1 10); do printf 'cleaned\\n' >> src/f$i.txt; done && "
-				   "head -c 3000000 /dev/zero > huge.bin && rm src/f20.txt"),
+				   "head -c 3000000 /dev/urandom > huge.bin && rm src/f20.txt"),
 		     0);
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 1, "the commit did not fail: %s",
 		     env.out);

@@ -420,60 +420,104 @@ bool h_cjfs_wait_stopped(struct h_proc *p)
 
 void h_mount_fg(struct h_env *e)
 {
+	h_mount_fg_opt(e, NULL);
+}
+
+/* What the foreground daemon logged, into e->err. */
+static void read_daemon_log(struct h_env *e)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/daemon.log", e->root);
+	e->err[0] = '\0';
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		read_into(fd, e->err, sizeof(e->err));
+		close(fd);
+	}
+}
+
+void h_mount_fg_opt(struct h_env *e, const char *opt)
+{
 	struct stat before, now;
-	int errp[2], status;
+	char log[PATH_MAX];
+	int status, logfd;
 	pid_t pid;
 
 	cr_assert_eq(stat(e->mnt, &before), 0);
-	cr_assert_eq(pipe2(errp, O_CLOEXEC), 0);
+	/* A file, not a pipe: the daemon may log (or ASan report) long after the mount. */
+	snprintf(log, sizeof(log), "%s/daemon.log", e->root);
+	logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	cr_assert(logfd >= 0);
 	fflush(NULL);
 	pid = fork();
 	cr_assert(pid >= 0);
 	if (pid == 0) {
-		dup2(errp[1], STDERR_FILENO);
-		execl(h_cjfs_bin(), h_cjfs_bin(), "--store", e->store, "mount", "-f", e->pkg,
-		      e->mnt, (char *)NULL);
+		dup2(logfd, STDERR_FILENO);
+		if (opt)
+			execl(h_cjfs_bin(), h_cjfs_bin(), "--store", e->store, "mount", "-f", opt,
+			      e->pkg, e->mnt, (char *)NULL);
+		else
+			execl(h_cjfs_bin(), h_cjfs_bin(), "--store", e->store, "mount", "-f",
+			      e->pkg, e->mnt, (char *)NULL);
 		_exit(127);
 	}
-	close(errp[1]);
+	close(logfd);
 	e->daemon = pid;
 	for (int i = 0; i < 1000; i++) {
 		if (waitpid(pid, &status, WNOHANG) == pid) {
 			e->daemon = 0;
-			read_into(errp[0], e->err, sizeof(e->err));
-			close(errp[0]);
+			read_daemon_log(e);
 			cr_assert_fail("cjfs mount -f exited before mounting: %s", e->err);
 		}
-		if (stat(e->mnt, &now) == 0 && now.st_dev != before.st_dev) {
-			close(errp[0]);
+		if (stat(e->mnt, &now) == 0 && now.st_dev != before.st_dev)
 			return;
-		}
 		usleep(10000);
 	}
-	close(errp[0]);
 	cr_assert_fail("cjfs mount -f did not mount within 10 s");
+}
+
+int h_wait_daemon(struct h_env *e)
+{
+	int status = 0;
+
+	if (e->daemon <= 0)
+		return -1;
+	while (waitpid(e->daemon, &status, 0) < 0 && errno == EINTR)
+		;
+	e->daemon = 0;
+	read_daemon_log(e);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 void h_mount(struct h_env *e)
 {
-	int r = h_cjfs(e, "mount", e->pkg, e->mnt, NULL);
+	h_mount_opt(e, NULL);
+}
+
+void h_mount_opt(struct h_env *e, const char *opt)
+{
+	int r = opt ? h_cjfs(e, "mount", opt, e->pkg, e->mnt, NULL)
+		    : h_cjfs(e, "mount", e->pkg, e->mnt, NULL);
 
 	cr_assert_eq(r, 0, "cjfs mount failed (%d): %s", r, e->err);
+}
+
+void h_copy_tree(const char *src, const char *dst)
+{
+	cr_assert_eq(h_sh("/", "cp -a '%s' '%s'", src, dst), 0, "cannot copy '%s' to '%s'", src,
+		     dst);
 }
 
 int h_unmount(struct h_env *e)
 {
 	char needle[PATH_MAX + 4];
-	int status = 0;
 
 	if (h_sh("/", "fusermount3 -u '%s'", e->mnt) != 0)
 		return -1;
-	if (e->daemon > 0) {
-		while (waitpid(e->daemon, &status, 0) < 0 && errno == EINTR)
-			;
-		e->daemon = 0;
-		return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	}
+	if (e->daemon > 0)
+		return h_wait_daemon(e);
 	/*
 	 * A background daemon goes on for a moment after the unmount, closing
 	 * the store (SQLite removes its -wal and -shm files then): wait until
@@ -629,7 +673,8 @@ char *h_snapshot(const char *dir, bool with_mtime)
 
 	cr_assert(fd >= 0, "open '%s': %s", dir, strerror(errno));
 	walk(fd, "", with_mtime, &l);
-	qsort(l.v, l.n, sizeof(*l.v), cmp_str);
+	if (l.n)
+		qsort(l.v, l.n, sizeof(*l.v), cmp_str);
 	strbuf_grow(&sb, 0);
 	for (size_t i = 0; i < l.n; i++) {
 		strbuf_adds(&sb, l.v[i]);

@@ -98,12 +98,26 @@ void h_restore_tree(const char *src, const char *dir);
 
 /*
  * Start `cjfs mount -f pkg mnt` in the background and wait until mnt is a
- * different file system (fails the test at once if the daemon exits).
+ * different file system (fails the test at once if the daemon exits). The
+ * daemon's stderr goes to root/daemon.log.
  */
 void h_mount_fg(struct h_env *e);
+/* The same with one extra option before PKG (e.g. "--allow-other"), or NULL. */
+void h_mount_fg_opt(struct h_env *e, const char *opt);
+
+/*
+ * Wait for the foreground daemon to exit (after something unmounted it) and
+ * return its exit status (128+signal if killed); with what it logged in e->err.
+ */
+int h_wait_daemon(struct h_env *e);
 
 /* Background mount through the CLI (`cjfs mount pkg mnt`); asserts success. */
 void h_mount(struct h_env *e);
+/* The same with one extra option before PKG (e.g. "--allow-other"), or NULL. */
+void h_mount_opt(struct h_env *e, const char *opt);
+
+/* cp -a src dst (dst must not exist); aborts the test on failure. */
+void h_copy_tree(const char *src, const char *dst);
 
 /*
  * fusermount3 -u mnt and wait for the daemon to finish: a foreground one's
