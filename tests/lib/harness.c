@@ -44,7 +44,9 @@ void h_setup(struct h_env *e)
 	const char *tmp = getenv("TMPDIR");
 
 	memset(e, 0, sizeof(*e));
-	snprintf(e->root, sizeof(e->root), "%s/cjfs-test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	/* Named after the runner, so that its end-of-run sweep finds what a crashed test left. */
+	snprintf(e->root, sizeof(e->root), "%s/cjfs-test.%s.XXXXXX", tmp && *tmp ? tmp : "/tmp",
+		 getenv("CJFS_TEST_RUN") ? getenv("CJFS_TEST_RUN") : "0");
 	cr_assert_not_null(mkdtemp(e->root), "mkdtemp: %s", strerror(errno));
 	snprintf(e->pkg, sizeof(e->pkg), "%s/pkg", e->root);
 	snprintf(e->mnt, sizeof(e->mnt), "%s/mnt", e->root);
@@ -861,4 +863,42 @@ long h_env_long(const char *name, long def)
 long h_knob(const char *name, long def, long quick_def)
 {
 	return h_env_long(name, h_env_long("CJFS_TEST_QUICK", 0) ? quick_def : def);
+}
+
+/*
+ * The runner's safety net. Criterion runs each test in a child process; a
+ * test that crashes never reaches its .fini. The runner (which never mounts
+ * anything itself) names this run before the first test and, after the last,
+ * unmounts whatever is still mounted below the run's directories and
+ * removes them: no mount and no daemon outlive the run.
+ */
+static char run_prefix[64];
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+	char id[32];
+
+	(void)set;
+	snprintf(id, sizeof(id), "%ld", (long)getpid());
+	setenv("CJFS_TEST_RUN", id, 1);
+	snprintf(run_prefix, sizeof(run_prefix), "cjfs-test.%s.", id);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+	const char *tmp = getenv("TMPDIR");
+	char cmd[PATH_MAX + 512];
+
+	(void)stats;
+	if (!run_prefix[0])
+		return;
+	tmp = tmp && *tmp ? tmp : "/tmp";
+	/* Deepest mounts first (a tmpfs PKG under a test root, a mount on it). */
+	snprintf(cmd, sizeof(cmd),
+		 "awk '{print $5}' /proc/self/mountinfo | grep '^%s/%s' | sort -r | "
+		 "while read -r m; do umount \"$m\" 2>/dev/null || fusermount3 -uz \"$m\" "
+		 "2>/dev/null || umount -l \"$m\" 2>/dev/null; done; "
+		 "rm -rf %s/%s* 2>/dev/null",
+		 tmp, run_prefix, tmp, run_prefix);
+	(void)!system(cmd);
 }
