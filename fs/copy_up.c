@@ -49,8 +49,9 @@ void fs_free_touched(struct fs *fs)
 int fs_touch(struct fs *fs, const char *path)
 {
 	struct store_entry orig;
+	bool seen, staged = false;
+	uint64_t off = 0;
 	int64_t start;
-	bool seen;
 	int r, tries = 0;
 
 	pthread_mutex_lock(&fs->touch_lock);
@@ -58,16 +59,20 @@ int fs_touch(struct fs *fs, const char *path)
 	pthread_mutex_unlock(&fs->touch_lock);
 	if (seen)
 		return 0;
-	/* PKG's bytes as they are now go into the store before any change is made. */
+	/*
+	 * PKG's bytes as they are now go into the store (staged: one append to
+	 * the transaction's staging file) and their location is indexed with the
+	 * path's row, before any change is made.
+	 */
 	start = util_mono_ns();
 	do {
-		r = store_entry_at(fs->cfg->store, fs->lower_fd, path,
-				   STORE_ENTRY_HASH | STORE_ENTRY_PUT, &orig);
+		r = store_entry_stage_at(fs->cfg->store, fs->cfg->txn, fs->lower_fd, path, &orig,
+					 &staged, &off);
 	} while (r == -EAGAIN && ++tries < 5);
 	if (r < 0)
 		return log_debug_errno(r, "cannot store the original of '%s'", path);
-	r = store_change_record_timed(fs->cfg->store, fs->cfg->txn, path, &orig,
-				      util_mono_ns() - start);
+	r = store_change_record_staged(fs->cfg->store, fs->cfg->txn, path, &orig,
+				       util_mono_ns() - start, staged, off);
 	if (r < 0)
 		return log_debug_errno(r, "cannot record '%s' in the index", path);
 	pthread_mutex_lock(&fs->touch_lock);

@@ -91,6 +91,44 @@ static int lower_has(struct fs *fs, struct fs_inode *dir, const char *name)
 	return r;
 }
 
+/*
+ * Whiteout name in dirfd: a hard link to one shared empty file in work/, as
+ * kernel overlayfs shares its whiteout inode. A link costs a directory entry;
+ * a file of its own would cost an inode allocation per deleted name, which
+ * dominates deleting a tree. Markers are recognised by name only, so the
+ * shared inode carries no meaning. Caller holds fs->ns for writing.
+ */
+static int set_whiteout(struct fs *fs, int dirfd, const char *name)
+{
+	static const char shared[] = LAYER_PREFIX "whiteout";
+	char wh[NAME_MAX + 1];
+
+	layer_whiteout_name(name, wh);
+	for (int tries = 0; tries < 3; tries++) {
+		char old[64];
+		int fd;
+
+		if (linkat(fs->work_fd, shared, dirfd, wh, 0) == 0 || errno == EEXIST)
+			return 0;
+		switch (errno) {
+		case ENOENT: /* first whiteout of this daemon: work/ starts empty */
+			fd = util_openat(fs->work_fd, shared, O_WRONLY | O_CREAT | O_EXCL, 0600);
+			if (fd < 0 && fd != -EEXIST)
+				return layer_set_whiteout(dirfd, name);
+			util_close(fd);
+			continue;
+		case EMLINK: /* the file system's link limit: start a new shared file */
+			if (util_renameat(fs->work_fd, shared, fs->work_fd,
+					  fs_work_name(fs, "whiteout", old)) < 0)
+				return layer_set_whiteout(dirfd, name);
+			continue;
+		default: /* no hard links here (or another problem): a file of its own */
+			return layer_set_whiteout(dirfd, name);
+		}
+	}
+	return layer_set_whiteout(dirfd, name);
+}
+
 /* Move an upper directory out of the way into work/ and delete it there. */
 static int trash_dir(struct fs *fs, int dirfd, const char *uname)
 {
@@ -353,7 +391,7 @@ int fs_do_unlink(struct fs *fs, struct fs_inode *parent, const char *name, bool 
 	}
 	/* Whiteout first: until the upper entry goes, it still wins, so no state in between shows. */
 	if (wh) {
-		r = layer_set_whiteout(pu, name);
+		r = set_whiteout(fs, pu, name);
 		if (r < 0)
 			goto out;
 	}
@@ -586,7 +624,7 @@ int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
 	}
 	/* Hide the old name's lower entry first: the upper entry still wins until it moves. */
 	if (wh) {
-		r = layer_set_whiteout(pu, name);
+		r = set_whiteout(fs, pu, name);
 		if (r < 0)
 			goto out_forget;
 	}

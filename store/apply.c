@@ -72,6 +72,10 @@ int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view
 		if (c[i].status && S_ISREG(c[i].new.mode))
 			t->bytes_new += (int64_t)c[i].new.size;
 	}
+	/* What the commit will replace must be blobs before the commit point refers to it. */
+	r = store_stage_promote(s, t->id);
+	if (r < 0)
+		goto out;
 	t->seal_ns = util_mono_ns() - start;
 	r = store_txn_save_stats(s, t);
 	if (r < 0)

@@ -653,6 +653,22 @@ out:
 	return r;
 }
 
+/* Where staged bytes go when a blob is read from the staging file (stage.c hashes them). */
+static int sink_plain(void *ctx, const void *p, size_t n)
+{
+	struct blob_sink *k = ctx;
+
+	k->total += n;
+	if (k->outfd >= 0)
+		return write_sparse(k->outfd, p, n, k->sparse);
+	if (k->sb) {
+		if (k->limit && k->sb->len + n > k->limit)
+			return -EFBIG;
+		return strbuf_add(k->sb, p, n);
+	}
+	return 0;
+}
+
 /* Stream a blob through the hash into out (fd, or strbuf when outfd < 0). */
 static int64_t blob_stream(struct store *s, const uint8_t hash[HASH_LEN], int outfd,
 			   struct strbuf *sb, size_t limit)
@@ -665,6 +681,18 @@ static int64_t blob_stream(struct store *s, const uint8_t hash[HASH_LEN], int ou
 	/* Holes where the content has zeros, when writing a regular file. */
 	k.sparse = outfd >= 0 && fstat(outfd, &st) == 0 && S_ISREG(st.st_mode);
 	in = blob_open(s, hash, &enc);
+	if (in == -ENOENT) {
+		/* An original an open transaction staged and no seal has made a blob yet. */
+		int64_t n = store_stage_read(s, hash, sink_plain, &k);
+
+		if (n >= 0 && k.sparse) {
+			int r2 = end_sparse(outfd);
+
+			if (r2 < 0)
+				n = r2;
+		}
+		return n;
+	}
 	if (in < 0)
 		return in;
 	r = hash_init(&k.h);
@@ -733,4 +761,97 @@ int store_sync(struct store *s)
 	 * Linux 5.8 it also reports writeback errors of the filesystem.
 	 */
 	return util_syncfs(s->objfd);
+}
+
+int store_put_range(struct store *s, int fd, off_t off, uint64_t size,
+		    const uint8_t want[HASH_LEN])
+{
+	uint8_t got[HASH_LEN];
+	loff_t in = off;
+	uint64_t left = size;
+	int tmp, r = 0;
+
+	/* An unnamed file in tmp/: nothing to clean up if we die, and put reads it whole. */
+	tmp = util_openat(s->tmpfd, ".", O_TMPFILE | O_RDWR, 0600);
+	if (tmp == -EOPNOTSUPP || tmp == -EISDIR || tmp == -EINVAL) {
+		char name[64];
+
+		tmp_name(name);
+		tmp = util_openat(s->tmpfd, name, O_RDWR | O_CREAT | O_EXCL, 0600);
+		if (tmp >= 0)
+			(void)unlinkat(s->tmpfd, name, 0);
+	}
+	if (tmp < 0)
+		return tmp;
+	while (left > 0) {
+		ssize_t n = copy_file_range(fd, &in, tmp, NULL, left, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS ||
+			      errno == EINVAL)) {
+			char buf[64 * 1024];
+			size_t want_n = left < sizeof(buf) ? (size_t)left : sizeof(buf);
+
+			n = pread(fd, buf, want_n, in);
+			if (n > 0) {
+				r = util_write_full(tmp, buf, (size_t)n);
+				if (r < 0)
+					break;
+				in += n;
+			}
+		}
+		if (n < 0) {
+			r = -errno;
+			break;
+		}
+		if (n == 0) {
+			r = -EBADMSG; /* the source is shorter than its index says */
+			break;
+		}
+		left -= (uint64_t)n;
+	}
+	if (r == 0 && lseek(tmp, 0, SEEK_SET) < 0)
+		r = -errno;
+	if (r == 0)
+		r = store_put_fd(s, tmp, got, NULL);
+	/* Stored under the hash of what was read; the caller wanted those bytes exactly. */
+	if (r == 0 && want && memcmp(got, want, HASH_LEN) != 0)
+		r = -EBADMSG;
+	util_close(tmp);
+	return r;
+}
+
+int store_blob_adopt(struct store *s, const uint8_t hash[HASH_LEN])
+{
+	struct stat st;
+	int64_t size;
+	int enc = STORE_BLOB_RAW, r;
+
+	r = store_blob_info(s, hash, NULL, NULL, NULL);
+	if (r != -ENOENT)
+		return r;
+	r = blob_find(s, hash, &enc, &st);
+	if (r <= 0)
+		return r < 0 ? r : -ENOENT;
+	size = blob_stream(s, hash, -1, NULL, 0);
+	if (size == -EBADMSG) {
+		char rel[72];
+
+		/* Nothing indexes it: drop it, or a new put would keep the bad copy (dedup). */
+		store_blob_relname(hash, enc, rel);
+		(void)unlinkat(s->objfd, rel, 0);
+		return -EBADMSG;
+	}
+	if (size < 0)
+		return (int)size;
+	r = store_batch_begin(s);
+	if (r < 0)
+		return r;
+	r = store_blob_upsert_locked(s, hash, (uint64_t)size, (uint64_t)st.st_size, enc);
+	if (r < 0) {
+		store_batch_rollback(s);
+		return r;
+	}
+	return store_batch_commit(s);
 }

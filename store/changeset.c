@@ -25,15 +25,27 @@ static void entry_from_stat(const struct stat *st, struct store_entry *e)
 }
 
 /* Hash (and with put, store) the content of an open regular file. */
-static int entry_hash_fd(struct store *s, int fd, unsigned flags, struct store_entry *e)
+/* What to do with content besides hashing it: store it, or stage it for a transaction. */
+struct keep {
+	unsigned flags;
+	int64_t txn;  /* stage for this transaction (instead of flags & PUT) */
+	bool staged;  /* out: content was staged */
+	uint64_t off; /* out: where */
+};
+
+static int entry_hash_fd(struct store *s, int fd, struct keep *k, struct store_entry *e)
 {
 	uint64_t size;
 	int r;
 
-	if (flags & STORE_ENTRY_PUT)
+	if (k->txn) {
+		r = store_stage_fd(s, k->txn, fd, e->hash, &size, &k->off);
+		k->staged = r == 0;
+	} else if (k->flags & STORE_ENTRY_PUT) {
 		r = store_put_fd(s, fd, e->hash, &size);
-	else
+	} else {
 		r = hash_fd(fd, e->hash, &size);
+	}
 	if (r < 0)
 		return r;
 	e->has_hash = true;
@@ -41,15 +53,19 @@ static int entry_hash_fd(struct store *s, int fd, unsigned flags, struct store_e
 	return 0;
 }
 
-static int entry_hash_link(struct store *s, const char *target, size_t len, unsigned flags,
+static int entry_hash_link(struct store *s, const char *target, size_t len, struct keep *k,
 			   struct store_entry *e)
 {
 	int r;
 
-	if (flags & STORE_ENTRY_PUT)
+	if (k->txn) {
+		r = store_stage_buf(s, k->txn, target, len, e->hash, &k->off);
+		k->staged = r == 0;
+	} else if (k->flags & STORE_ENTRY_PUT) {
 		r = store_put_buf(s, target, len, e->hash);
-	else
+	} else {
 		r = hash_buf(target, len, e->hash);
+	}
 	if (r < 0)
 		return r;
 	e->has_hash = true;
@@ -57,9 +73,10 @@ static int entry_hash_link(struct store *s, const char *target, size_t len, unsi
 	return 0;
 }
 
-int store_entry_at(struct store *s, int dirfd, const char *path, unsigned flags,
-		   struct store_entry *ret)
+static int entry_at(struct store *s, int dirfd, const char *path, struct keep *k,
+		    struct store_entry *ret)
 {
+	unsigned flags = k->flags;
 	struct store_entry e;
 	const char *base;
 	struct stat st;
@@ -95,7 +112,7 @@ int store_entry_at(struct store *s, int dirfd, const char *path, unsigned flags,
 			else if (st2.st_ino != st.st_ino || st2.st_dev != st.st_dev)
 				r = -EAGAIN; /* replaced under us: the caller retries or reports */
 			else
-				r = entry_hash_fd(s, fd, flags, &e);
+				r = entry_hash_fd(s, fd, k, &e);
 			util_close(fd);
 		}
 	} else if ((flags & STORE_ENTRY_HASH) && S_ISLNK(st.st_mode)) {
@@ -107,7 +124,7 @@ int store_entry_at(struct store *s, int dirfd, const char *path, unsigned flags,
 		else if ((size_t)n >= sizeof(target))
 			r = -ENAMETOOLONG;
 		else
-			r = entry_hash_link(s, target, (size_t)n, flags, &e);
+			r = entry_hash_link(s, target, (size_t)n, k, &e);
 	}
 	util_close(pfd);
 	if (r < 0)
@@ -116,9 +133,31 @@ int store_entry_at(struct store *s, int dirfd, const char *path, unsigned flags,
 	return 0;
 }
 
+int store_entry_at(struct store *s, int dirfd, const char *path, unsigned flags,
+		   struct store_entry *ret)
+{
+	struct keep k = { .flags = flags };
+
+	return entry_at(s, dirfd, path, &k, ret);
+}
+
+int store_entry_stage_at(struct store *s, int64_t txn, int dirfd, const char *path,
+			 struct store_entry *ret, bool *ret_staged, uint64_t *ret_off)
+{
+	struct keep k = { .flags = STORE_ENTRY_HASH, .txn = txn };
+	int r = entry_at(s, dirfd, path, &k, ret);
+
+	if (r == 0) {
+		*ret_staged = k.staged;
+		*ret_off = k.off;
+	}
+	return r;
+}
+
 int store_entry_from_view(struct store *s, const struct store_view *v, const char *path,
 			  unsigned flags, struct store_entry *ret)
 {
+	struct keep k = { .flags = flags };
 	struct store_entry e;
 	struct stat st;
 	int r;
@@ -136,14 +175,14 @@ int store_entry_from_view(struct store *s, const struct store_view *v, const cha
 
 		if (fd < 0)
 			return fd;
-		r = entry_hash_fd(s, fd, flags, &e);
+		r = entry_hash_fd(s, fd, &k, &e);
 		util_close(fd);
 	} else if ((flags & STORE_ENTRY_HASH) && S_ISLNK(st.st_mode)) {
 		struct strbuf target = STRBUF_INIT;
 
 		r = v->readlink(v->ctx, path, &target);
 		if (r == 0)
-			r = entry_hash_link(s, target.buf ? target.buf : "", target.len, flags, &e);
+			r = entry_hash_link(s, target.buf ? target.buf : "", target.len, &k, &e);
 		strbuf_release(&target);
 	}
 	if (r < 0)

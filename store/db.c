@@ -128,10 +128,25 @@ static const char schema_v2[] =
 	" PRIMARY KEY (txn, path, hash)) WITHOUT ROWID;"
 	"CREATE INDEX kept_by_hash ON kept(hash);";
 
+/*
+ * Schema version 3: originals staged while a transaction is open.
+ *   staged: where an original's bytes are in txn/<txn>/originals (offset,
+ *           size), by hash; rows go with the transaction's directory.
+ */
+static const char schema_v3[] =
+	"CREATE TABLE staged ("
+	" hash BLOB NOT NULL,"
+	" txn INTEGER NOT NULL,"
+	" off INTEGER NOT NULL,"
+	" size INTEGER NOT NULL,"
+	" PRIMARY KEY (hash, txn)) WITHOUT ROWID;"
+	"CREATE INDEX staged_by_txn ON staged(txn);";
+
 /* migrations[v] brings a store from version v to v + 1. */
 static const char *const migrations[DB_SCHEMA_VERSION] = {
 	schema_v1,
 	schema_v2,
+	schema_v3,
 };
 
 int db_errno(int rc)

@@ -283,6 +283,22 @@ static int gc_has_row_locked(struct store *s, const uint8_t hash[HASH_LEN])
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_errno(rc);
 }
 
+/* 1 if a change row or a kept file refers to the hash; caller holds s->lock. */
+static int gc_referenced_locked(struct store *s, const uint8_t hash[HASH_LEN])
+{
+	static const char q[] = "SELECT 1 FROM change WHERE o_hash = ?1 OR n_hash = ?1"
+				" UNION ALL SELECT 1 FROM kept WHERE hash = ?1 LIMIT 1";
+	int r = 0, rc;
+	sqlite3_stmt *st = db_stmt(s->db, q, &r);
+
+	if (!st)
+		return r;
+	sqlite3_bind_blob(st, 1, hash, HASH_LEN, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : db_errno(rc);
+}
+
 /* Unlink both forms of a blob whose row is gone; ENOENT is fine. */
 static int gc_unlink_blob(struct store *s, const uint8_t hash[HASH_LEN])
 {
@@ -382,6 +398,19 @@ static int gc_orphans_in(struct store *s, const char *sub, bool dry_run,
 		r = gc_has_row_locked(s, hash);
 		if (r != 0)
 			continue;
+		/*
+		 * No row, but the index refers to it (its writer was killed
+		 * between the file and the row): index it, never delete it.
+		 */
+		r = gc_referenced_locked(s, hash);
+		if (r == 1) {
+			r = store_blob_adopt(s, hash);
+			if (r == -EBADMSG || r == -ENOENT)
+				r = 0; /* a corrupt copy was dropped; verify reports the loss */
+			continue;
+		}
+		if (r < 0)
+			break;
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
 		if (!dry_run) {

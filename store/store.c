@@ -3,6 +3,7 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,11 +64,12 @@ int store_open(const char *dir, unsigned flags, struct store **ret)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->dirfd = s->objfd = s->tmpfd = s->txnfd = -1;
+	s->dirfd = s->objfd = s->tmpfd = s->txnfd = s->stage_fd = -1;
 	pthread_mutexattr_init(&attr);
 	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&s->lock, &attr);
 	pthread_mutexattr_destroy(&attr);
+	pthread_mutex_init(&s->stage_lock, NULL);
 
 	s->path = strdup(dir);
 	if (!s->path) {
@@ -98,6 +100,22 @@ int store_open(const char *dir, unsigned flags, struct store **ret)
 	if (s->objfd < 0 || s->tmpfd < 0 || s->txnfd < 0) {
 		r = s->objfd < 0 ? s->objfd : s->tmpfd < 0 ? s->tmpfd : s->txnfd;
 		goto out_free;
+	}
+	/*
+	 * All 256 fan-out directories up front: a blob write then never pays
+	 * for a mkdir, and never races another writer's.
+	 */
+	if (fstatat(s->objfd, "ff", &(struct stat){ 0 }, 0) < 0) {
+		for (int i = 0; i < 256; i++) {
+			char sub[3];
+
+			snprintf(sub, sizeof(sub), "%02x", i);
+			/* Not through util_sys: creating a store is not part of any commit. */
+			if (mkdirat(s->objfd, sub, 0700) < 0 && errno != EEXIST) {
+				r = -errno;
+				goto out_free;
+			}
+		}
 	}
 	{
 		struct statvfs vfs;
@@ -138,7 +156,9 @@ void store_close(struct store *s)
 	util_close(s->objfd);
 	util_close(s->tmpfd);
 	util_close(s->txnfd);
+	util_close(s->stage_fd);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->stage_lock);
 	free(s->path);
 	free(s);
 }

@@ -120,6 +120,27 @@ int store_blob_parse_name(const char *name, uint8_t ret_hash[HASH_LEN], int *ret
 int store_blob_info(struct store *s, const uint8_t hash[HASH_LEN], uint64_t *ret_size,
 		    uint64_t *ret_stored_size, int *ret_encoding);
 
+/*
+ * Staging of originals (stage.c), for the daemon of an open transaction:
+ * append the content of fd (from its current offset, as a whole regular
+ * file) or of a buffer to txn/<txn>/originals, returning its hash, size and
+ * offset there. Nothing is indexed yet: the caller records the location
+ * with store_change_record_staged() in the same SQLite transaction as the
+ * change row. -EAGAIN if the file changed size while it was read.
+ */
+int store_stage_fd(struct store *s, int64_t txn, int fd, uint8_t ret_hash[HASH_LEN],
+		   uint64_t *ret_size, uint64_t *ret_off);
+int store_stage_buf(struct store *s, int64_t txn, const void *data, size_t n,
+		    uint8_t ret_hash[HASH_LEN], uint64_t *ret_off);
+/*
+ * Turn the staged original of every changed path of a transaction into a
+ * blob (verified against its hash on the way), so that the commit can
+ * replace it in PKG. Called by seal.
+ */
+int store_stage_promote(struct store *s, int64_t txn);
+/* Drop a transaction's staging rows (its directory is going away). */
+int store_stage_forget(struct store *s, int64_t txn);
+
 /* Make all blobs written so far and their directory entries durable. */
 int store_sync(struct store *s);
 
@@ -223,7 +244,7 @@ int store_audit(struct store *s, int64_t txn, const char *event, const char *det
 /*
  * Record the counters and commit timings of a transaction (from t's fields:
  * counts, bytes_new, seal/check/stage/apply/commit_ns). backup_ns, n_orig and
- * bytes_orig belong to store_change_record_timed() and are not written.
+ * bytes_orig belong to store_change_record_staged() and are not written.
  */
 int store_txn_save_stats(struct store *s, const struct store_txn *t);
 
@@ -293,12 +314,15 @@ struct store_change {
 int store_change_record(struct store *s, int64_t txn, const char *path,
 			const struct store_entry *orig);
 /*
- * The same, adding backup_ns (the time it took to store the original) and the
- * original's size to the transaction's backup counters in the same SQLite
- * transaction when the row is new.
+ * The same, for the daemon: with staged, the original's bytes are at offset
+ * off of the transaction's staging file (store_stage_fd) and the location is
+ * indexed in the same SQLite transaction as the row. When the row is new,
+ * backup_ns (the time it took to store the original) and the original's size
+ * are added to the transaction's backup counters in that transaction too.
  */
-int store_change_record_timed(struct store *s, int64_t txn, const char *path,
-			      const struct store_entry *orig, int64_t backup_ns);
+int store_change_record_staged(struct store *s, int64_t txn, const char *path,
+			       const struct store_entry *orig, int64_t backup_ns, bool staged,
+			       uint64_t off);
 
 /* 1 if path has a row in the transaction, 0 if not. */
 int store_change_exists(struct store *s, int64_t txn, const char *path);
@@ -397,6 +421,14 @@ int store_entry_from_view(struct store *s, const struct store_view *v, const cha
 /* Read the state of path below dirfd (PKG); optionally hash and store its content. */
 int store_entry_at(struct store *s, int dirfd, const char *path, unsigned flags,
 		   struct store_entry *ret);
+
+/*
+ * Read the state of path below dirfd (PKG) and stage its content (regular
+ * file or symlink target) for transaction txn: *ret_staged says whether
+ * there was content, *ret_off where it went (store_stage_fd).
+ */
+int store_entry_stage_at(struct store *s, int64_t txn, int dirfd, const char *path,
+			 struct store_entry *ret, bool *ret_staged, uint64_t *ret_off);
 
 /*
  * Compare an original with a new state: 'A' added, 'D' deleted, 'M' content,
@@ -634,7 +666,7 @@ enum store_verify_kind {
 	/* Defects: bytes or references the store promised and cannot deliver. */
 	STORE_VERIFY_CORRUPT,	/* a blob whose content does not hash to its name */
 	STORE_VERIFY_MISSING,	/* the index refers to a blob that is not in objects/ */
-	STORE_VERIFY_DANGLING,	/* a change refers to a hash the blob table does not know */
+
 	STORE_VERIFY_STRAY,	/* a file in objects/ that is not named like a blob */
 	STORE_VERIFY_INDEX,	/* PRAGMA integrity_check reported a problem */
 	/*
@@ -643,6 +675,11 @@ enum store_verify_kind {
 	 * refers to it and gc may remove it.
 	 */
 	STORE_VERIFY_ORPHAN,
+	/*
+	 * Not a defect either: an intact blob the index refers to but the blob
+	 * table does not list yet (same cause); seal and gc index it.
+	 */
+	STORE_VERIFY_DANGLING,
 };
 
 struct store_verify_issue {
@@ -664,6 +701,8 @@ struct store_verify_report {
 };
 
 const char *store_verify_kind_name(enum store_verify_kind k);
+/* Is a finding of this kind a defect (true), or a warning about an intact store (false)? */
+bool store_verify_is_defect(enum store_verify_kind k);
 
 /*
  * Check the whole store: re-hash every blob in objects/, check that every

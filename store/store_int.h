@@ -19,6 +19,12 @@ struct store {
 	pthread_mutex_t lock;
 	struct db *db; /* protected by lock */
 	int batch;     /* depth of store_batch_begin(); protected by lock */
+
+	/* The staging file originals are appended to (stage.c); protected by stage_lock. */
+	pthread_mutex_t stage_lock;
+	int stage_fd;	   /* txn/<stage_txn>/originals, opened on first use, or -1 */
+	int64_t stage_txn;
+	uint64_t stage_end; /* where the next original goes */
 };
 
 void store_lock(struct store *s);
@@ -44,6 +50,32 @@ int store_audit_locked(struct store *s, int64_t txn, const char *event, const ch
  */
 int store_blob_upsert_locked(struct store *s, const uint8_t hash[HASH_LEN], uint64_t size,
 			     uint64_t stored_size, int encoding);
+
+/*
+ * Stream the staged original with this hash (any transaction) into a sink
+ * function, verifying it (stage.c): -ENOENT if nothing is staged under it,
+ * -EBADMSG if its bytes do not hash to it. Returns the size.
+ */
+typedef int (*store_sink_fn)(void *ctx, const void *data, size_t n);
+int64_t store_stage_read(struct store *s, const uint8_t hash[HASH_LEN], store_sink_fn sink,
+			 void *ctx);
+
+/*
+ * Write size bytes of fd from offset off into a blob (blob.c), as
+ * store_put_fd does with a whole file; -EBADMSG if they do not hash to
+ * want (when want is not NULL).
+ */
+int store_put_range(struct store *s, int fd, off_t off, uint64_t size,
+		    const uint8_t want[HASH_LEN]);
+
+/*
+ * Make sure a blob that has a file also has its index row: a writer killed
+ * between publishing the file and committing the row leaves a file without
+ * one, which gc would take for an orphan. Verifies the file first (-EBADMSG
+ * if corrupt: it is then removed, so that the content can be stored again).
+ * 0 with the row present, -ENOENT if there is no file either.
+ */
+int store_blob_adopt(struct store *s, const uint8_t hash[HASH_LEN]);
 
 /* Relative name of a blob file below objects/: "ab/<hex>" or "ab/<hex>.zst"; 72 bytes. */
 void store_blob_relname(const uint8_t hash[HASH_LEN], int encoding, char buf[72]);

@@ -528,6 +528,8 @@ int store_txn_remove_dir(struct store *s, int64_t id)
 {
 	char name[64];
 
+	/* Its staged originals go with it; the rows first, then the file. */
+	(void)store_stage_forget(s, id);
 	snprintf(name, sizeof(name), "%lld", (long long)id);
 	return util_rm_rf_at(s->txnfd, name);
 }
@@ -568,9 +570,12 @@ static void bind_entry(sqlite3_stmt *st, int i, const struct store_entry *e, boo
 		sqlite3_bind_null(st, i);
 }
 
-int store_change_record_timed(struct store *s, int64_t txn, const char *path,
-			      const struct store_entry *orig, int64_t backup_ns)
+int store_change_record_staged(struct store *s, int64_t txn, const char *path,
+			       const struct store_entry *orig, int64_t backup_ns, bool staged,
+			       uint64_t off)
 {
+	static const char q_staged[] = "INSERT OR IGNORE INTO staged(hash, txn, off, size)"
+				       " VALUES (?, ?, ?, ?)";
 	static const char q[] = "INSERT OR IGNORE INTO change(txn, path, o_mode, o_uid, o_gid,"
 				" o_size, o_mtime_ns, o_ctime_ns, o_dev, o_ino, o_hash)"
 				" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -604,6 +609,18 @@ int store_change_record_timed(struct store *s, int64_t txn, const char *path,
 		if (r < 0)
 			goto out_rollback;
 	}
+	if (added && staged && orig->has_hash) {
+		st = db_stmt(s->db, q_staged, &r);
+		if (!st)
+			goto out_rollback;
+		sqlite3_bind_blob(st, 1, orig->hash, HASH_LEN, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 2, txn);
+		sqlite3_bind_int64(st, 3, (int64_t)off);
+		sqlite3_bind_int64(st, 4, (int64_t)orig->size);
+		r = db_step_done(s->db, st);
+		if (r < 0)
+			goto out_rollback;
+	}
 	r = store_batch_commit(s);
 	return r < 0 ? r : added;
 
@@ -615,7 +632,7 @@ out_rollback:
 int store_change_record(struct store *s, int64_t txn, const char *path,
 			const struct store_entry *orig)
 {
-	return store_change_record_timed(s, txn, path, orig, 0);
+	return store_change_record_staged(s, txn, path, orig, 0, false, 0);
 }
 
 int store_change_exists(struct store *s, int64_t txn, const char *path)

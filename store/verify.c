@@ -41,6 +41,11 @@ const char *store_verify_kind_name(enum store_verify_kind k)
 	return "unknown";
 }
 
+bool store_verify_is_defect(enum store_verify_kind k)
+{
+	return k != STORE_VERIFY_ORPHAN && k != STORE_VERIFY_DANGLING;
+}
+
 /* One row of the blob table, and whether objects/ has its file. */
 struct known_blob {
 	uint8_t hash[HASH_LEN];
@@ -143,10 +148,10 @@ static int add_issue(struct verify *v, enum store_verify_kind kind, const uint8_
 		}
 	}
 	rep->n++;
-	if (kind == STORE_VERIFY_ORPHAN)
-		rep->warnings++;
-	else
+	if (store_verify_is_defect(kind))
 		rep->defects++;
+	else
+		rep->warnings++;
 	return 0;
 }
 
@@ -383,12 +388,25 @@ static int check_refs(struct verify *v)
 		}
 		if (!has && row)
 			continue; /* reported by check_rows with its references */
-		if (!has)
-			r = add_blob_issue(v, STORE_VERIFY_MISSING, refs[i],
-					   "referred to by the index, no such file");
+		if (!has) {
+			/* An open transaction's original may still be staged, not a blob. */
+			int64_t sr = store_stage_read(v->s, refs[i], NULL, NULL);
+
+			if (sr >= 0)
+				continue;
+			if (sr == -EBADMSG)
+				r = add_blob_issue(v, STORE_VERIFY_CORRUPT, refs[i],
+						   "its staged copy does not match its SHA-256");
+			else if (sr == -ENOENT)
+				r = add_blob_issue(v, STORE_VERIFY_MISSING, refs[i],
+						   "referred to by the index, no such file");
+			else
+				r = (int)sr;
+			continue;
+		}
 		else if (!row)
 			r = add_blob_issue(v, STORE_VERIFY_DANGLING, refs[i],
-					   "referred to by the index, not in the blob table");
+					   "intact and referred to by the index, not yet in the blob table (a writer was killed in between): the next commit or gc indexes it");
 	}
 	free(refs);
 	return r;
@@ -424,19 +442,21 @@ static int check_index(struct verify *v)
 /* One line for the audit log: counts per kind and the first defect. */
 static char *audit_detail(const struct store_verify_report *rep)
 {
-	size_t count[STORE_VERIFY_ORPHAN + 1] = { 0 };
+	size_t count[STORE_VERIFY_DANGLING + 1] = { 0 };
 	const struct store_verify_issue *first = NULL;
 
 	for (size_t i = 0; i < rep->n; i++) {
-		count[rep->issues[i].kind]++;
-		if (!first && rep->issues[i].kind != STORE_VERIFY_ORPHAN)
+		enum store_verify_kind k = rep->issues[i].kind;
+
+		count[k]++;
+		if (!first && store_verify_is_defect(k))
 			first = &rep->issues[i];
 	}
-	return util_xasprintf("%zu defect(s): %zu corrupt, %zu missing, %zu dangling, %zu stray,"
-			      " %zu index; first: %s %s",
+	return util_xasprintf("%zu defect(s): %zu corrupt, %zu missing, %zu stray, %zu index;"
+			      " first: %s %s",
 			      rep->defects, count[STORE_VERIFY_CORRUPT],
-			      count[STORE_VERIFY_MISSING], count[STORE_VERIFY_DANGLING],
-			      count[STORE_VERIFY_STRAY], count[STORE_VERIFY_INDEX],
+			      count[STORE_VERIFY_MISSING], count[STORE_VERIFY_STRAY],
+			      count[STORE_VERIFY_INDEX],
 			      first ? store_verify_kind_name(first->kind) : "-",
 			      first && first->path ? first->path : "-");
 }

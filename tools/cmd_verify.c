@@ -35,7 +35,7 @@ static void print_json(const struct store_verify_report *rep)
 
 		printf("%s{\"kind\":\"%s\",\"defect\":%s,\"path\":", i ? "," : "",
 		       store_verify_kind_name(is->kind),
-		       is->kind == STORE_VERIFY_ORPHAN ? "false" : "true");
+		       store_verify_is_defect(is->kind) ? "true" : "false");
 		if (is->path)
 			json_str(stdout, is->path);
 		else
@@ -111,7 +111,7 @@ int cmd_verify(struct cli *cli, int argc, char **argv)
 	if (rep.defects) {
 		const struct store_verify_issue *first = rep.issues;
 
-		while (first->kind == STORE_VERIFY_ORPHAN)
+		while (!store_verify_is_defect(first->kind))
 			first++;
 		log_error("the store '%s' failed verification with %zu defect(s), first %s '%s': what they name cannot be restored from the store",
 			  store_path(cjfs_store(c)), rep.defects,

@@ -150,17 +150,28 @@ Test(integrity, a_corrupt_blob_reused_by_dedup_is_refused)
 Test(integrity, a_corrupt_original_is_refused_when_a_failed_commit_restores_it)
 {
 	char *fenv[] = { NULL, NULL };
-	char *argv[] = { (char *)"commit", (char *)"1", NULL };
+	char *argv[] = { (char *)"commit", (char *)"3", NULL };
 	char hex[HASH_HEX_LEN + 1], rel[128], fault[64], *a, *now, *new_tree;
 	long promote;
 
+	/*
+	 * History first: a.txt's original is a blob already (transaction 1
+	 * replaced it, transaction 2 put it back), so transaction 3 reuses that
+	 * blob instead of making one from its own staged copy.
+	 */
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "printf 'other a\\n' > a.txt"), 0);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "printf 'original a\\n' > a.txt"), 0);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
 	h_mount(&env);
 	cr_assert_eq(h_sh(env.mnt,
 			  "printf 'cleaned a\\n' > a.txt && printf 'cleaned b\\n' > b.txt"),
 		     0);
 	new_tree = h_snapshot(env.mnt, true);
 	cr_assert_eq(h_unmount(&env), 0);
-	promote = h_commit_phase(&env, 1, "promote");
+	promote = h_commit_phase(&env, 3, "promote");
 	/* The original of a.txt rots in the store. */
 	blob_of("original a\n", hex, rel);
 	corrupt(rel);
@@ -183,7 +194,7 @@ Test(integrity, a_corrupt_original_is_refused_when_a_failed_commit_restores_it)
 	cr_assert_str_eq(now, new_tree, "recovery did not finish the commit");
 	free(now);
 	cr_assert_eq(h_count_names(env.pkg, ".cjfs-"), 0, "temporaries left in PKG");
-	assert_verify_names("corrupt", rel, "original of 'a.txt' in transaction 1");
+	assert_verify_names("corrupt", rel, "original of 'a.txt' in transaction 3");
 	free(new_tree);
 }
 

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "store.h"
 
 static char root[PATH_MAX];
@@ -54,12 +55,13 @@ static int user_version(const char *db)
 	return v;
 }
 
-Test(store_schema, a_new_store_is_at_version_2)
+Test(store_schema, a_new_store_is_at_the_current_version)
 {
 	char db[PATH_MAX];
 
 	snprintf(db, sizeof(db), "%s/index.db", root);
-	cr_assert_eq(user_version(db), 2);
+	cr_assert_eq(user_version(db), DB_SCHEMA_VERSION);
+	cr_assert_eq(DB_SCHEMA_VERSION, 3);
 }
 
 Test(store_schema, a_store_from_a_newer_cjfs_is_refused)
@@ -72,7 +74,7 @@ Test(store_schema, a_store_from_a_newer_cjfs_is_refused)
 	store_close(s);
 	s = NULL;
 	cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
-	cr_assert_eq(sqlite3_exec(h, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(h, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(h);
 	cr_assert_eq(store_open(root, 0, &s2), -EPROTO);
 	cr_assert_null(s2);
@@ -129,7 +131,7 @@ Test(store_schema, a_version_1_store_is_migrated_forward_keeping_its_history)
 	cr_assert_eq(sqlite3_exec(h, schema_v1, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(h);
 	cr_assert_eq(store_open(dir, 0, &old), 0);
-	cr_assert_eq(user_version(db), 2);
+	cr_assert_eq(user_version(db), DB_SCHEMA_VERSION);
 	cr_assert_eq(store_txn_load(old, 1, &t), 0);
 	cr_assert_str_eq(t->pkg, "/old/pkg");
 	cr_assert_eq(t->state, STORE_TXN_COMMITTED);
