@@ -71,8 +71,8 @@ int fs_touch(struct fs *fs, const char *path)
 	} while (r == -EAGAIN && ++tries < 5);
 	if (r < 0)
 		return log_debug_errno(r, "cannot store the original of '%s'", path);
-	r = store_change_record_staged(fs->cfg->store, fs->cfg->txn, path, &orig,
-				       util_mono_ns() - start, staged, off);
+	__atomic_add_fetch(&fs->backup_ns, util_mono_ns() - start, __ATOMIC_RELAXED);
+	r = store_change_record_staged(fs->cfg->store, fs->cfg->txn, path, &orig, staged, off);
 	if (r < 0)
 		return log_debug_errno(r, "cannot record '%s' in the index", path);
 	pthread_mutex_lock(&fs->touch_lock);

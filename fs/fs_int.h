@@ -180,6 +180,7 @@ struct fs {
 	struct strset touched;
 
 	unsigned long work_seq; /* atomic: names in work/ */
+	int64_t backup_ns;	/* atomic: time spent storing originals, saved at exit */
 	long fd_budget;		/* atomic: directory fds we may still cache */
 	double timeout;		/* entry and attribute timeout, seconds */
 };

@@ -236,6 +236,8 @@ int fs_run(struct fs *fs)
 	fuse_remove_signal_handlers(fs->se);
 	fuse_loop_cfg_destroy(lc);
 	fuse_session_unmount(fs->se);
+	/* Informational: lost if the daemon is killed, which then has other worries. */
+	(void)store_txn_add_backup(fs->cfg->store, fs->cfg->txn, fs->backup_ns);
 	return r < 0 ? r : r > 0 ? -EINTR : 0;
 }
 

@@ -31,6 +31,7 @@ int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view
 	if (r < 0)
 		return r;
 	t->n_modified = t->n_added = t->n_deleted = t->bytes_new = 0;
+	t->n_orig = t->bytes_orig = 0;
 	for (size_t i = 0; i < n; i += SEAL_BATCH) {
 		size_t end = i + SEAL_BATCH < n ? i + SEAL_BATCH : n;
 
@@ -71,6 +72,11 @@ int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view
 		}
 		if (c[i].status && S_ISREG(c[i].new.mode))
 			t->bytes_new += (int64_t)c[i].new.size;
+		/* The originals this commit replaces, kept in the store from now on. */
+		if (c[i].status && c[i].orig.has_hash) {
+			t->n_orig++;
+			t->bytes_orig += (int64_t)c[i].orig.size;
+		}
 	}
 	/* What the commit will replace must be blobs before the commit point refers to it. */
 	r = store_stage_promote(s, t->id);

@@ -243,10 +243,17 @@ int store_audit(struct store *s, int64_t txn, const char *event, const char *det
 
 /*
  * Record the counters and commit timings of a transaction (from t's fields:
- * counts, bytes_new, seal/check/stage/apply/commit_ns). backup_ns, n_orig and
- * bytes_orig belong to store_change_record_staged() and are not written.
+ * counts, bytes_new, n_orig, bytes_orig, seal/check/stage/apply/commit_ns).
+ * backup_ns is the daemon's (store_txn_add_backup) and is not written.
  */
 int store_txn_save_stats(struct store *s, const struct store_txn *t);
+
+/*
+ * Add ns to the time the transaction's daemon spent storing originals. The
+ * daemon adds up in memory and writes once, when it exits: not inside every
+ * change row's SQLite transaction.
+ */
+int store_txn_add_backup(struct store *s, int64_t txn, int64_t ns);
 
 /*
  * Open the transaction's directory (txn/<id>) or a subdirectory of it
@@ -316,13 +323,10 @@ int store_change_record(struct store *s, int64_t txn, const char *path,
 /*
  * The same, for the daemon: with staged, the original's bytes are at offset
  * off of the transaction's staging file (store_stage_fd) and the location is
- * indexed in the same SQLite transaction as the row. When the row is new,
- * backup_ns (the time it took to store the original) and the original's size
- * are added to the transaction's backup counters in that transaction too.
+ * indexed in the same SQLite transaction as the row.
  */
 int store_change_record_staged(struct store *s, int64_t txn, const char *path,
-			       const struct store_entry *orig, int64_t backup_ns, bool staged,
-			       uint64_t off);
+			       const struct store_entry *orig, bool staged, uint64_t off);
 
 /* 1 if path has a row in the transaction, 0 if not. */
 int store_change_exists(struct store *s, int64_t txn, const char *path);

@@ -444,7 +444,8 @@ int store_txn_save_stats(struct store *s, const struct store_txn *t)
 {
 	static const char q[] = "UPDATE txn SET n_modified = ?, n_added = ?, n_deleted = ?,"
 				" bytes_new = ?, seal_ns = ?, check_ns = ?, stage_ns = ?,"
-				" apply_ns = ?, commit_ns = ? WHERE id = ?";
+				" apply_ns = ?, commit_ns = ?, n_orig = ?, bytes_orig = ?"
+				" WHERE id = ?";
 	sqlite3_stmt *st;
 	int r = 0;
 
@@ -460,7 +461,9 @@ int store_txn_save_stats(struct store *s, const struct store_txn *t)
 		sqlite3_bind_int64(st, 7, t->stage_ns);
 		sqlite3_bind_int64(st, 8, t->apply_ns);
 		sqlite3_bind_int64(st, 9, t->commit_ns);
-		sqlite3_bind_int64(st, 10, t->id);
+		sqlite3_bind_int64(st, 10, t->n_orig);
+		sqlite3_bind_int64(st, 11, t->bytes_orig);
+		sqlite3_bind_int64(st, 12, t->id);
 		r = db_step_done(s->db, st);
 	}
 	store_unlock(s);
@@ -571,16 +574,13 @@ static void bind_entry(sqlite3_stmt *st, int i, const struct store_entry *e, boo
 }
 
 int store_change_record_staged(struct store *s, int64_t txn, const char *path,
-			       const struct store_entry *orig, int64_t backup_ns, bool staged,
-			       uint64_t off)
+			       const struct store_entry *orig, bool staged, uint64_t off)
 {
 	static const char q_staged[] = "INSERT OR IGNORE INTO staged(hash, txn, off, size)"
 				       " VALUES (?, ?, ?, ?)";
 	static const char q[] = "INSERT OR IGNORE INTO change(txn, path, o_mode, o_uid, o_gid,"
 				" o_size, o_mtime_ns, o_ctime_ns, o_dev, o_ino, o_hash)"
 				" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-	static const char q_cost[] = "UPDATE txn SET n_orig = n_orig + ?, bytes_orig = bytes_orig + ?,"
-				     " backup_ns = backup_ns + ? WHERE id = ?";
 	sqlite3_stmt *st;
 	int r, added;
 
@@ -597,18 +597,6 @@ int store_change_record_staged(struct store *s, int64_t txn, const char *path,
 	if (r < 0)
 		goto out_rollback;
 	added = sqlite3_changes(db_handle(s->db)) == 1;
-	if (added) {
-		st = db_stmt(s->db, q_cost, &r);
-		if (!st)
-			goto out_rollback;
-		sqlite3_bind_int64(st, 1, orig->has_hash);
-		sqlite3_bind_int64(st, 2, orig->has_hash ? (int64_t)orig->size : 0);
-		sqlite3_bind_int64(st, 3, backup_ns);
-		sqlite3_bind_int64(st, 4, txn);
-		r = db_step_done(s->db, st);
-		if (r < 0)
-			goto out_rollback;
-	}
 	if (added && staged && orig->has_hash) {
 		st = db_stmt(s->db, q_staged, &r);
 		if (!st)
@@ -632,7 +620,7 @@ out_rollback:
 int store_change_record(struct store *s, int64_t txn, const char *path,
 			const struct store_entry *orig)
 {
-	return store_change_record_staged(s, txn, path, orig, 0, false, 0);
+	return store_change_record_staged(s, txn, path, orig, false, 0);
 }
 
 int store_change_exists(struct store *s, int64_t txn, const char *path)
@@ -1034,6 +1022,23 @@ int store_txn_undone_by(struct store *s, int64_t txn, int64_t *ret_id)
 		*ret_id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
 		r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_errno(rc);
 		sqlite3_reset(st);
+	}
+	store_unlock(s);
+	return r;
+}
+
+int store_txn_add_backup(struct store *s, int64_t txn, int64_t ns)
+{
+	static const char q[] = "UPDATE txn SET backup_ns = backup_ns + ? WHERE id = ?";
+	sqlite3_stmt *st;
+	int r = 0;
+
+	store_lock(s);
+	st = db_stmt(s->db, q, &r);
+	if (st) {
+		sqlite3_bind_int64(st, 1, ns);
+		sqlite3_bind_int64(st, 2, txn);
+		r = db_step_done(s->db, st);
 	}
 	store_unlock(s);
 	return r;

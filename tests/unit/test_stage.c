@@ -59,7 +59,7 @@ static void touch(const char *path, struct store_entry *ret)
 	uint64_t off = 0;
 
 	cr_assert_eq(store_entry_stage_at(s, txn, pkg, path, ret, &staged, &off), 0);
-	cr_assert_eq(store_change_record_staged(s, txn, path, ret, 1000, staged, off), 1);
+	cr_assert_eq(store_change_record_staged(s, txn, path, ret, staged, off), 1);
 }
 
 static char *read_blob(const uint8_t hash[HASH_LEN], int *ret_err)
