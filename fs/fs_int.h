@@ -148,6 +148,9 @@ struct fs_inode {
 	uint64_t refs;	  /* references from children and open handles */
 	uint64_t nopen;	  /* open file handles */
 	struct fs_inode *hnext;
+
+	/* Atomic: fs->epoch when the kernel last looked it up (see reclaim.c). */
+	uint64_t used;
 };
 
 /* The upper object a lower one was copied up to, so st_ino stays the same. */
@@ -183,6 +186,14 @@ struct fs {
 	int64_t backup_ns;	/* atomic: time spent storing originals, saved at exit */
 	long fd_budget;		/* atomic: directory fds we may still cache */
 	double timeout;		/* entry and attribute timeout, seconds */
+
+	/* reclaim.c: keeping the inode table bounded whatever the tree size. */
+	size_t inode_cap;	 /* most inodes to keep; 0 = no limit */
+	uint64_t epoch;		 /* atomic: advances every reclaim period */
+	pthread_t reclaimer;
+	bool reclaiming;	 /* the thread runs; protected by reclaim_lock */
+	pthread_mutex_t reclaim_lock;
+	pthread_cond_t reclaim_cond;
 };
 
 /* inode.c */
@@ -229,6 +240,14 @@ bool fs_origin_find(struct fs *fs, dev_t dev, ino_t ino, struct fs_key *ret);
 void fs_origin_remove(struct fs *fs, dev_t dev, ino_t ino);
 /* Fix the reported fields of a stat from the layers. */
 void fs_fix_stat(struct fs *fs, struct fs_inode *inode, struct stat *st);
+
+/*
+ * reclaim.c: when the table holds more than fs->inode_cap inodes, ask the
+ * kernel to drop the least recently used leaf entries, so that it forgets
+ * them and the daemon's memory stays bounded however many files are read.
+ */
+int fs_reclaim_start(struct fs *fs);
+void fs_reclaim_stop(struct fs *fs);
 
 /* namei.c: paths and directory fds; caller holds fs->ns */
 int fs_path(struct fs *fs, struct fs_inode *inode, struct strbuf *out);

@@ -256,6 +256,8 @@ int fs_inode_found(struct fs *fs, struct fs_inode *parent, const char *name, str
 	inode = table_find(fs, &key);
 	if (inode) {
 		inode->nlookup++;
+		__atomic_store_n(&inode->used, __atomic_load_n(&fs->epoch, __ATOMIC_RELAXED),
+				 __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&fs->table);
 		found_release(f);
 		*ret = inode;
@@ -320,6 +322,7 @@ int fs_inode_found(struct fs *fs, struct fs_inode *parent, const char *name, str
 	inode->parent = parent;
 	parent->refs++;
 	inode->nlookup = 1;
+	inode->used = __atomic_load_n(&fs->epoch, __ATOMIC_RELAXED);
 	table_insert(fs, inode);
 	pthread_mutex_unlock(&fs->table);
 	*ret = inode;

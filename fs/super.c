@@ -18,6 +18,13 @@
 /* Entry and attribute timeout: long, because every change passes through the daemon. */
 #define FS_TIMEOUT 86400.0
 
+/*
+ * Inodes the daemon keeps before it asks the kernel to forget some: about
+ * 250 bytes each, so the table stays near 10 MiB whatever the tree size.
+ * $CJFS_INODE_CAP overrides it (0: no limit).
+ */
+#define FS_INODE_CAP 40000
+
 static void fs_log(enum fuse_log_level level, const char *fmt, va_list ap)
 {
 	char msg[1024];
@@ -151,6 +158,15 @@ int fs_mount(const struct fs_config *cfg, struct fs **ret)
 	pthread_rwlock_init(&fs->ns, NULL);
 	pthread_mutex_init(&fs->table, NULL);
 	pthread_mutex_init(&fs->touch_lock, NULL);
+	pthread_mutex_init(&fs->reclaim_lock, NULL);
+	pthread_cond_init(&fs->reclaim_cond, NULL);
+	{
+		const char *cap = getenv("CJFS_INODE_CAP");
+		int64_t v;
+
+		fs->inode_cap = cap && util_parse_i64(cap, &v) == 0 && v >= 0 ? (size_t)v
+									      : FS_INODE_CAP;
+	}
 	r = fs_init_tables(fs);
 	if (r < 0)
 		goto out_free;
@@ -232,7 +248,11 @@ int fs_run(struct fs *fs)
 		fuse_loop_cfg_destroy(lc);
 		return -EIO;
 	}
+	r = fs_reclaim_start(fs);
+	if (r < 0)
+		log_warn("cannot start the inode reclaimer: memory will follow the kernel's cache");
 	r = fuse_session_loop_mt(fs->se, lc);
+	fs_reclaim_stop(fs);
 	fuse_remove_signal_handlers(fs->se);
 	fuse_loop_cfg_destroy(lc);
 	fuse_session_unmount(fs->se);
@@ -259,5 +279,7 @@ void fs_free(struct fs *fs)
 	pthread_rwlock_destroy(&fs->ns);
 	pthread_mutex_destroy(&fs->table);
 	pthread_mutex_destroy(&fs->touch_lock);
+	pthread_mutex_destroy(&fs->reclaim_lock);
+	pthread_cond_destroy(&fs->reclaim_cond);
 	free(fs);
 }

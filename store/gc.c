@@ -404,7 +404,9 @@ static int gc_orphans_in(struct store *s, const char *sub, bool dry_run,
 		 */
 		r = gc_referenced_locked(s, hash);
 		if (r == 1) {
-			r = store_blob_adopt(s, hash);
+			r = dry_run ? 0 : store_blob_adopt(s, hash);
+			if (r == 0)
+				rep->adopted++;
 			if (r == -EBADMSG || r == -ENOENT)
 				r = 0; /* a corrupt copy was dropped; verify reports the loss */
 			continue;
@@ -434,7 +436,7 @@ out:
 	return r;
 }
 
-static int gc_orphans(struct store *s, bool dry_run, struct store_gc_report *rep)
+int store_gc_orphans(struct store *s, bool dry_run, struct store_gc_report *rep)
 {
 	int fd = util_openat(s->objfd, ".", O_RDONLY | O_DIRECTORY, 0);
 	struct dirent *de;
@@ -478,7 +480,7 @@ int store_gc(struct store *s, const struct store_gc_policy *p, struct store_gc_r
 			goto out;
 		}
 	}
-	r = gc_orphans(s, p->dry_run, &rep);
+	r = store_gc_orphans(s, p->dry_run, &rep);
 	if (r < 0)
 		log_debug_errno(r, "gc: cannot remove orphan blob files");
 	else if (!p->dry_run && (rep.blobs || rep.orphans))

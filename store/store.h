@@ -616,6 +616,7 @@ struct store_gc_report {
 	size_t blobs;	      /* blobs deleted (or that would be) */
 	uint64_t bytes;	      /* their stored bytes */
 	size_t orphans;	      /* blob files without an index row, removed (or found) */
+	size_t adopted;	      /* blob files without a row that the index refers to: indexed */
 	uint64_t orphan_bytes;
 	uint64_t size_before; /* stored bytes of all blobs in the index, before */
 	uint64_t size_after;
@@ -635,6 +636,13 @@ void store_gc_report_release(struct store_gc_report *r);
  * whose row is gone is an orphan, and every gc removes orphans.
  */
 int store_gc(struct store *s, const struct store_gc_policy *p, struct store_gc_report *ret);
+
+/*
+ * Only gc's last step, for `cjfs verify --repair`: blob files without an
+ * index row are removed when nothing refers to them and indexed (after
+ * verification) when something does. Counts go to rep (orphans, adopted).
+ */
+int store_gc_orphans(struct store *s, bool dry_run, struct store_gc_report *rep);
 
 /* ---- statistics (stats.c) ---- */
 

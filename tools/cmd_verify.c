@@ -7,19 +7,24 @@
 
 #include "log.h"
 
-static const char verify_usage[] = "cjfs verify [--json]";
+static const char verify_usage[] = "cjfs verify [--repair] [--json]";
 static const char verify_help[] =
-	"usage: cjfs verify [--json]\n"
+	"usage: cjfs verify [--repair] [--json]\n"
 	"\n"
 	"Check the store: re-hash every blob, check that every content the index\n"
 	"refers to (the originals and new contents of every transaction) is present\n"
 	"and intact, look for files and rows that do not match up, and run SQLite's\n"
 	"integrity check. One line per finding on stdout:\n"
 	"  KIND PATH HASH DETAIL\n"
-	"where KIND is corrupt, missing, dangling, stray or index (defects) or orphan\n"
-	"(an intact blob the index does not list: harmless, left by an interrupted\n"
-	"write), then a summary line. Exits 1 if there is any defect, 0 if none.\n"
+	"where KIND is corrupt, missing, stray or index (defects), or orphan or\n"
+	"dangling (warnings: an intact blob the blob table does not list, left by an\n"
+	"interrupted write, that nothing / something refers to), then a summary line.\n"
+	"Exits 1 if there is any defect, 0 if none.\n"
 	"\n"
+	"  --repair   first fix what is provably safe to fix: remove orphan blobs\n"
+	"             nothing refers to, index dangling ones after re-hashing them.\n"
+	"             Never removes anything the index refers to, nor files that are\n"
+	"             not named like blobs; corrupt content cannot be repaired.\n"
 	"  --json     machine-readable report\n";
 
 static void print_json(const struct store_verify_report *rep)
@@ -78,16 +83,21 @@ static void print_text(const struct store_verify_report *rep)
 int cmd_verify(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' }, CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 },
+		{ "json", no_argument, NULL, 'j' }, { "repair", no_argument, NULL, 'R' },
+		CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 },
 	};
 	struct store_verify_report rep;
-	bool json = false, done = false;
+	bool json = false, repair = false, done = false;
 	struct cjfs *c;
 	int opt, r;
 
 	while ((opt = cli_getopt(argc, argv, "h", longopts)) != -1) {
 		if (opt == 'j') {
 			json = true;
+			continue;
+		}
+		if (opt == 'R') {
+			repair = true;
 			continue;
 		}
 		r = cli_common_opt(cli, opt, "verify", verify_help, &done);
@@ -97,6 +107,20 @@ int cmd_verify(struct cli *cli, int argc, char **argv)
 	if (argc != optind)
 		return cli_usage_error("verify", verify_usage, "no arguments expected");
 	c = cli_store(cli);
+	if (repair) {
+		struct store_gc_report fix = { 0 };
+
+		r = store_gc_orphans(cjfs_store(c), false, &fix);
+		if (r == 0)
+			/* On stderr: stdout stays the report, which --json keeps parseable. */
+			fprintf(stderr, "cjfs: repaired: %zu orphan blob(s) removed, %zu indexed\n",
+				fix.orphans, fix.adopted);
+		store_gc_report_release(&fix);
+		if (r < 0) {
+			log_errno(r, "cannot repair the store '%s'", store_path(cjfs_store(c)));
+			return EXIT_FAIL;
+		}
+	}
 	r = store_verify(cjfs_store(c), &rep);
 	if (r < 0) {
 		log_errno(r, "cannot verify the store '%s'", store_path(cjfs_store(c)));

@@ -235,3 +235,30 @@ Test(integrity, verify_names_each_kind_of_defect_and_passes_a_sound_store)
 	cr_assert_eq(h_sql_long(&env, "SELECT count(*) FROM audit WHERE event = 'VERIFY_FAILED'"),
 		     2, "not one VERIFY_FAILED audit event per failed verify");
 }
+
+Test(integrity, verify_repair_removes_unreferenced_orphans_and_indexes_dangling_blobs)
+{
+	char hex[HASH_HEX_LEN + 1], rel[128], hex2[HASH_HEX_LEN + 1], rel2[128], sql[256];
+	char path[PATH_MAX];
+
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "printf 'cleaned a\\n' > a.txt"), 0);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	/* An intact blob nothing refers to, and one the index refers to without its row. */
+	blob_of("orphan\n", hex2, rel2);
+	h_write(env.store, rel2, "orphan\n");
+	blob_of("cleaned a\n", hex, rel);
+	snprintf(sql, sizeof(sql), "DELETE FROM blob WHERE hex(hash) = upper('%s')", hex);
+	h_sql_exec(&env, sql);
+	cr_assert_eq(h_cjfs(&env, "verify", NULL), 0, "warnings are not defects: %s", env.out);
+	cr_assert_not_null(strstr(env.out, "dangling objects/"), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, "orphan objects/"), "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "verify", "--repair", NULL), 0, "%s%s", env.out, env.err);
+	cr_assert_not_null(strstr(env.err, "1 orphan blob(s) removed, 1 indexed"), "%s", env.err);
+	cr_assert_not_null(strstr(env.out, ": 0 defect(s), 0 orphan(s)"), "%s", env.out);
+	/* What the index refers to is still there and intact; what nothing did is gone. */
+	snprintf(path, sizeof(path), "%s/%s", env.store, rel2);
+	cr_assert_eq(access(path, F_OK), -1, "an unreferenced orphan is still there");
+	cr_assert_eq(h_cjfs(&env, "show", "--diff", "1", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "+cleaned a"), "%s", env.out);
+}

@@ -848,6 +848,21 @@ long h_sql_long(struct h_env *e, const char *sql)
 	return v;
 }
 
+void h_sql_exec(struct h_env *e, const char *sql)
+{
+	char db[PATH_MAX], *msg = NULL;
+	sqlite3 *h = NULL;
+
+	snprintf(db, sizeof(db), "%s/index.db", e->store);
+	cr_assert_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK,
+		     "cannot open '%s'", db);
+	sqlite3_busy_timeout(h, 10000);
+	cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql,
+		     msg ? msg : "?");
+	sqlite3_free(msg);
+	sqlite3_close(h);
+}
+
 long h_env_long(const char *name, long def)
 {
 	const char *v = getenv(name);

@@ -170,6 +170,8 @@ long h_commit_phase(struct h_env *e, long txn, const char *phase);
 
 /* The first column of the first row of a read-only query on the store's index. */
 long h_sql_long(struct h_env *e, const char *sql);
+/* Run SQL that changes the index (to build damaged stores). */
+void h_sql_exec(struct h_env *e, const char *sql);
 
 /*
  * An integer from the environment (test knobs such as iteration counts), or
