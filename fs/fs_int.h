@@ -338,6 +338,7 @@ struct fs_fh {
 	int flags;
 	pthread_mutex_t lock; /* protects the switch from PKG to upper */
 	struct fs_inode *inode;
+	off_t next; /* where a sequential reader reads next (racy hint, for readahead) */
 };
 int fs_do_open(struct fs *fs, struct fs_inode *inode, int flags, struct fs_fh **ret);
 int fs_do_create(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const char *name,

@@ -246,15 +246,27 @@ static void fs_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 
 /* Reads up to this size are copied through memory: one pread and one writev. */
 #define FS_READ_COPY_MAX (32 * 1024)
+/*
+ * The kernel reads a FUSE file in 128 KiB requests, one after the other; a
+ * sequential reader gets the backing file read this far ahead, every MiB, so
+ * that the disk works while the requests go back and forth.
+ */
+#define FS_READAHEAD (4 << 20)
+#define FS_READAHEAD_EVERY (1 << 20)
 
 static void fs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	static __thread char copy[FS_READ_COPY_MAX];
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-	int fd = fs_fh_read_fd(req_fs(req), req_fh(fi));
+	struct fs_fh *fh = req_fh(fi);
+	int fd = fs_fh_read_fd(req_fs(req), fh);
+	off_t end = off + (off_t)size;
 
 	(void)ino;
+	if (off == __atomic_exchange_n(&fh->next, end, __ATOMIC_RELAXED) && off &&
+	    (off & (FS_READAHEAD_EVERY - 1)) < (off_t)size)
+		(void)readahead(fd, end, FS_READAHEAD);
 	if (size <= sizeof(copy)) {
 		/* A splice costs three system calls and a pipe: worth it only for big reads. */
 		ssize_t n;
@@ -332,6 +344,13 @@ static void fs_ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 		return;
 	}
 	fi->fh = (uintptr_t)dh;
+	/*
+	 * Let the kernel keep the listing: every change to a directory goes
+	 * through this mount, and the kernel drops its cached listing whenever
+	 * it changes one (its version moves), so the cache is never stale.
+	 */
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		fs_releasedir(dh);
 }
