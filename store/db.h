@@ -14,7 +14,7 @@ struct db;
 
 /*
  * Open or create the index at path: WAL, busy_timeout, foreign keys,
- * synchronous=FULL (or NORMAL when relaxed), schema created or migrated
+ * synchronous=NORMAL (FULL for durable batches, see store.h), schema created or migrated
  * forward. -EPROTO if the file's schema is newer than DB_SCHEMA_VERSION.
  * Not thread-safe: the caller serialises use (store->lock).
  */

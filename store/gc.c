@@ -185,7 +185,8 @@ static int gc_rows(struct store *s, const struct store_gc_policy *p, struct stor
 	int64_t now = util_now_ns(), cutoff = now - p->grace_ns, v;
 	int r;
 
-	r = store_batch_begin(s);
+	/* Durable before any file goes: a power cut must not bring back rows of deleted blobs. */
+	r = store_batch_begin_durable(s);
 	if (r < 0)
 		return r;
 	/* Per connection; prepared statements below refer to them, so they exist first. */

@@ -189,6 +189,37 @@ int store_batch_begin(struct store *s)
 	return 0;
 }
 
+int store_batch_begin_durable(struct store *s)
+{
+	int r;
+
+	store_lock(s);
+	if (s->batch == 0) {
+		r = db_exec(s->db, "PRAGMA synchronous=FULL");
+		if (r < 0) {
+			store_unlock(s);
+			return r;
+		}
+		s->durable = true;
+	}
+	r = store_batch_begin(s);
+	if (r < 0 && s->batch == 0 && s->durable) {
+		(void)db_exec(s->db, "PRAGMA synchronous=NORMAL");
+		s->durable = false;
+	}
+	store_unlock(s);
+	return r;
+}
+
+/* After the outermost batch: back to NORMAL if it was a durable one. */
+static void batch_end(struct store *s)
+{
+	if (s->batch == 0 && s->durable) {
+		(void)db_exec(s->db, "PRAGMA synchronous=NORMAL");
+		s->durable = false;
+	}
+}
+
 int store_batch_commit(struct store *s)
 {
 	int r = 0;
@@ -198,6 +229,7 @@ int store_batch_commit(struct store *s)
 		if (r < 0)
 			(void)db_exec(s->db, "ROLLBACK");
 	}
+	batch_end(s);
 	store_unlock(s);
 	return r;
 }
@@ -206,5 +238,6 @@ void store_batch_rollback(struct store *s)
 {
 	if (--s->batch == 0)
 		(void)db_exec(s->db, "ROLLBACK");
+	batch_end(s);
 	store_unlock(s);
 }

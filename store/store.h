@@ -30,11 +30,7 @@ struct store;
 
 enum store_open_flags {
 	STORE_OPEN_CREATE = 1 << 0, /* create the directory and schema if missing */
-	/*
-	 * The daemon's connection: SQLite commits survive the death of the
-	 * process but are synced to disk only at the next checkpoint
-	 * (synchronous=NORMAL). Without it every commit is synced (FULL).
-	 */
+	/* Historical: every connection now syncs only at commit points. */
 	STORE_OPEN_RELAXED = 1 << 1,
 };
 
@@ -230,7 +226,7 @@ int store_txn_set_mount(struct store *s, int64_t id, const char *mnt, int64_t pi
  * Move a transaction from state `from` to `to` atomically, writing the audit
  * event `event` (may be NULL) with `detail` in the same SQLite transaction.
  * -ESTALE if the transaction is not in `from` (someone else won the race).
- * Durable on return unless the store was opened with STORE_OPEN_RELAXED.
+ * Durable on return (synchronous=FULL), with every write before it.
  * Reaching COMMITTED also finishes what the transaction stands for, in the
  * same SQLite transaction: an undo marks the transaction it reverts UNDONE,
  * and both undo and restore record BACKUP_RESTORED for their source.
@@ -388,8 +384,14 @@ void store_kept_free(struct store_kept *k, size_t n);
 /* Id of the committed transaction that undid txn, 0 if none. */
 int store_txn_undone_by(struct store *s, int64_t txn, int64_t *ret_id);
 
-/* Group several writes into one SQLite transaction (BEGIN IMMEDIATE ... COMMIT). */
+/*
+ * Group several writes into one SQLite transaction (BEGIN IMMEDIATE ... COMMIT).
+ * Commits are not synced (synchronous=NORMAL): they survive the death of the
+ * process, and reach the disk with the next durable one. A durable batch
+ * (for commit points) is synced on commit, and with it everything before it.
+ */
 int store_batch_begin(struct store *s);
+int store_batch_begin_durable(struct store *s);
 int store_batch_commit(struct store *s);
 void store_batch_rollback(struct store *s);
 

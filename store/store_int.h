@@ -19,6 +19,7 @@ struct store {
 	pthread_mutex_t lock;
 	struct db *db; /* protected by lock */
 	int batch;     /* depth of store_batch_begin(); protected by lock */
+	bool durable;  /* the outermost batch commits with synchronous=FULL; protected by lock */
 
 	/* The staging file originals are appended to (stage.c); protected by stage_lock. */
 	pthread_mutex_t stage_lock;

@@ -405,7 +405,7 @@ int store_txn_transition(struct store *s, int64_t id, enum store_txn_state from,
 	sqlite3_stmt *st;
 	int r;
 
-	r = store_batch_begin(s);
+	r = store_batch_begin_durable(s);
 	if (r < 0)
 		return r;
 	st = db_stmt(s->db, q, &r);
