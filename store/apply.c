@@ -20,6 +20,25 @@
 /* Rows are sealed in SQLite transactions of this many, so readers are not starved. */
 #define SEAL_BATCH 512
 
+struct seal_work {
+	struct store *s;
+	const struct store_view *view;
+	struct store_change *c;
+};
+
+static int seal_row(void *ctx, size_t i)
+{
+	struct seal_work *w = ctx;
+	struct store_change *c = &w->c[i];
+	int r = store_entry_from_view(w->s, w->view, c->path, STORE_ENTRY_HASH | STORE_ENTRY_PUT,
+				      &c->new);
+
+	if (r < 0)
+		return log_debug_errno(r, "cannot read '%s' in the new tree", c->path);
+	c->status = store_entry_compare(&c->orig, &c->new);
+	return 0;
+}
+
 int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view *view)
 {
 	struct store_change *c = NULL;
@@ -35,16 +54,12 @@ int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view
 	for (size_t i = 0; i < n; i += SEAL_BATCH) {
 		size_t end = i + SEAL_BATCH < n ? i + SEAL_BATCH : n;
 
-		/* Hash and store outside the SQLite transaction: it can take a while. */
-		for (size_t j = i; j < end; j++) {
-			r = store_entry_from_view(s, view, c[j].path,
-						  STORE_ENTRY_HASH | STORE_ENTRY_PUT, &c[j].new);
-			if (r < 0) {
-				log_debug_errno(r, "cannot read '%s' in the new tree", c[j].path);
-				goto out;
-			}
-			c[j].status = store_entry_compare(&c[j].orig, &c[j].new);
-		}
+		struct seal_work w = { .s = s, .view = view, .c = c + i };
+
+		/* Hash and store outside the SQLite transaction, on all CPUs: it can take a while. */
+		r = util_parallel_for(end - i, seal_row, &w);
+		if (r < 0)
+			goto out;
 		r = store_batch_begin(s);
 		if (r < 0)
 			goto out;
@@ -286,6 +301,7 @@ struct apply {
 	struct store_change *c;
 	size_t n;
 	struct store_apply_failure *fail; /* the caller's, may be NULL */
+	int fail_taken;			  /* atomic: the first failure fills fail */
 };
 
 static void tmpname(const struct apply *a, size_t i, char buf[64])
@@ -434,7 +450,8 @@ static int stage_one(struct apply *a, size_t i)
 out_unlink:
 	(void)unlinkat(sfd, tmp, 0);
 out:
-	if (r < 0 && r == blob_err && (r == -EBADMSG || r == -ENOENT) && a->fail) {
+	if (r < 0 && r == blob_err && (r == -EBADMSG || r == -ENOENT) && a->fail &&
+	    !__atomic_exchange_n(&a->fail_taken, 1, __ATOMIC_RELAXED)) {
 		/* Never written: the caller names the path and the blob in its one error line. */
 		snprintf(a->fail->path, sizeof(a->fail->path), "%s", c->path);
 		memcpy(a->fail->hash, c->new.hash, HASH_LEN);
@@ -484,6 +501,26 @@ static void unstage_all(struct apply *a)
 
 static int promote_done(struct apply *a, size_t i);
 
+static int stage_row(void *ctx, size_t i)
+{
+	struct apply *a = ctx;
+	int r;
+
+	if (!is_content(&a->c[i]))
+		return 0;
+	/*
+	 * Recovering (an undo after a failed promote): what already holds its
+	 * target needs no temporary, and on a full disk there may be room only
+	 * for those that do.
+	 */
+	if (a->recover) {
+		r = promote_done(a, i);
+		if (r != 0)
+			return r < 0 ? r : 0;
+	}
+	return stage_one(a, i);
+}
+
 int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
 		    struct store_apply_failure *fail)
 {
@@ -494,25 +531,8 @@ int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
 	if (r < 0)
 		return r;
 	a.fail = fail;
-	for (size_t i = 0; i < a.n && r == 0; i++) {
-		if (!is_content(&a.c[i]))
-			continue;
-		/*
-		 * Recovering (an undo after a failed promote): what already holds
-		 * its target needs no temporary, and on a full disk there may be
-		 * room only for those that do.
-		 */
-		if (a.recover) {
-			r = promote_done(&a, i);
-			if (r < 0)
-				break;
-			if (r == 1) {
-				r = 0;
-				continue;
-			}
-		}
-		r = stage_one(&a, i);
-	}
+	/* Every file is its own work (read, verify, write): on all CPUs at once. */
+	r = util_parallel_for(a.n, stage_row, &a);
 	/* The new data durable before the commit point can refer to it. */
 	if (r == 0)
 		r = sync_pkg(&a);

@@ -251,48 +251,63 @@ static int promote_one(struct store *s, int fd, uint64_t off, uint64_t size,
 	return r < 0 ? (int)r : 0;
 }
 
+struct promote_work {
+	struct store *s;
+	int64_t txn;
+	int fd; /* the staging file, opened once and read with pread by every worker */
+	struct store_change *c;
+};
+
+static int promote_row(void *ctx, size_t i)
+{
+	struct promote_work *w = ctx;
+	const struct store_entry *o = &w->c[i].orig;
+	uint64_t off, size;
+	int64_t where;
+	int r;
+
+	if (!o->has_hash || !(S_ISREG(o->mode) || S_ISLNK(o->mode)))
+		return 0;
+	/* Already a blob (make sure it is indexed), or made from the staged copy. */
+	r = store_blob_adopt(w->s, o->hash);
+	if (r == 0)
+		return 0;
+	if (r != -ENOENT && r != -EBADMSG)
+		return r;
+	r = stage_find(w->s, o->hash, w->txn, &where, &off, &size);
+	if (r < 0) {
+		char name[96];
+
+		return log_debug_errno(r, "the original of '%s' ('%s') is neither a blob nor staged",
+				       w->c[i].path, store_blob_name(o->hash, name));
+	}
+	if (w->fd < 0)
+		return -ENOENT;
+	r = promote_one(w->s, w->fd, off, size, o->hash);
+	if (r == -EBADMSG)
+		log_debug("the staged original of '%s' is corrupt", w->c[i].path);
+	return r;
+}
+
 int store_stage_promote(struct store *s, int64_t txn)
 {
+	struct promote_work w = { .s = s, .txn = txn };
 	struct store_change *c = NULL;
 	size_t n = 0;
-	int fd = -1, r;
+	int r;
 
 	r = store_change_list(s, txn, true, &c, &n);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < n && r == 0; i++) {
-		const struct store_entry *o = &c[i].orig;
-		uint64_t off, size;
-		int64_t where;
-
-		if (!o->has_hash || !(S_ISREG(o->mode) || S_ISLNK(o->mode)))
-			continue;
-		/* Already a blob (make sure it is indexed), or made from the staged copy. */
-		r = store_blob_adopt(s, o->hash);
-		if (r == 0)
-			continue;
-		if (r != -ENOENT && r != -EBADMSG)
-			break;
-		r = stage_find(s, o->hash, txn, &where, &off, &size);
-		if (r < 0) {
-			char name[96];
-
-			log_debug_errno(r, "the original of '%s' ('%s') is neither a blob nor staged",
-					c[i].path, store_blob_name(o->hash, name));
-			break;
-		}
-		if (fd < 0) {
-			fd = stage_open(s, txn);
-			if (fd < 0) {
-				r = fd;
-				break;
-			}
-		}
-		r = promote_one(s, fd, off, size, o->hash);
-		if (r == -EBADMSG)
-			log_debug("the staged original of '%s' is corrupt", c[i].path);
+	w.c = c;
+	/* Absent when nothing was staged (no daemon ran): promote_row then needs blobs. */
+	w.fd = stage_open(s, txn);
+	if (w.fd < 0 && w.fd != -ENOENT) {
+		store_changes_free(c, n);
+		return w.fd;
 	}
-	util_close(fd);
+	r = util_parallel_for(n, promote_row, &w);
+	util_close(w.fd);
 	store_changes_free(c, n);
 	return r < 0 ? r : 0;
 }

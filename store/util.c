@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <linux/openat2.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -902,4 +903,51 @@ void strset_release(struct strset *set)
 	free(set->slots);
 	set->slots = NULL;
 	set->cap = set->n = 0;
+}
+
+struct pfor {
+	size_t n;
+	size_t next; /* atomic */
+	int err;     /* atomic: first error */
+	int (*fn)(void *ctx, size_t i);
+	void *ctx;
+};
+
+static void *pfor_worker(void *arg)
+{
+	struct pfor *p = arg;
+
+	for (;;) {
+		size_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
+		int r, zero = 0;
+
+		if (i >= p->n || __atomic_load_n(&p->err, __ATOMIC_RELAXED))
+			break;
+		r = p->fn(p->ctx, i);
+		if (r < 0)
+			__atomic_compare_exchange_n(&p->err, &zero, r, false, __ATOMIC_RELAXED,
+						    __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+int util_parallel_for(size_t n, int (*fn)(void *ctx, size_t i), void *ctx)
+{
+	struct pfor p = { .n = n, .fn = fn, .ctx = ctx };
+	pthread_t th[8];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t nth = cpus < 1 ? 1 : cpus > 8 ? 8 : (size_t)cpus, started = 0;
+
+	if (nth > n)
+		nth = n;
+	/* The calling thread is one of the workers. */
+	for (size_t i = 1; i < nth; i++) {
+		if (pthread_create(&th[started], NULL, pfor_worker, &p) != 0)
+			break;
+		started++;
+	}
+	pfor_worker(&p);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	return p.err;
 }

@@ -155,6 +155,14 @@ char *util_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 /* Parse a decimal int64; 0 or -EINVAL. */
 int util_parse_i64(const char *s, int64_t *ret);
 
+/*
+ * Call fn(ctx, i) for every i in [0, n) on up to one thread per online CPU
+ * (at most 8). Stops handing out work at the first error and returns it (the
+ * lowest i that failed wins no race: any failing call's error is returned);
+ * 0 if every call returned >= 0. fn must be thread-safe.
+ */
+int util_parallel_for(size_t n, int (*fn)(void *ctx, size_t i), void *ctx);
+
 /* Human size: "1.5 MiB". buf must hold 32 bytes. */
 const char *util_fmt_size(uint64_t bytes, char buf[32]);
 
