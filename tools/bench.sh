@@ -228,7 +228,7 @@ done
 report() {
 	echo "### $(date -u +%Y-%m-%d) — $rounds rounds, $(nproc) CPUs, $(uname -r)$( ((use_tmpfs)) && echo ', all on tmpfs')"
 	echo
-	echo "Versions: $("$CJFS" --version), $(fuse-overlayfs --version 2>/dev/null | head -n1 || echo 'no fuse-overlayfs'), black $(black --version 2>/dev/null | head -n1 | awk '{print $2}'), $(clang-format --version | awk '{print $NF}'), $(git --version)."
+	echo "Versions: $("$CJFS" --version), $( (fuse-overlayfs --version 2>&1 || echo 'no fuse-overlayfs') | grep -m1 -E 'fuse-overlayfs'), black $(black --version 2>/dev/null | head -n1 | awk '{print $2}'), $(clang-format --version | awk '{print $NF}'), $(git --version)."
 	echo "Backing file system: $(df -T "$base" | awk 'NR==2 {print $2}'). Median seconds (median of per-round ratio to native)."
 	echo
 	awk -F'\t' -v systems="${systems}" '
