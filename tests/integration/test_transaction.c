@@ -284,3 +284,32 @@ Test(transaction, the_foreground_daemon_exits_cleanly_on_unmount)
 	cr_assert_not_null(s);
 	free(s);
 }
+
+Test(transaction, fuse_unavailable_is_reported_and_changes_nothing)
+{
+	char *before = h_snapshot(env.pkg, true), *after, *err;
+	int r;
+
+	if (geteuid() == 0)
+		/* No /dev/fuse: an empty /dev in a private mount namespace. */
+		r = h_sh(env.root,
+			 "unshare -m sh -c 'mount -t tmpfs none /dev && exec \"$0\" --store \"$1\" mount \"$2\" \"$3\"' '%s' '%s' '%s' '%s' 2>err",
+			 h_cjfs_bin(), env.store, env.pkg, env.mnt);
+	else
+		/* No fusermount3 on the PATH, the setuid helper a non-root mount needs. */
+		r = h_sh(env.root, "PATH=/nonexistent '%s' --store '%s' mount '%s' '%s' 2>err",
+			 h_cjfs_bin(), env.store, env.pkg, env.mnt);
+	cr_assert_eq(r, 1, "a mount without FUSE exited %d", r);
+	err = h_read(env.root, "err");
+	cr_assert_not_null(err);
+	cr_assert_not_null(strstr(err, "FUSE is not available"), "%s", err);
+	cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "error is not one line: %s", err);
+	/* Nothing is left behind: no open transaction, no mount, PKG as it was. */
+	cr_assert_eq(h_cjfs(&env, "status", NULL), 0, "%s", env.err);
+	cr_assert_null(strstr(env.out, "open"), "a transaction was left open: %s", env.out);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before);
+	free(err);
+	free(before);
+	free(after);
+}
