@@ -42,8 +42,8 @@ struct cjfs_mount_opts {
  * PKG). Returns once MNT shows the overlay, with the daemon in the
  * background; with foreground, serves until unmounted and then returns.
  */
-int cjfs_mount(struct cjfs *c, const char *pkg, const char *mnt,
-	       const struct cjfs_mount_opts *opts, int64_t *ret_txn);
+int cjfs_mount(struct cjfs *c, const char *pkg, const char *mnt, const struct cjfs_mount_opts *opts,
+	       int64_t *ret_txn);
 
 /*
  * The transaction a user names: a cjfs mount point, or a transaction id.

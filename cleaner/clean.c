@@ -29,8 +29,8 @@ static bool ends_with(const char *s, const char *suffix)
 
 static bool keep_trailing_blanks(const char *name)
 {
-	return ends_with(name, ".md") || ends_with(name, ".markdown") || ends_with(name, ".patch") ||
-	       ends_with(name, ".diff");
+	return ends_with(name, ".md") || ends_with(name, ".markdown") ||
+	       ends_with(name, ".patch") || ends_with(name, ".diff");
 }
 
 /* Clean in into out; returns true if anything changed. */
@@ -66,7 +66,8 @@ static int clean_text(const struct strbuf *in, bool strip, struct strbuf *out)
 }
 
 /* Replace name in dirfd with data, keeping its mode: temp + rename. */
-static int replace_file(int dirfd, const char *name, const struct stat *st, const struct strbuf *data)
+static int replace_file(int dirfd, const char *name, const struct stat *st,
+			const struct strbuf *data)
 {
 	char tmp[NAME_MAX + 1];
 	int fd, r;
@@ -149,8 +150,8 @@ static int clean_dir(int dfd, struct strbuf *path, bool dry_run, FILE *out,
 		size_t old = path->len;
 		struct stat st;
 
-		if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, ".git") || !strcmp(n, ".hg") ||
-		    !strcmp(n, ".svn") || !strncmp(n, ".cjfs-", 6))
+		if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, ".git") ||
+		    !strcmp(n, ".hg") || !strcmp(n, ".svn") || !strncmp(n, ".cjfs-", 6))
 			continue;
 		if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;

@@ -74,8 +74,8 @@ static void explain_begin_failure(int r, const struct store_txn *src, int64_t ot
 		log_error("cannot %s: '%s' has open transaction %lld; commit or roll it back first",
 			  what, src->pkg, (long long)other);
 	else if (r == -ESTALE)
-		log_error("cannot %s: transaction %lld was undone meanwhile; nothing was changed", what,
-			  (long long)src->id);
+		log_error("cannot %s: transaction %lld was undone meanwhile; nothing was changed",
+			  what, (long long)src->id);
 	else if (r == -ENOENT)
 		log_error("cannot %s: transaction %lld was dropped by gc meanwhile; nothing was changed",
 			  what, (long long)src->id);
@@ -106,7 +106,8 @@ static int commit_synthetic(struct cjfs *c, const struct store_txn *src,
 	if (r < 0) {
 		log_errno(r, "cannot %s: cannot load transaction %lld", what, (long long)id);
 		(void)store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_ROLLED_BACK,
-					   "TXN_ROLLBACK", "failed before its commit point; PKG unchanged");
+					   "TXN_ROLLBACK",
+					   "failed before its commit point; PKG unchanged");
 		goto out;
 	}
 	r = cjfs_commit_sealed(c, nt, pkg_fd, flags, start, since, ret);
@@ -316,13 +317,16 @@ static int check_parents_in_pkg(struct cjfs *c, int pkg_fd, const char *path,
 		*p = '\0';
 		r = store_entry_at(cjfs_store(c), pkg_fd, buf, 0, &e);
 		if (r < 0)
-			return log_errno(r, "cannot restore '%s': cannot read '%s' in PKG", path, buf);
+			return log_errno(r, "cannot restore '%s': cannot read '%s' in PKG", path,
+					 buf);
 		for (size_t i = 0; i < k && !made; i++)
 			made = strcmp(ch[i].path, buf) == 0 && S_ISDIR(ch[i].new.mode);
 		if (!S_ISDIR(e.mode) && !made) {
 			log_error("cannot restore '%s': '%s' is %s in PKG; restore '%s' too, or use --to DIR",
 				  path, buf,
-				  S_ISLNK(e.mode) ? "a symlink" : e.mode ? "not a directory" : "missing",
+				  S_ISLNK(e.mode) ? "a symlink"
+				  : e.mode	  ? "not a directory"
+						  : "missing",
 				  buf);
 			return -ENOTDIR;
 		}
@@ -347,7 +351,8 @@ static char *restore_command(int64_t txn, const struct cjfs_restore_opts *o)
 
 static int restore_into_pkg(struct cjfs *c, const struct store_txn *t,
 			    const struct store_change *rows, size_t n, const bool *on,
-			    const struct cjfs_restore_opts *o, int64_t start, struct cjfs_result *ret)
+			    const struct cjfs_restore_opts *o, int64_t start,
+			    struct cjfs_result *ret)
 {
 	struct store *s = cjfs_store(c);
 	struct store_txn_synth spec = { 0 };
@@ -378,8 +383,8 @@ static int restore_into_pkg(struct cjfs *c, const struct store_txn *t,
 			continue;
 		/* What is there now goes into the store first: the restore may be undone. */
 		do {
-			r = store_entry_at(s, pkg_fd, rows[i].path, STORE_ENTRY_HASH | STORE_ENTRY_PUT,
-					   &now);
+			r = store_entry_at(s, pkg_fd, rows[i].path,
+					   STORE_ENTRY_HASH | STORE_ENTRY_PUT, &now);
 		} while (r == -EAGAIN && ++tries < 5);
 		if (r < 0) {
 			log_errno(r, "cannot %s: cannot keep the current '%s' in the store", what,
@@ -417,8 +422,7 @@ static int restore_into_pkg(struct cjfs *c, const struct store_txn *t,
 		.restore_of = t->id,
 		.backup_ns = util_mono_ns() - start,
 	};
-	r = commit_synthetic(c, t, &spec, ch, k, pkg_fd, 0, start, "the restore began", what,
-			     ret);
+	r = commit_synthetic(c, t, &spec, ch, k, pkg_fd, 0, start, "the restore began", what, ret);
 out:
 	free(command);
 	free(ch);
@@ -494,8 +498,8 @@ static int check_target_in_dir(int dfd, const char *dir, const struct store_chan
 		else if (!S_ISDIR(row->orig.mode) && S_ISDIR(st.st_mode))
 			r = -EISDIR;
 		if (r < 0)
-			log_error("cannot restore '%s' into '%s': %s is in the way there", row->path,
-				  dir, S_ISDIR(st.st_mode) ? "a directory" : "a file");
+			log_error("cannot restore '%s' into '%s': %s is in the way there",
+				  row->path, dir, S_ISDIR(st.st_mode) ? "a directory" : "a file");
 	}
 	util_close(fd);
 	return r;
@@ -551,8 +555,8 @@ out:
 }
 
 static int restore_to_dir(struct cjfs *c, const struct store_txn *t,
-			  const struct store_change *rows, size_t n, const bool *on, const char *dir,
-			  int64_t start, struct cjfs_result *ret)
+			  const struct store_change *rows, size_t n, const bool *on,
+			  const char *dir, int64_t start, struct cjfs_result *ret)
 {
 	char staging[64], *detail = NULL, size[32], took[32];
 	size_t written = 0;
@@ -646,10 +650,12 @@ static int restore_to_dir(struct cjfs *c, const struct store_txn *t,
 		goto out;
 	}
 	detail = util_xasprintf("%zu original(s) restored to '%s', %s, in %s", written, dir,
-				util_fmt_size(bytes, size), util_fmt_duration(util_mono_ns() - start, took));
+				util_fmt_size(bytes, size),
+				util_fmt_duration(util_mono_ns() - start, took));
 	r = detail ? store_audit(cjfs_store(c), t->id, "BACKUP_RESTORED", detail) : -ENOMEM;
 	if (r < 0)
-		log_errno(r, "the originals were restored to '%s' but the audit log could not record it",
+		log_errno(r,
+			  "the originals were restored to '%s' but the audit log could not record it",
 			  dir);
 	if (ret) {
 		memset(ret, 0, sizeof(*ret));

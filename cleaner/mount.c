@@ -29,7 +29,8 @@ static int check_fuse(void)
 	if (fd < 0) {
 		int r = -errno;
 
-		log_errno(r, "FUSE is not available: cannot open /dev/fuse (install fuse3 and load the fuse kernel module)");
+		log_errno(r,
+			  "FUSE is not available: cannot open /dev/fuse (install fuse3 and load the fuse kernel module)");
 		return -ENODEV;
 	}
 	close(fd);
@@ -48,7 +49,8 @@ static int check_fuse(void)
 			break;
 		p = colon + 1;
 	}
-	log_error("FUSE is not available: fusermount3 is not installed (install the fuse3 package)");
+	log_error(
+		"FUSE is not available: fusermount3 is not installed (install the fuse3 package)");
 	return -ENODEV;
 }
 
@@ -97,7 +99,8 @@ static int check_mnt(const char *mnt, const char *rpkg, char **ret)
 	if (r < 0)
 		return log_errno(r, "cannot use mount point '%s'", mnt);
 	if (cjfs_mount_source(rmnt, NULL) == 1) {
-		log_error("mount point '%s' is already a cjfs mount: commit or roll it back first", mnt);
+		log_error("mount point '%s' is already a cjfs mount: commit or roll it back first",
+			  mnt);
 		r = -EBUSY;
 		goto out_free;
 	}
@@ -173,8 +176,8 @@ static int serve(const char *dir, int64_t txn, const char *mnt, const struct cjf
 	work = store_txn_open_dir(s, txn, "work", false);
 	if (pkg_fd < 0 || upper < 0 || work < 0) {
 		r = pkg_fd < 0 ? pkg_fd : upper < 0 ? upper : work;
-		log_errno(r, "cannot open the layers of transaction %lld (PKG '%s')", (long long)txn,
-			  t->pkg);
+		log_errno(r, "cannot open the layers of transaction %lld (PKG '%s')",
+			  (long long)txn, t->pkg);
 		goto out;
 	}
 	cfg = (struct fs_config){
@@ -272,8 +275,8 @@ static int spawn_daemon(const char *dir, int64_t txn, const char *mnt,
 	return n == 1 ? 0 : -EIO;
 }
 
-int cjfs_mount(struct cjfs *c, const char *pkg, const char *mnt,
-	       const struct cjfs_mount_opts *opts, int64_t *ret_txn)
+int cjfs_mount(struct cjfs *c, const char *pkg, const char *mnt, const struct cjfs_mount_opts *opts,
+	       int64_t *ret_txn)
 {
 	struct store_txn *t = NULL;
 	char *rpkg = NULL, *rmnt = NULL;
@@ -299,7 +302,8 @@ int cjfs_mount(struct cjfs *c, const char *pkg, const char *mnt,
 		}
 		r = store_txn_load(cjfs_store(c), opts->resume, &t);
 		if (r < 0) {
-			log_error("there is no transaction %lld in the store", (long long)opts->resume);
+			log_error("there is no transaction %lld in the store",
+				  (long long)opts->resume);
 			return r;
 		}
 		if (t->state != STORE_TXN_OPEN) {
@@ -340,7 +344,8 @@ int cjfs_mount(struct cjfs *c, const char *pkg, const char *mnt,
 			goto out;
 		}
 		r = store_txn_begin(cjfs_store(c), rpkg, &st, opts->command, 0,
-				    opts->concurrent ? STORE_TXN_ALLOW_CONCURRENT : 0, &txn, &other);
+				    opts->concurrent ? STORE_TXN_ALLOW_CONCURRENT : 0, &txn,
+				    &other);
 		if (r == -EBUSY) {
 			struct store_txn *o = NULL;
 
@@ -350,12 +355,14 @@ int cjfs_mount(struct cjfs *c, const char *pkg, const char *mnt,
 					  rpkg, (long long)other, o->mountpoint);
 			else
 				log_error("'%s' already has open transaction %lld (not mounted): 'cjfs commit %lld' or 'cjfs rollback %lld' it first, or use --concurrent",
-					  rpkg, (long long)other, (long long)other, (long long)other);
+					  rpkg, (long long)other, (long long)other,
+					  (long long)other);
 			store_txn_free(o);
 			goto out;
 		}
 		if (r < 0) {
-			log_errno(r, "cannot start a transaction in the store '%s'", cjfs_store_dir(c));
+			log_errno(r, "cannot start a transaction in the store '%s'",
+				  cjfs_store_dir(c));
 			goto out;
 		}
 		created = true;

@@ -72,12 +72,14 @@ int cjfs_open(const char *dir, struct cjfs **ret)
 	c->dir = dir ? strdup(dir) : store_default_path();
 	if (!c->dir) {
 		free(c);
-		log_error("cannot find a place for the store: set CJFS_HOME or HOME, or use --store DIR");
+		log_error(
+			"cannot find a place for the store: set CJFS_HOME or HOME, or use --store DIR");
 		return -ENOENT;
 	}
 	r = store_open(c->dir, STORE_OPEN_CREATE, &c->store);
 	if (r == -EACCES || r == -EROFS || r == -EPERM) {
-		log_errno(r, "store '%s' is not writable (use --store DIR or CJFS_HOME to put it elsewhere)",
+		log_errno(r,
+			  "store '%s' is not writable (use --store DIR or CJFS_HOME to put it elsewhere)",
 			  c->dir);
 		goto out_free;
 	}
@@ -94,7 +96,8 @@ int cjfs_open(const char *dir, struct cjfs **ret)
 	c->recovered = rep;
 	c->recover_err = r;
 	if (r < 0)
-		log_warn("some interrupted work could not be finished yet; run 'cjfs recover' for details");
+		log_warn(
+			"some interrupted work could not be finished yet; run 'cjfs recover' for details");
 	if (rep.rolled_forward)
 		log_warn("finished %zu interrupted commit(s)", rep.rolled_forward);
 	*ret = c;
@@ -185,8 +188,9 @@ int cjfs_mount_source(const char *mnt, char **ret_source)
 		/* mountinfo escapes space, tab, newline and backslash as \ooo. */
 		for (size_t i = 0; point[i]; i++) {
 			if (point[i] == '\\' && point[i + 1] && point[i + 2] && point[i + 3]) {
-				point[j++] = (char)((point[i + 1] - '0') * 64 + (point[i + 2] - '0') * 8 +
-						    (point[i + 3] - '0'));
+				point[j++] =
+					(char)((point[i + 1] - '0') * 64 +
+					       (point[i + 2] - '0') * 8 + (point[i + 3] - '0'));
 				i += 3;
 			} else {
 				point[j++] = point[i];
@@ -291,7 +295,8 @@ static int fusermount_u(const char *mnt)
 	log_debug("fusermount3 -u '%s': %s", mnt, msg);
 	if (strstr(msg, "busy"))
 		return -EBUSY;
-	if (strstr(msg, "not found") || strstr(msg, "not mounted") || strstr(msg, "Invalid argument"))
+	if (strstr(msg, "not found") || strstr(msg, "not mounted") ||
+	    strstr(msg, "Invalid argument"))
 		return -EINVAL;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
 		return -ENOENT;
@@ -340,7 +345,8 @@ int cjfs_unmount(struct cjfs *c, int64_t txn)
 	}
 	if (alive < 0) {
 		/* Going on could seal a tree the daemon is still writing. */
-		r = log_errno(alive, "cannot tell whether the daemon of transaction %lld has exited",
+		r = log_errno(alive,
+			      "cannot tell whether the daemon of transaction %lld has exited",
 			      (long long)txn);
 		goto out;
 	}
@@ -651,7 +657,8 @@ static int revert(struct cjfs *c, struct store_txn *t, int pkg_fd, int cause)
 		r = store_txn_transition(c->store, t->id, STORE_TXN_COMMITTING, back_state(t),
 					 "TXN_ROLLBACK", "commit failed while applying; undone");
 	if (r == 0) {
-		log_errno(cause, "the commit of transaction %lld failed while applying and was undone: PKG is unchanged%s",
+		log_errno(cause,
+			  "the commit of transaction %lld failed while applying and was undone: PKG is unchanged%s",
 			  (long long)t->id,
 			  store_txn_is_synthetic(t) ? "" : " and the transaction is still open");
 		return cause;
@@ -669,11 +676,13 @@ static int revert(struct cjfs *c, struct store_txn *t, int pkg_fd, int cause)
 	}
 	if (fail.err)
 		/* Refused, never written: the undo needs bytes the store cannot give. */
-		log_errno(cause, "the commit of transaction %lld failed while applying and could not be undone, the original of '%s' in the store ('%s') being %s: PKG '%s' %s; run 'cjfs recover' to finish the commit",
+		log_errno(cause,
+			  "the commit of transaction %lld failed while applying and could not be undone, the original of '%s' in the store ('%s') being %s: PKG '%s' %s; run 'cjfs recover' to finish the commit",
 			  (long long)t->id, fail.path, store_blob_name(fail.hash, name),
 			  fail.err == -EBADMSG ? "corrupt" : "missing", t->pkg, holds);
 	else
-		log_errno(cause, "the commit of transaction %lld failed while applying and could not be undone: PKG '%s' %s; fix the cause and run 'cjfs recover' to finish the commit",
+		log_errno(cause,
+			  "the commit of transaction %lld failed while applying and could not be undone: PKG '%s' %s; fix the cause and run 'cjfs recover' to finish the commit",
 			  (long long)t->id, t->pkg, holds);
 	return cause;
 }
@@ -696,8 +705,8 @@ static int summary_detail(const struct store_txn *t, char **ret)
 	if (t->undo_of)
 		snprintf(what, sizeof(what), "undo of transaction %lld: ", (long long)t->undo_of);
 	else if (t->restore_of)
-		snprintf(what, sizeof(what), "restore from transaction %lld: ",
-			 (long long)t->restore_of);
+		snprintf(what, sizeof(what),
+			 "restore from transaction %lld: ", (long long)t->restore_of);
 	*ret = util_xasprintf("%s%lld modified, %lld added, %lld deleted", what,
 			      (long long)t->n_modified, (long long)t->n_added,
 			      (long long)t->n_deleted);
@@ -756,7 +765,8 @@ int cjfs_commit_sealed(struct cjfs *c, struct store_txn *t, int pkg_fd, unsigned
 	}
 	if (nconf) {
 		for (size_t i = 0; i < nconf; i++)
-			log_error("conflict: '%s' was %s since %s", conf[i].path, conf[i].why, since);
+			log_error("conflict: '%s' was %s since %s", conf[i].path, conf[i].why,
+				  since);
 		if (!(flags & CJFS_COMMIT_FORCE)) {
 			detail = util_xasprintf("%zu conflicting path(s), first '%s'", nconf,
 						conf[0].path);
@@ -824,7 +834,8 @@ int cjfs_commit_sealed(struct cjfs *c, struct store_txn *t, int pkg_fd, unsigned
 		r = store_txn_transition(c->store, t->id, STORE_TXN_COMMITTING, STORE_TXN_COMMITTED,
 					 "TXN_COMMIT", detail);
 	if (r < 0) {
-		log_errno(r, "transaction %lld was applied to '%s' but cannot be marked done; run 'cjfs recover'",
+		log_errno(r,
+			  "transaction %lld was applied to '%s' but cannot be marked done; run 'cjfs recover'",
 			  (long long)t->id, t->pkg);
 		goto out;
 	}
@@ -836,7 +847,8 @@ int cjfs_commit_sealed(struct cjfs *c, struct store_txn *t, int pkg_fd, unsigned
 out_back:
 	if (store_txn_is_synthetic(t))
 		(void)store_txn_transition(c->store, t->id, STORE_TXN_SEALED, STORE_TXN_ROLLED_BACK,
-					   "TXN_ROLLBACK", "failed before its commit point; PKG unchanged");
+					   "TXN_ROLLBACK",
+					   "failed before its commit point; PKG unchanged");
 	else
 		(void)store_txn_transition(c->store, t->id, STORE_TXN_SEALED, STORE_TXN_OPEN, NULL,
 					   NULL);
@@ -892,7 +904,8 @@ int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result 
 	if (r == 0)
 		r = store_txn_seal(c->store, t, &tv->view);
 	if (r < 0) {
-		log_errno(r, "cannot record the changes of transaction %lld: nothing was changed in PKG",
+		log_errno(r,
+			  "cannot record the changes of transaction %lld: nothing was changed in PKG",
 			  (long long)txn);
 		if (t->state == STORE_TXN_SEALED)
 			(void)store_txn_transition(c->store, txn, STORE_TXN_SEALED, STORE_TXN_OPEN,
@@ -946,7 +959,8 @@ int cjfs_rollback(struct cjfs *c, int64_t txn, struct cjfs_result *ret)
 	}
 	detail = util_xasprintf("discarded %lld modified, %lld added, %lld deleted",
 				ret ? (long long)ret->modified : 0LL,
-				ret ? (long long)ret->added : 0LL, ret ? (long long)ret->deleted : 0LL);
+				ret ? (long long)ret->added : 0LL,
+				ret ? (long long)ret->deleted : 0LL);
 	r = store_txn_transition(c->store, txn, STORE_TXN_OPEN, STORE_TXN_ROLLED_BACK,
 				 "TXN_ROLLBACK", detail);
 	if (r == -ENOSPC || r == -EDQUOT) {

@@ -241,8 +241,9 @@ static int copy_data(int in, int out, off_t size)
 			if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
 				      errno == EOPNOTSUPP)) {
 				char buf[128 * 1024];
-				size_t want = (size_t)(hole - pos) < sizeof(buf) ? (size_t)(hole - pos)
-										: sizeof(buf);
+				size_t want = (size_t)(hole - pos) < sizeof(buf)
+						      ? (size_t)(hole - pos)
+						      : sizeof(buf);
 
 				n = pread(in, buf, want, pos);
 				if (n > 0 && util_pwrite_full(out, buf, (size_t)n, pos) < 0)

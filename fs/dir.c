@@ -68,8 +68,7 @@ static bool same_object(const struct child *a, const struct child *b)
 {
 	if (a->where == LAYER_LOWER && b->where == LAYER_LOWER)
 		return a->st.st_dev == b->st.st_dev && a->st.st_ino == b->st.st_ino;
-	return a->key.dev == b->key.dev && a->key.ino == b->key.ino &&
-	       a->key.alias == b->key.alias;
+	return a->key.dev == b->key.dev && a->key.ino == b->key.ino && a->key.alias == b->key.alias;
 }
 
 /* Does the directory's lower part hold name? Then removing it needs a whiteout. */

@@ -75,7 +75,8 @@ int fs_do_open(struct fs *fs, struct fs_inode *inode, int flags, struct fs_fh **
 			return r;
 	}
 	pthread_rwlock_rdlock(&fs->ns);
-	fd = fs_open_object(fs, inode, (flags & ~OPEN_STRIP) | (flags & O_TRUNC && write ? O_TRUNC : 0));
+	fd = fs_open_object(fs, inode,
+			    (flags & ~OPEN_STRIP) | (flags & O_TRUNC && write ? O_TRUNC : 0));
 	r = fd < 0 ? fd : fh_new(fs, inode, fd, inode->upper, flags, ret);
 	pthread_rwlock_unlock(&fs->ns);
 	if (r < 0 && fd >= 0)

@@ -118,8 +118,8 @@ struct fs_key {
 struct fs_inode {
 	/* Set at creation, then constant. */
 	struct fs_key key;
-	uint64_t ino;	       /* st_ino reported to the kernel */
-	mode_t type;	       /* S_IFMT bits */
+	uint64_t ino; /* st_ino reported to the kernel */
+	mode_t type;  /* S_IFMT bits */
 
 	/* Protected by fs->ns. */
 	struct fs_inode *parent; /* counted reference; NULL for root and unlinked */
@@ -188,10 +188,10 @@ struct fs {
 	double timeout;		/* entry and attribute timeout, seconds */
 
 	/* reclaim.c: keeping the inode table bounded whatever the tree size. */
-	size_t inode_cap;	 /* most inodes to keep; 0 = no limit */
-	uint64_t epoch;		 /* atomic: advances every reclaim period */
+	size_t inode_cap; /* most inodes to keep; 0 = no limit */
+	uint64_t epoch;	  /* atomic: advances every reclaim period */
 	pthread_t reclaimer;
-	bool reclaiming;	 /* the thread runs; protected by reclaim_lock */
+	bool reclaiming; /* the thread runs; protected by reclaim_lock */
 	pthread_mutex_t reclaim_lock;
 	pthread_cond_t reclaim_cond;
 };
@@ -206,8 +206,8 @@ uint64_t fs_report_ino(struct fs *fs, dev_t dev, ino_t ino);
 struct fs_found {
 	enum layer_where where;
 	struct stat st;
-	int upper_fd;	/* directories: O_PATH to the upper part, or -1 (consumed) */
-	int lower_fd;	/* directories: O_PATH to the merged lower directory, or -1 (consumed) */
+	int upper_fd; /* directories: O_PATH to the upper part, or -1 (consumed) */
+	int lower_fd; /* directories: O_PATH to the merged lower directory, or -1 (consumed) */
 	bool opaque;
 	char *redirect; /* directories: origin marker's lower path, or NULL (consumed) */
 };
@@ -261,8 +261,8 @@ void fs_put_fd(int fd, bool owned);
 int fs_lookup(struct fs *fs, struct fs_inode *dir, const char *name, struct fs_inode **ret,
 	      struct stat *ret_st);
 /* Parent fd and name of an inode's object in its layer (upper if copied up). */
-int fs_inode_at(struct fs *fs, struct fs_inode *inode, bool upper, int *ret_dirfd,
-		bool *ret_owned, char namebuf[NAME_MAX + 1], const char **ret_name);
+int fs_inode_at(struct fs *fs, struct fs_inode *inode, bool upper, int *ret_dirfd, bool *ret_owned,
+		char namebuf[NAME_MAX + 1], const char **ret_name);
 int fs_inode_stat(struct fs *fs, struct fs_inode *inode, struct stat *st);
 int fs_dir_is_empty(struct fs *fs, struct fs_inode *dir);
 
@@ -361,7 +361,6 @@ ssize_t fs_do_listxattr(struct fs *fs, struct fs_inode *inode, char *buf, size_t
 int fs_do_setxattr(struct fs *fs, struct fs_inode *inode, const char *name, const char *value,
 		   size_t size, int flags);
 int fs_do_removexattr(struct fs *fs, struct fs_inode *inode, const char *name);
-
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fs_ll_ops;

@@ -260,9 +260,9 @@ int layer_open_dir(int lower_root, int upper_dirfd, int lower_dirfd, const char 
 	if (opaque) {
 		lfd = -1;
 	} else if (origin.buf) {
-		lfd = origin.len ? util_open_beneath(lower_root, origin.buf,
-						     O_PATH | O_DIRECTORY, 0)
-				 : util_openat(lower_root, ".", O_PATH | O_DIRECTORY, 0);
+		lfd = origin.len
+			      ? util_open_beneath(lower_root, origin.buf, O_PATH | O_DIRECTORY, 0)
+			      : util_openat(lower_root, ".", O_PATH | O_DIRECTORY, 0);
 		if (lfd == -ENOENT || lfd == -ENOTDIR || lfd == -ELOOP)
 			lfd = -1; /* PKG changed under us: show the upper part alone */
 	} else if (lower_dirfd >= 0) {

@@ -278,8 +278,8 @@ int fs_lookup(struct fs *fs, struct fs_inode *dir, const char *name, struct fs_i
 	return 0;
 }
 
-int fs_inode_at(struct fs *fs, struct fs_inode *inode, bool upper, int *ret_dirfd,
-		bool *ret_owned, char namebuf[NAME_MAX + 1], const char **ret_name)
+int fs_inode_at(struct fs *fs, struct fs_inode *inode, bool upper, int *ret_dirfd, bool *ret_owned,
+		char namebuf[NAME_MAX + 1], const char **ret_name)
 {
 	int fd;
 

@@ -157,8 +157,8 @@ static void fs_ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 static void fs_ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct fuse_entry_param e = { 0 };
-	int r = fs_do_mknod(req_fs(req), req, req_inode(req, parent), name, S_IFDIR | mode, 0,
-			    NULL, 0, NULL, &e);
+	int r = fs_do_mknod(req_fs(req), req, req_inode(req, parent), name, S_IFDIR | mode, 0, NULL,
+			    0, NULL, &e);
 
 	reply_entry_or_err(req, r, &e);
 }
@@ -166,8 +166,8 @@ static void fs_ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 static void fs_ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e = { 0 };
-	int r = fs_do_mknod(req_fs(req), req, req_inode(req, parent), name, S_IFLNK | 0777, 0,
-			    link, 0, NULL, &e);
+	int r = fs_do_mknod(req_fs(req), req, req_inode(req, parent), name, S_IFLNK | 0777, 0, link,
+			    0, NULL, &e);
 
 	reply_entry_or_err(req, r, &e);
 }
@@ -376,8 +376,7 @@ static void fs_ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 	fuse_reply_err(req, 0);
 }
 
-static void fs_ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-			   struct fuse_file_info *fi)
+static void fs_ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
 	struct fs_inode *dir = fs_inode_get(fs, ino);

@@ -63,8 +63,7 @@ static unsigned char entry_type(DIR *d, const struct dirent *de)
 	return (unsigned char)(IFTODT(st.st_mode));
 }
 
-int fs_list_merged(struct fs *fs, int upper_fd, int lower_fd, struct fs_dirent **ret,
-		   size_t *ret_n)
+int fs_list_merged(struct fs *fs, int upper_fd, int lower_fd, struct fs_dirent **ret, size_t *ret_n)
 {
 	struct strset seen = STRSET_INIT;
 	/*
@@ -254,7 +253,8 @@ static int snapshot(struct fs *fs, struct fs_inode *dir, struct fs_dirh *dh)
 	}
 	memmove(all + 2, all, n * sizeof(*all));
 	all[0] = (struct fs_dirent){ .name = strdup("."), .ino = dir->ino, .type = DT_DIR };
-	all[1] = (struct fs_dirent){ .name = strdup(".."), .ino = dot_ino(fs, dir, ".."),
+	all[1] = (struct fs_dirent){ .name = strdup(".."),
+				     .ino = dot_ino(fs, dir, ".."),
 				     .type = DT_DIR };
 	if (!all[0].name || !all[1].name) {
 		fs_dirents_free(all, n + 2);
@@ -365,8 +365,9 @@ void fs_readdir(struct fs *fs, fuse_req_t req, struct fs_inode *dir, struct fs_d
 		if (off == 0 || !dh->built)
 			r = snapshot(fs, dir, dh);
 		for (size_t i = (size_t)off; r == 0 && i < dh->n; i++) {
-			size_t sz = add_entry(fs, req, dir, p, rem, dh->ents[i].name, dh->ents[i].ino,
-					      dh->ents[i].type, (off_t)(i + 1), plus, &r);
+			size_t sz =
+				add_entry(fs, req, dir, p, rem, dh->ents[i].name, dh->ents[i].ino,
+					  dh->ents[i].type, (off_t)(i + 1), plus, &r);
 
 			if (sz > rem)
 				break;

@@ -49,7 +49,8 @@ static size_t pick(struct fs *fs, struct victim **ret)
 			    in->unlinked || !in->name)
 				continue;
 			if (n == cap) {
-				struct victim *nv = realloc(v, (cap = cap ? cap * 2 : 1024) * sizeof(*v));
+				struct victim *nv =
+					realloc(v, (cap = cap ? cap * 2 : 1024) * sizeof(*v));
 
 				if (!nv)
 					goto out;
@@ -103,7 +104,8 @@ static void *reclaim_main(void *arg)
 			n = pick(fs, &v);
 			/* No lock held here: the kernel may call back into us (forget). */
 			for (size_t i = 0; i < n; i++) {
-				(void)fuse_lowlevel_notify_inval_entry(fs->se, v[i].parent, v[i].name,
+				(void)fuse_lowlevel_notify_inval_entry(fs->se, v[i].parent,
+								       v[i].name,
 								       strlen(v[i].name));
 				free(v[i].name);
 			}

@@ -164,8 +164,8 @@ int fs_mount(const struct fs_config *cfg, struct fs **ret)
 		const char *cap = getenv("CJFS_INODE_CAP");
 		int64_t v;
 
-		fs->inode_cap = cap && util_parse_i64(cap, &v) == 0 && v >= 0 ? (size_t)v
-									      : FS_INODE_CAP;
+		fs->inode_cap =
+			cap && util_parse_i64(cap, &v) == 0 && v >= 0 ? (size_t)v : FS_INODE_CAP;
 	}
 	r = fs_init_tables(fs);
 	if (r < 0)

@@ -262,7 +262,7 @@ int store_txn_conflicts(struct store *s, int64_t txn, int pkg_fd, struct store_c
 		if (r < 0)
 			goto out;
 		continue;
-dir_check:
+	dir_check:
 		if (S_ISDIR(c[i].orig.mode) && !S_ISDIR(c[i].new.mode)) {
 			r = check_dir_emptied(pkg_fd, c[i].path, c, n, &v, &nv);
 			if (r < 0)
@@ -574,7 +574,7 @@ static int promote_remove(struct apply *a, size_t i)
 		r = errno == ENOENT ? 0 : -errno;
 		goto out;
 	}
-	if (c->new.mode && (st.st_mode & S_IFMT) == (c->new.mode & S_IFMT))
+	if (c->new.mode && (st.st_mode & S_IFMT) == (c->new.mode &S_IFMT))
 		goto out; /* same type: replaced by rename (file) or kept (directory) */
 	if (c->new.mode && !S_ISDIR(c->new.mode) && !S_ISDIR(st.st_mode))
 		goto out; /* rename() of the new file or symlink replaces it atomically */

@@ -51,8 +51,8 @@ static char *audit_strdup(sqlite3_stmt *st, int i)
 	return t ? strdup((const char *)t) : NULL;
 }
 
-int store_audit_list(struct store *s, int64_t since_ns, int64_t txn,
-		     struct store_audit_event **ret, size_t *ret_n)
+int store_audit_list(struct store *s, int64_t since_ns, int64_t txn, struct store_audit_event **ret,
+		     size_t *ret_n)
 {
 	/* audit_by_time and audit_by_txn (schema v2) keep both filters indexed. */
 	static const char q_all[] = "SELECT id, time_ns, uid, pid, txn, event, detail FROM audit"
@@ -78,7 +78,8 @@ int store_audit_list(struct store *s, int64_t since_ns, int64_t txn,
 		struct store_audit_event *e;
 
 		if (n == cap) {
-			struct store_audit_event *nv = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
+			struct store_audit_event *nv =
+				realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
 
 			if (!nv) {
 				r = -ENOMEM;

@@ -546,9 +546,9 @@ static int blob_open(struct store *s, const uint8_t hash[HASH_LEN], int *ret_enc
 /* Where the bytes of a blob go while they are hashed. */
 struct blob_sink {
 	struct hash_ctx h;
-	int outfd;	  /* or -1 */
+	int outfd;	   /* or -1 */
 	struct strbuf *sb; /* or NULL */
-	size_t limit;	  /* for sb; 0 = none */
+	size_t limit;	   /* for sb; 0 = none */
 	uint64_t total;
 	uint64_t expect; /* decompressed size from the index, 0 = unknown */
 	bool sparse;	 /* outfd is a regular file: zeros become holes */
@@ -730,8 +730,7 @@ int64_t store_blob_copy(struct store *s, const uint8_t hash[HASH_LEN], int outfd
 	return blob_stream(s, hash, outfd, NULL, 0);
 }
 
-int store_blob_read(struct store *s, const uint8_t hash[HASH_LEN], struct strbuf *out,
-		    size_t limit)
+int store_blob_read(struct store *s, const uint8_t hash[HASH_LEN], struct strbuf *out, size_t limit)
 {
 	size_t old = out->len;
 	int64_t r = blob_stream(s, hash, -1, out, limit);
@@ -763,8 +762,7 @@ int store_sync(struct store *s)
 	return util_syncfs(s->objfd);
 }
 
-int store_put_range(struct store *s, int fd, off_t off, uint64_t size,
-		    const uint8_t want[HASH_LEN])
+int store_put_range(struct store *s, int fd, off_t off, uint64_t size, const uint8_t want[HASH_LEN])
 {
 	uint8_t got[HASH_LEN];
 	loff_t in = off;
@@ -788,8 +786,8 @@ int store_put_range(struct store *s, int fd, off_t off, uint64_t size,
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS ||
-			      errno == EINVAL)) {
+		if (n < 0 &&
+		    (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)) {
 			char buf[64 * 1024];
 			size_t want_n = left < sizeof(buf) ? (size_t)left : sizeof(buf);
 

@@ -160,8 +160,9 @@ static int gc_key(void *ctx, const char *key, const char *value, char **ret_msg)
 			goto bad_duration;
 		p->grace_ns = v;
 	} else {
-		*ret_msg = util_xasprintf("unknown key '%s' (gc.keep-last, gc.older-than, gc.max-size and gc.grace are known)",
-					  key);
+		*ret_msg =
+			util_xasprintf("unknown key '%s' (gc.keep-last, gc.older-than, gc.max-size and gc.grace are known)",
+				       key);
 	}
 	return 0;
 
@@ -173,8 +174,8 @@ bad_duration:
 				  strcmp(key, "gc.grace") ? " (or 'none')" : "");
 	return 0;
 bad_size:
-	*ret_msg = util_xasprintf("%s: '%s' is not a size like 500M or 10G (or 'none')", key,
-				  value);
+	*ret_msg =
+		util_xasprintf("%s: '%s' is not a size like 500M or 10G (or 'none')", key, value);
 	return 0;
 }
 

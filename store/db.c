@@ -133,14 +133,13 @@ static const char schema_v2[] =
  *   staged: where an original's bytes are in txn/<txn>/originals (offset,
  *           size), by hash; rows go with the transaction's directory.
  */
-static const char schema_v3[] =
-	"CREATE TABLE staged ("
-	" hash BLOB NOT NULL,"
-	" txn INTEGER NOT NULL,"
-	" off INTEGER NOT NULL,"
-	" size INTEGER NOT NULL,"
-	" PRIMARY KEY (hash, txn)) WITHOUT ROWID;"
-	"CREATE INDEX staged_by_txn ON staged(txn);";
+static const char schema_v3[] = "CREATE TABLE staged ("
+				" hash BLOB NOT NULL,"
+				" txn INTEGER NOT NULL,"
+				" off INTEGER NOT NULL,"
+				" size INTEGER NOT NULL,"
+				" PRIMARY KEY (hash, txn)) WITHOUT ROWID;"
+				"CREATE INDEX staged_by_txn ON staged(txn);";
 
 /* migrations[v] brings a store from version v to v + 1. */
 static const char *const migrations[DB_SCHEMA_VERSION] = {

@@ -26,11 +26,11 @@
 
 /* A blob is referenced when a row of a transaction that stays refers to it. */
 #define GC_REFERENCED                                                                              \
-	"(EXISTS (SELECT 1 FROM change c WHERE c.o_hash = b.hash"                                 \
-	" AND c.txn NOT IN (SELECT id FROM temp.gc_drop))"                                          \
-	" OR EXISTS (SELECT 1 FROM change c WHERE c.n_hash = b.hash"                              \
-	" AND c.txn NOT IN (SELECT id FROM temp.gc_drop))"                                          \
-	" OR EXISTS (SELECT 1 FROM kept k WHERE k.hash = b.hash"                                  \
+	"(EXISTS (SELECT 1 FROM change c WHERE c.o_hash = b.hash"                                  \
+	" AND c.txn NOT IN (SELECT id FROM temp.gc_drop))"                                         \
+	" OR EXISTS (SELECT 1 FROM change c WHERE c.n_hash = b.hash"                               \
+	" AND c.txn NOT IN (SELECT id FROM temp.gc_drop))"                                         \
+	" OR EXISTS (SELECT 1 FROM kept k WHERE k.hash = b.hash"                                   \
 	" AND k.txn NOT IN (SELECT id FROM temp.gc_drop)))"
 
 /* Finished: committed, rolled back, undone. Nothing else is ever dropped. */
@@ -85,8 +85,9 @@ static int gc_pick_max_size(struct store *s, const struct store_gc_policy *p, in
 {
 	static const char q_size[] = "SELECT COALESCE(SUM(b.stored_size), 0) FROM blob b"
 				     " WHERE b.used_ns >= ?1 OR " GC_REFERENCED;
-	static const char q_next[] = "SELECT id FROM txn WHERE " GC_FINISHED
-				     " AND id NOT IN (SELECT id FROM temp.gc_drop) ORDER BY id LIMIT 1";
+	static const char q_next[] =
+		"SELECT id FROM txn WHERE " GC_FINISHED
+		" AND id NOT IN (SELECT id FROM temp.gc_drop) ORDER BY id LIMIT 1";
 	static const char q_add[] = "INSERT INTO temp.gc_drop(id, why) VALUES (?, 'max-size')";
 	static const char q_freed[] =
 		"SELECT COALESCE(SUM(b.stored_size), 0) FROM blob b WHERE b.hash IN"
@@ -178,7 +179,8 @@ static int gc_rows(struct store *s, const struct store_gc_policy *p, struct stor
 	static const char q_bytes[] = "SELECT COALESCE(SUM(stored_size), 0) FROM temp.gc_blob";
 	static const char q_del_change[] =
 		"DELETE FROM change WHERE txn IN (SELECT id FROM temp.gc_drop)";
-	static const char q_del_kept[] = "DELETE FROM kept WHERE txn IN (SELECT id FROM temp.gc_drop)";
+	static const char q_del_kept[] =
+		"DELETE FROM kept WHERE txn IN (SELECT id FROM temp.gc_drop)";
 	static const char q_del_txn[] = "DELETE FROM txn WHERE id IN (SELECT id FROM temp.gc_drop)";
 	static const char q_del_blob[] =
 		"DELETE FROM blob WHERE hash IN (SELECT hash FROM temp.gc_blob)";
@@ -190,11 +192,12 @@ static int gc_rows(struct store *s, const struct store_gc_policy *p, struct stor
 	if (r < 0)
 		return r;
 	/* Per connection; prepared statements below refer to them, so they exist first. */
-	r = db_exec(s->db, "CREATE TEMP TABLE IF NOT EXISTS gc_drop(id INTEGER PRIMARY KEY,"
-			   " why TEXT NOT NULL);"
-			   "CREATE TEMP TABLE IF NOT EXISTS gc_blob(hash BLOB PRIMARY KEY,"
-			   " stored_size INTEGER NOT NULL, encoding INTEGER NOT NULL) WITHOUT ROWID;"
-			   "DELETE FROM temp.gc_drop; DELETE FROM temp.gc_blob;");
+	r = db_exec(s->db,
+		    "CREATE TEMP TABLE IF NOT EXISTS gc_drop(id INTEGER PRIMARY KEY,"
+		    " why TEXT NOT NULL);"
+		    "CREATE TEMP TABLE IF NOT EXISTS gc_blob(hash BLOB PRIMARY KEY,"
+		    " stored_size INTEGER NOT NULL, encoding INTEGER NOT NULL) WITHOUT ROWID;"
+		    "DELETE FROM temp.gc_drop; DELETE FROM temp.gc_blob;");
 	if (r < 0)
 		goto out_rollback;
 	r = gc_query_i64(s, q_before, 0, 0, &v);
@@ -246,8 +249,9 @@ static int gc_rows(struct store *s, const struct store_gc_policy *p, struct stor
 	if (rep->blobs) {
 		char size[32], *detail;
 
-		detail = util_xasprintf("gc deleted %zu blob(s) no transaction refers to any more, %s",
-					rep->blobs, util_fmt_size(rep->bytes, size));
+		detail =
+			util_xasprintf("gc deleted %zu blob(s) no transaction refers to any more, %s",
+				       rep->blobs, util_fmt_size(rep->bytes, size));
 		r = detail ? store_audit_locked(s, 0, "BACKUP_DELETED", detail) : -ENOMEM;
 		free(detail);
 		if (r < 0)

@@ -52,8 +52,8 @@ static void log_vemit(int level, int err, const char *fmt, va_list ap)
 	if (log_syslog) {
 		syslog(prio[level], "%s", msg);
 	} else if (log_prefix) {
-		fprintf(stderr, "%s: %s%s\n", log_prefix, level == LOG_LEVEL_WARN ? "warning: " : "",
-			msg);
+		fprintf(stderr, "%s: %s%s\n", log_prefix,
+			level == LOG_LEVEL_WARN ? "warning: " : "", msg);
 	} else {
 		fprintf(stderr, "%s\n", msg);
 	}

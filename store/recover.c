@@ -52,7 +52,8 @@ static int recover_committing_locked(struct store *s, const struct store_txn *t)
 	if (r < 0 && fail.err) {
 		char name[96];
 
-		return log_errno(r, "cannot finish the commit of transaction %lld into '%s': the new content of '%s' in the store ('%s') cannot be used; run 'cjfs verify'",
+		return log_errno(r,
+				 "cannot finish the commit of transaction %lld into '%s': the new content of '%s' in the store ('%s') cannot be used; run 'cjfs verify'",
 				 (long long)t->id, t->pkg, fail.path,
 				 store_blob_name(fail.hash, name));
 	}

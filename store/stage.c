@@ -139,8 +139,8 @@ int store_stage_buf(struct store *s, int64_t txn, const void *data, size_t n,
 }
 
 /* Where the original with this hash is staged (in txn, or any transaction if txn is 0). */
-static int stage_find(struct store *s, const uint8_t hash[HASH_LEN], int64_t txn,
-		      int64_t *ret_txn, uint64_t *ret_off, uint64_t *ret_size)
+static int stage_find(struct store *s, const uint8_t hash[HASH_LEN], int64_t txn, int64_t *ret_txn,
+		      uint64_t *ret_off, uint64_t *ret_size)
 {
 	static const char q_any[] = "SELECT txn, off, size FROM staged WHERE hash = ? LIMIT 1";
 	static const char q_txn[] = "SELECT txn, off, size FROM staged WHERE hash = ? AND txn = ?";
@@ -194,7 +194,8 @@ static int64_t stage_stream(int fd, uint64_t off, uint64_t size, const uint8_t h
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			r = n < 0 ? -errno : -EBADMSG; /* the staging file is shorter than its index */
+			r = n < 0 ? -errno
+				  : -EBADMSG; /* the staging file is shorter than its index */
 			break;
 		}
 		r = hash_update(&h, buf, (size_t)n);
@@ -278,7 +279,8 @@ static int promote_row(void *ctx, size_t i)
 	if (r < 0) {
 		char name[96];
 
-		return log_debug_errno(r, "the original of '%s' ('%s') is neither a blob nor staged",
+		return log_debug_errno(r,
+				       "the original of '%s' ('%s') is neither a blob nor staged",
 				       w->c[i].path, store_blob_name(o->hash, name));
 	}
 	if (w->fd < 0)

@@ -163,10 +163,10 @@ struct store_txn {
 	char *pkg;	  /* absolute, canonical path of PKG */
 	uint64_t pkg_dev; /* identity of PKG's root directory */
 	uint64_t pkg_ino;
-	char *mountpoint; /* absolute path while mounted, else NULL */
-	int64_t pid;	  /* daemon pid while mounted, else 0 */
-	char *command;	  /* command line for `cjfs run`, undo and restore, else NULL */
-	int64_t undo_of;  /* id of the transaction this one reverts, else 0 */
+	char *mountpoint;   /* absolute path while mounted, else NULL */
+	int64_t pid;	    /* daemon pid while mounted, else 0 */
+	char *command;	    /* command line for `cjfs run`, undo and restore, else NULL */
+	int64_t undo_of;    /* id of the transaction this one reverts, else 0 */
 	int64_t restore_of; /* id of the transaction whose originals this one restores, else 0 */
 	int64_t created_ns;
 	int64_t finished_ns;
@@ -301,7 +301,7 @@ struct store_entry {
 
 /* One path touched by a transaction. */
 struct store_change {
-	char *path;		/* relative to PKG, validated with util_path_is_safe() */
+	char *path;		 /* relative to PKG, validated with util_path_is_safe() */
 	struct store_entry orig; /* PKG's state when the transaction first touched the path */
 	struct store_entry new;	 /* the state the transaction leaves (valid once sealed) */
 	char status;		 /* 'M', 'A', 'D', or 0 for unchanged; valid once sealed */
@@ -331,8 +331,8 @@ int store_change_exists(struct store *s, int64_t txn, const char *path);
  * All rows of a transaction sorted by path (bytewise), or only changed ones
  * (status != 0) with only_changed. Free with store_changes_free().
  */
-int store_change_list(struct store *s, int64_t txn, bool only_changed,
-		      struct store_change **ret, size_t *ret_n);
+int store_change_list(struct store *s, int64_t txn, bool only_changed, struct store_change **ret,
+		      size_t *ret_n);
 void store_changes_free(struct store_change *c, size_t n);
 
 /* Set the new state and status of one row (during seal). */
@@ -581,8 +581,8 @@ struct store_audit_event {
  * Events in the order they were written, those at or after since_ns (0 = all)
  * and, with txn > 0, only that transaction's. Free with store_audit_free().
  */
-int store_audit_list(struct store *s, int64_t since_ns, int64_t txn,
-		     struct store_audit_event **ret, size_t *ret_n);
+int store_audit_list(struct store *s, int64_t since_ns, int64_t txn, struct store_audit_event **ret,
+		     size_t *ret_n);
 void store_audit_free(struct store_audit_event *v, size_t n);
 
 /* ---- retention (gc.c) ---- */
@@ -615,10 +615,10 @@ struct store_gc_dropped {
 struct store_gc_report {
 	struct store_gc_dropped *dropped; /* transactions dropped (or that would be), by id */
 	size_t n_dropped;
-	size_t blobs;	      /* blobs deleted (or that would be) */
-	uint64_t bytes;	      /* their stored bytes */
-	size_t orphans;	      /* blob files without an index row, removed (or found) */
-	size_t adopted;	      /* blob files without a row that the index refers to: indexed */
+	size_t blobs;	/* blobs deleted (or that would be) */
+	uint64_t bytes; /* their stored bytes */
+	size_t orphans; /* blob files without an index row, removed (or found) */
+	size_t adopted; /* blob files without a row that the index refers to: indexed */
 	uint64_t orphan_bytes;
 	uint64_t size_before; /* stored bytes of all blobs in the index, before */
 	uint64_t size_after;
@@ -653,12 +653,12 @@ struct store_stats {
 	int64_t n_txn_by_state[7]; /* indexed by enum store_txn_state */
 	int64_t n_blobs;
 	int64_t n_compressed;
-	uint64_t logical;     /* bytes of every version the index refers to, as if stored apart */
-	uint64_t unique;      /* bytes of distinct contents (after dedup, before compression) */
-	uint64_t stored;      /* bytes of the blob files (after compression) */
-	uint64_t disk_blobs;  /* allocated on disk by objects/ (st_blocks) */
-	uint64_t disk_index;  /* index.db with its WAL */
-	uint64_t disk_other;  /* txn/ and tmp/ */
+	uint64_t logical;    /* bytes of every version the index refers to, as if stored apart */
+	uint64_t unique;     /* bytes of distinct contents (after dedup, before compression) */
+	uint64_t stored;     /* bytes of the blob files (after compression) */
+	uint64_t disk_blobs; /* allocated on disk by objects/ (st_blocks) */
+	uint64_t disk_index; /* index.db with its WAL */
+	uint64_t disk_other; /* txn/ and tmp/ */
 	int64_t n_audit;
 };
 
@@ -678,11 +678,11 @@ int store_config_get(struct store *s, const char *key, char **ret, char **ret_wh
 
 enum store_verify_kind {
 	/* Defects: bytes or references the store promised and cannot deliver. */
-	STORE_VERIFY_CORRUPT,	/* a blob whose content does not hash to its name */
-	STORE_VERIFY_MISSING,	/* the index refers to a blob that is not in objects/ */
+	STORE_VERIFY_CORRUPT, /* a blob whose content does not hash to its name */
+	STORE_VERIFY_MISSING, /* the index refers to a blob that is not in objects/ */
 
-	STORE_VERIFY_STRAY,	/* a file in objects/ that is not named like a blob */
-	STORE_VERIFY_INDEX,	/* PRAGMA integrity_check reported a problem */
+	STORE_VERIFY_STRAY, /* a file in objects/ that is not named like a blob */
+	STORE_VERIFY_INDEX, /* PRAGMA integrity_check reported a problem */
 	/*
 	 * Not a defect: a valid blob the blob table does not list. A process
 	 * killed between publishing a blob and indexing it leaves one; nothing

@@ -10,10 +10,10 @@
 
 struct store {
 	char *path;
-	int dirfd;  /* the store directory */
-	int objfd;  /* objects/ */
-	int tmpfd;  /* tmp/ */
-	int txnfd;  /* txn/ */
+	int dirfd;	       /* the store directory */
+	int objfd;	       /* objects/ */
+	int tmpfd;	       /* tmp/ */
+	int txnfd;	       /* txn/ */
 	unsigned long blksize; /* block size of the file system of objects/ */
 	/* Recursive so that a batch can span several store calls; protects db. */
 	pthread_mutex_t lock;
@@ -23,7 +23,7 @@ struct store {
 
 	/* The staging file originals are appended to (stage.c); protected by stage_lock. */
 	pthread_mutex_t stage_lock;
-	int stage_fd;	   /* txn/<stage_txn>/originals, opened on first use, or -1 */
+	int stage_fd; /* txn/<stage_txn>/originals, opened on first use, or -1 */
 	int64_t stage_txn;
 	uint64_t stage_end; /* where the next original goes */
 };

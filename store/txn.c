@@ -227,8 +227,7 @@ int store_txn_find_mount(struct store *s, const char *mnt, int64_t *ret_id)
 	return r;
 }
 
-int store_txn_list_state(struct store *s, enum store_txn_state state, int64_t **ret,
-			 size_t *ret_n)
+int store_txn_list_state(struct store *s, enum store_txn_state state, int64_t **ret, size_t *ret_n)
 {
 	static const char q[] = "SELECT id FROM txn WHERE state = ? ORDER BY id";
 	int64_t *ids = NULL;
@@ -690,7 +689,8 @@ int store_change_list(struct store *s, int64_t txn, bool only_changed, struct st
 		const unsigned char *status;
 
 		if (n == cap) {
-			struct store_change *nv = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
+			struct store_change *nv =
+				realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
 
 			if (!nv) {
 				r = -ENOMEM;
@@ -737,8 +737,9 @@ void store_changes_free(struct store_change *c, size_t n)
 
 int store_change_set_new(struct store *s, int64_t txn, const struct store_change *c)
 {
-	static const char q[] = "UPDATE change SET n_mode = ?, n_uid = ?, n_gid = ?, n_size = ?,"
-				" n_mtime_ns = ?, n_hash = ?, status = ? WHERE txn = ? AND path = ?";
+	static const char q[] =
+		"UPDATE change SET n_mode = ?, n_uid = ?, n_gid = ?, n_size = ?,"
+		" n_mtime_ns = ?, n_hash = ?, status = ? WHERE txn = ? AND path = ?";
 	char status[2] = { c->status, '\0' };
 	sqlite3_stmt *st;
 	int r = 0;

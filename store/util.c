@@ -60,8 +60,8 @@ int util_fault_from_env(void)
 	static const struct {
 		const char *name;
 		int err;
-	} names[] = { { "crash", 0 },	      { "stop", UTIL_FAULT_STOP }, { "ENOSPC", ENOSPC },
-		      { "EIO", EIO },	      { "EDQUOT", EDQUOT },	   { "EROFS", EROFS } };
+	} names[] = { { "crash", 0 }, { "stop", UTIL_FAULT_STOP }, { "ENOSPC", ENOSPC },
+		      { "EIO", EIO }, { "EDQUOT", EDQUOT },	   { "EROFS", EROFS } };
 	const char *e = getenv("CJFS_FAULT");
 	const char *colon;
 	char *end;
@@ -372,7 +372,7 @@ int util_mkdir_p(const char *path, mode_t mode)
 	if (len == 0 || len >= sizeof(buf))
 		return -ENAMETOOLONG;
 	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1; ; p++) {
+	for (char *p = buf + 1;; p++) {
 		if (*p == '/' || *p == '\0') {
 			char c = *p;
 
@@ -685,8 +685,10 @@ int util_parse_duration(const char *s, int64_t *ret_ns)
 	static const struct {
 		char unit;
 		int64_t ns;
-	} units[] = { { 's', 1000000000LL },	      { 'm', 60LL * 1000000000LL },
-		      { 'h', 3600LL * 1000000000LL }, { 'd', 86400LL * 1000000000LL },
+	} units[] = { { 's', 1000000000LL },
+		      { 'm', 60LL * 1000000000LL },
+		      { 'h', 3600LL * 1000000000LL },
+		      { 'd', 86400LL * 1000000000LL },
 		      { 'w', 7LL * 86400LL * 1000000000LL } };
 	bool bare = s && *s && strspn(s, "0123456789") == strlen(s);
 	const char *p = s;

@@ -119,7 +119,10 @@ struct strbuf {
 	size_t alloc;
 };
 
-#define STRBUF_INIT { NULL, 0, 0 }
+#define STRBUF_INIT                                                                                \
+	{                                                                                          \
+		NULL, 0, 0                                                                         \
+	}
 
 int strbuf_grow(struct strbuf *sb, size_t extra);
 int strbuf_add(struct strbuf *sb, const void *data, size_t n);
@@ -139,7 +142,10 @@ struct strset {
 	size_t n;
 };
 
-#define STRSET_INIT { NULL, 0, 0 }
+#define STRSET_INIT                                                                                \
+	{                                                                                          \
+		NULL, 0, 0                                                                         \
+	}
 
 /* 1 if added, 0 if already present, -ENOMEM. */
 int strset_add(struct strset *set, const char *s);

@@ -342,7 +342,7 @@ static int check_refs(struct verify *v)
 	static const char q[] = "SELECT o_hash FROM change WHERE o_hash IS NOT NULL"
 				" UNION SELECT n_hash FROM change WHERE n_hash IS NOT NULL"
 				" UNION SELECT hash FROM kept";
-	uint8_t (*refs)[HASH_LEN] = NULL;
+	uint8_t(*refs)[HASH_LEN] = NULL;
 	size_t n = 0, cap = 0;
 	sqlite3_stmt *st;
 	int r = 0, rc;
@@ -359,8 +359,8 @@ static int check_refs(struct verify *v)
 		if (!h || sqlite3_column_bytes(st, 0) != HASH_LEN)
 			continue;
 		if (n == cap) {
-			uint8_t(*nr)[HASH_LEN] = realloc(refs,
-							 (cap = cap ? cap * 2 : 256) * HASH_LEN);
+			uint8_t(*nr)[HASH_LEN] =
+				realloc(refs, (cap = cap ? cap * 2 : 256) * HASH_LEN);
 
 			if (!nr) {
 				r = -ENOMEM;
@@ -403,8 +403,7 @@ static int check_refs(struct verify *v)
 			else
 				r = (int)sr;
 			continue;
-		}
-		else if (!row)
+		} else if (!row)
 			r = add_blob_issue(v, STORE_VERIFY_DANGLING, refs[i],
 					   "intact and referred to by the index, not yet in the blob table (a writer was killed in between): the next commit or gc indexes it");
 	}
@@ -432,8 +431,7 @@ static int check_index(struct verify *v)
 				      strdup((const char *)msg));
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = add_issue(v, STORE_VERIFY_INDEX, NULL, "index.db",
-			      strdup(sqlite3_errstr(rc)));
+		r = add_issue(v, STORE_VERIFY_INDEX, NULL, "index.db", strdup(sqlite3_errstr(rc)));
 	sqlite3_finalize(st);
 	store_unlock(v->s);
 	return r;

@@ -16,7 +16,8 @@ struct cmd {
 
 static const struct cmd commands[] = {
 	{ "mount", cmd_mount, "mount PKG at MNT through a copy-on-write transaction" },
-	{ "status", cmd_status, "list what a transaction changed (M/A/D), or the open transactions" },
+	{ "status", cmd_status,
+	  "list what a transaction changed (M/A/D), or the open transactions" },
 	{ "diff", cmd_diff, "show a transaction's changes as a unified diff" },
 	{ "commit", cmd_commit, "unmount and promote every change into PKG, all or nothing" },
 	{ "rollback", cmd_rollback, "unmount and discard every change; PKG is untouched" },
@@ -62,7 +63,8 @@ int main(int argc, char **argv)
 	log_set_prefix("cjfs");
 	log_init_from_env();
 	if (util_fault_from_env() < 0) {
-		fprintf(stderr, "cjfs: CJFS_FAULT must look like 'N:ENOSPC', 'N+:EIO', 'N:crash' or 'N:stop'\n");
+		fprintf(stderr,
+			"cjfs: CJFS_FAULT must look like 'N:ENOSPC', 'N+:EIO', 'N:crash' or 'N:stop'\n");
 		return EXIT_USAGE;
 	}
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {

@@ -30,7 +30,10 @@ int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
 
 /* Options every command accepts: --store DIR and --help. */
 #define CLI_COMMON_LONGOPTS                                                                        \
-	{ "store", required_argument, NULL, 'S' }, { "help", no_argument, NULL, 'h' }
+	{ "store", required_argument, NULL, 'S' },                                                 \
+	{                                                                                          \
+		"help", no_argument, NULL, 'h'                                                     \
+	}
 
 /*
  * Handle a common option; returns -1 if opt is not one, else the exit code to

@@ -94,8 +94,8 @@ int cmd_audit(struct cli *cli, int argc, char **argv)
 		if (json) {
 			printf("%s{\"id\":%lld,\"time\":", i ? "," : "", (long long)e->id);
 			json_time(stdout, e->time_ns);
-			printf(",\"time_ns\":%lld,\"uid\":%lld,\"pid\":%lld,\"txn\":", (long long)e->time_ns,
-			       (long long)e->uid, (long long)e->pid);
+			printf(",\"time_ns\":%lld,\"uid\":%lld,\"pid\":%lld,\"txn\":",
+			       (long long)e->time_ns, (long long)e->uid, (long long)e->pid);
 			if (e->txn)
 				printf("%lld", (long long)e->txn);
 			else

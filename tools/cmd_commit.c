@@ -36,8 +36,10 @@ static void print_result(const char *what, const struct cjfs_result *res, bool j
 int cmd_commit(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "force", no_argument, NULL, 'F' }, { "json", no_argument, NULL, 'j' },
-		CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 },
+		{ "force", no_argument, NULL, 'F' },
+		{ "json", no_argument, NULL, 'j' },
+		CLI_COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
 	};
 	struct cjfs_result res;
 	bool json = false, done = false;
@@ -78,7 +80,9 @@ static const char rollback_help[] =
 int cmd_rollback(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' }, CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 },
+		{ "json", no_argument, NULL, 'j' },
+		CLI_COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
 	};
 	struct cjfs_result res;
 	bool json = false, done = false;

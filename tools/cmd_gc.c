@@ -58,9 +58,10 @@ static void print_policy(const struct store_gc_policy *p)
 		printf("%lld", (long long)p->keep_last);
 	else
 		printf("none");
-	printf(", older-than %s", p->older_than_ns >= 0 ? util_fmt_duration(p->older_than_ns, buf)
-							 : "none");
-	printf(", max-size %s", p->max_size >= 0 ? util_fmt_size((uint64_t)p->max_size, buf) : "none");
+	printf(", older-than %s",
+	       p->older_than_ns >= 0 ? util_fmt_duration(p->older_than_ns, buf) : "none");
+	printf(", max-size %s",
+	       p->max_size >= 0 ? util_fmt_size((uint64_t)p->max_size, buf) : "none");
 	printf(", grace %s\n", util_fmt_duration(p->grace_ns, buf));
 }
 
@@ -112,11 +113,11 @@ static void print_json(const struct store_gc_policy *p, const struct store_gc_re
 {
 	printf("{\"dry_run\":%s,\"policy\":{\"keep_last\":%lld,\"older_than_ns\":%lld,"
 	       "\"max_size\":%lld,\"grace_ns\":%lld},\"dropped\":[",
-	       p->dry_run ? "true" : "false", (long long)p->keep_last,
-	       (long long)p->older_than_ns, (long long)p->max_size, (long long)p->grace_ns);
+	       p->dry_run ? "true" : "false", (long long)p->keep_last, (long long)p->older_than_ns,
+	       (long long)p->max_size, (long long)p->grace_ns);
 	for (size_t i = 0; i < rep->n_dropped; i++)
-		printf("%s{\"id\":%lld,\"why\":\"%s\"}", i ? "," : "", (long long)rep->dropped[i].id,
-		       rep->dropped[i].why);
+		printf("%s{\"id\":%lld,\"why\":\"%s\"}", i ? "," : "",
+		       (long long)rep->dropped[i].id, rep->dropped[i].why);
 	printf("],\"blobs\":%zu,\"bytes\":%llu,\"orphans\":%zu,\"orphan_bytes\":%llu,"
 	       "\"size_before\":%llu,\"size_after\":%llu}\n",
 	       rep->blobs, (unsigned long long)rep->bytes, rep->orphans,
@@ -148,7 +149,8 @@ int cmd_gc(struct cli *cli, int argc, char **argv)
 		switch (opt) {
 		case 'K':
 			if (util_parse_i64(optarg, &cmdline.keep_last) < 0 || cmdline.keep_last < 0)
-				return cli_usage_error("gc", usage, "--keep-last wants a count, not '%s'",
+				return cli_usage_error("gc", usage,
+						       "--keep-last wants a count, not '%s'",
 						       optarg);
 			set[0] = true;
 			break;
@@ -194,7 +196,8 @@ int cmd_gc(struct cli *cli, int argc, char **argv)
 		if (where)
 			fprintf(stderr, "cjfs gc: %s\n", where);
 		else
-			log_errno(r, "cannot read the config file of the store '%s'", store_path(s));
+			log_errno(r, "cannot read the config file of the store '%s'",
+				  store_path(s));
 		free(where);
 		return r == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
 	}
@@ -209,7 +212,8 @@ int cmd_gc(struct cli *cli, int argc, char **argv)
 	p.dry_run = cmdline.dry_run;
 	r = store_gc(s, &p, &rep);
 	if (r < 0) {
-		log_errno(r, "gc of the store '%s' did not finish (nothing needed was lost; run it again)",
+		log_errno(r,
+			  "gc of the store '%s' did not finish (nothing needed was lost; run it again)",
 			  store_path(s));
 		return EXIT_FAIL;
 	}

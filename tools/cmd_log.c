@@ -99,8 +99,10 @@ static void print_text(struct cjfs *c, struct store_txn **v, size_t n)
 int cmd_log(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "pkg", required_argument, NULL, 'P' }, { "json", no_argument, NULL, 'j' },
-		CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 },
+		{ "pkg", required_argument, NULL, 'P' },
+		{ "json", no_argument, NULL, 'j' },
+		CLI_COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
 	};
 	struct store_txn **v = NULL;
 	char *pkg = NULL;
@@ -117,7 +119,8 @@ int cmd_log(struct cli *cli, int argc, char **argv)
 			break;
 		case 'n':
 			if (util_parse_i64(optarg, &limit) < 0 || limit <= 0)
-				return cli_usage_error("log", usage, "-n wants a positive count, not '%s'",
+				return cli_usage_error("log", usage,
+						       "-n wants a positive count, not '%s'",
 						       optarg);
 			break;
 		case 'j':

@@ -27,9 +27,12 @@ static const char help[] =
 int cmd_mount(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "foreground", no_argument, NULL, 'f' }, { "debug", no_argument, NULL, 'd' },
-		{ "allow-other", no_argument, NULL, 'A' }, { "concurrent", no_argument, NULL, 'C' },
-		{ "resume", required_argument, NULL, 'R' }, CLI_COMMON_LONGOPTS,
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "allow-other", no_argument, NULL, 'A' },
+		{ "concurrent", no_argument, NULL, 'C' },
+		{ "resume", required_argument, NULL, 'R' },
+		CLI_COMMON_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	struct cjfs_mount_opts o = { 0 };
@@ -56,8 +59,8 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
 			break;
 		case 'R':
 			if (util_parse_i64(optarg, &o.resume) < 0 || o.resume <= 0)
-				return cli_usage_error("mount", usage, "'%s' is not a transaction id",
-						       optarg);
+				return cli_usage_error("mount", usage,
+						       "'%s' is not a transaction id", optarg);
 			break;
 		default:
 			r = cli_common_opt(cli, opt, "mount", help, &done);

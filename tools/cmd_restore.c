@@ -40,8 +40,10 @@ static const char help[] =
 int cmd_restore(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "to", required_argument, NULL, 'T' }, { "json", no_argument, NULL, 'j' },
-		CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 },
+		{ "to", required_argument, NULL, 'T' },
+		{ "json", no_argument, NULL, 'j' },
+		CLI_COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
 	};
 	struct cjfs_restore_opts o = { 0 };
 	struct cjfs_result res = { 0 };

@@ -28,8 +28,11 @@ static const char run_help[] =
 int cmd_run(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "concurrent", no_argument, NULL, 'C' }, { "keep", no_argument, NULL, 'K' },
-		{ "quiet", no_argument, NULL, 'q' }, CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 },
+		{ "concurrent", no_argument, NULL, 'C' },
+		{ "keep", no_argument, NULL, 'K' },
+		{ "quiet", no_argument, NULL, 'q' },
+		CLI_COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
 	};
 	struct cjfs_run_opts o = { 0 };
 	bool done = false;
@@ -81,8 +84,10 @@ static const char clean_help[] =
 int cmd_clean(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "dry-run", no_argument, NULL, 'n' }, { "in-place", no_argument, NULL, 'I' },
-		CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "in-place", no_argument, NULL, 'I' },
+		CLI_COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
 	};
 	struct cjfs_clean_report rep;
 	struct cjfs_run_opts o = { 0 };

@@ -68,7 +68,7 @@ static void print_side_json(const struct store_entry *e)
 		return;
 	}
 	printf("{\"mode\":\"%06o\",\"type\":\"%s\"", (unsigned)e->mode,
-	       S_ISDIR(e->mode)   ? "dir"
+	       S_ISDIR(e->mode)	  ? "dir"
 	       : S_ISLNK(e->mode) ? "symlink"
 	       : S_ISREG(e->mode) ? "file"
 				  : "special");
@@ -165,8 +165,8 @@ static void show_text(const struct show *sh)
 	if (sh->n_ev) {
 		fputc('\n', stdout);
 		for (size_t i = 0; i < sh->n_ev; i++)
-			printf("%s  %-15s %s\n", util_fmt_time(sh->ev[i].time_ns, when), sh->ev[i].event,
-			       sh->ev[i].detail ? sh->ev[i].detail : "");
+			printf("%s  %-15s %s\n", util_fmt_time(sh->ev[i].time_ns, when),
+			       sh->ev[i].event, sh->ev[i].detail ? sh->ev[i].detail : "");
 	}
 }
 
@@ -235,8 +235,10 @@ static void show_json(const struct show *sh, const char *diff)
 int cmd_show(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "diff", no_argument, NULL, 'D' }, { "json", no_argument, NULL, 'j' },
-		CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 },
+		{ "diff", no_argument, NULL, 'D' },
+		{ "json", no_argument, NULL, 'j' },
+		CLI_COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
 	};
 	struct show sh = { 0 };
 	struct store_change *rows = NULL;

@@ -45,11 +45,10 @@ static void print_ms(int64_t ns)
 	printf(" %9s", ns ? util_fmt_duration(ns, buf) : "-");
 }
 
-static void print_text(struct cjfs *c, const struct store_stats *st, struct store_txn **v,
-		       size_t n)
+static void print_text(struct cjfs *c, const struct store_stats *st, struct store_txn **v, size_t n)
 {
-	static const char *names[] = { "", "open", "sealed", "committing", "committed",
-				       "rolled back", "undone" };
+	static const char *names[] = { "",	    "open",	   "sealed", "committing",
+				       "committed", "rolled back", "undone" };
 	char a[32], b[32], d[32];
 	bool first = true;
 
@@ -58,13 +57,15 @@ static void print_text(struct cjfs *c, const struct store_stats *st, struct stor
 	for (size_t i = 1; i < ARRAY_SIZE(names); i++) {
 		if (!st->n_txn_by_state[i])
 			continue;
-		printf("%s%lld %s", first ? " (" : ", ", (long long)st->n_txn_by_state[i], names[i]);
+		printf("%s%lld %s", first ? " (" : ", ", (long long)st->n_txn_by_state[i],
+		       names[i]);
 		first = false;
 	}
 	printf("%s\n", first ? "" : ")");
 	printf("history          %s\n", util_fmt_size(st->logical, a));
 	printf("unique           %s in %lld blob(s): dedup ratio %.2f\n",
-	       util_fmt_size(st->unique, a), (long long)st->n_blobs, ratio(st->logical, st->unique));
+	       util_fmt_size(st->unique, a), (long long)st->n_blobs,
+	       ratio(st->logical, st->unique));
 	printf("stored           %s, %lld blob(s) compressed: compression ratio %.2f\n",
 	       util_fmt_size(st->stored, a), (long long)st->n_compressed,
 	       ratio(st->unique, st->stored));
@@ -93,8 +94,7 @@ static void print_text(struct cjfs *c, const struct store_stats *st, struct stor
 	}
 }
 
-static void print_json(struct cjfs *c, const struct store_stats *st, struct store_txn **v,
-		       size_t n)
+static void print_json(struct cjfs *c, const struct store_stats *st, struct store_txn **v, size_t n)
 {
 	printf("{\"store\":");
 	json_str(stdout, store_path(cjfs_store(c)));
@@ -111,10 +111,10 @@ static void print_json(struct cjfs *c, const struct store_stats *st, struct stor
 	       (long long)st->n_txn_by_state[STORE_TXN_ROLLED_BACK],
 	       (long long)st->n_txn_by_state[STORE_TXN_UNDONE], (unsigned long long)st->logical,
 	       (unsigned long long)st->unique, (unsigned long long)st->stored,
-	       (long long)st->n_blobs, (long long)st->n_compressed,
-	       ratio(st->logical, st->unique), ratio(st->unique, st->stored),
-	       (unsigned long long)st->disk_blobs, (unsigned long long)st->disk_index,
-	       (unsigned long long)st->disk_other, (long long)st->n_audit);
+	       (long long)st->n_blobs, (long long)st->n_compressed, ratio(st->logical, st->unique),
+	       ratio(st->unique, st->stored), (unsigned long long)st->disk_blobs,
+	       (unsigned long long)st->disk_index, (unsigned long long)st->disk_other,
+	       (long long)st->n_audit);
 	for (size_t i = 0; i < n; i++) {
 		const struct store_txn *t = v[i];
 
@@ -122,11 +122,11 @@ static void print_json(struct cjfs *c, const struct store_stats *st, struct stor
 		       "\"deleted\":%lld,\"bytes\":%lld,\"originals\":%lld,\"originals_bytes\":%lld,"
 		       "\"timings_ns\":{\"backup\":%lld,\"seal\":%lld,\"check\":%lld,\"stage\":%lld,"
 		       "\"apply\":%lld,\"commit\":%lld}}",
-		       i ? "," : "", (long long)t->id, cli_txn_state(c, t), (long long)t->n_modified,
-		       (long long)t->n_added, (long long)t->n_deleted, (long long)t->bytes_new,
-		       (long long)t->n_orig, (long long)t->bytes_orig, (long long)t->backup_ns,
-		       (long long)t->seal_ns, (long long)t->check_ns, (long long)t->stage_ns,
-		       (long long)t->apply_ns, (long long)t->commit_ns);
+		       i ? "," : "", (long long)t->id, cli_txn_state(c, t),
+		       (long long)t->n_modified, (long long)t->n_added, (long long)t->n_deleted,
+		       (long long)t->bytes_new, (long long)t->n_orig, (long long)t->bytes_orig,
+		       (long long)t->backup_ns, (long long)t->seal_ns, (long long)t->check_ns,
+		       (long long)t->stage_ns, (long long)t->apply_ns, (long long)t->commit_ns);
 	}
 	fputs("]}\n", stdout);
 }
@@ -134,7 +134,9 @@ static void print_json(struct cjfs *c, const struct store_stats *st, struct stor
 int cmd_stats(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' }, CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 },
+		{ "json", no_argument, NULL, 'j' },
+		CLI_COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
 	};
 	struct store_txn **v = NULL;
 	struct store_stats st;

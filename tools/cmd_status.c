@@ -75,7 +75,9 @@ static int list_open(struct cjfs *c, bool json)
 int cmd_status(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' }, CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 },
+		{ "json", no_argument, NULL, 'j' },
+		CLI_COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
 	};
 	struct cjfs_status_entry *v;
 	struct store_txn *t;

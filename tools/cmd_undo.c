@@ -34,8 +34,10 @@ static const char help[] =
 int cmd_undo(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "force", no_argument, NULL, 'F' }, { "json", no_argument, NULL, 'j' },
-		CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 },
+		{ "force", no_argument, NULL, 'F' },
+		{ "json", no_argument, NULL, 'j' },
+		CLI_COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
 	};
 	struct cjfs_result res = { 0 };
 	bool json = false, done = false;
@@ -67,7 +69,9 @@ int cmd_undo(struct cli *cli, int argc, char **argv)
 		printf("{\"undone\":%lld,\"txn\":%lld,\"result\":\"%s\",\"modified\":%lld,"
 		       "\"added\":%lld,\"deleted\":%lld,\"conflicts\":%zu}\n",
 		       (long long)txn, (long long)res.txn,
-		       r == 0 ? "committed" : r == -EEXIST ? "conflict" : "failed",
+		       r == 0	      ? "committed"
+		       : r == -EEXIST ? "conflict"
+				      : "failed",
 		       (long long)res.modified, (long long)res.added, (long long)res.deleted,
 		       res.conflicts);
 	else if (r == 0)

@@ -71,9 +71,8 @@ static void print_text(const struct store_verify_report *rep)
 
 		if (is->has_hash)
 			hash_to_hex(is->hash, hex);
-		printf("%s %s %s %s\n", store_verify_kind_name(is->kind),
-		       is->path ? is->path : "-", is->has_hash ? hex : "-",
-		       is->detail ? is->detail : "");
+		printf("%s %s %s %s\n", store_verify_kind_name(is->kind), is->path ? is->path : "-",
+		       is->has_hash ? hex : "-", is->detail ? is->detail : "");
 	}
 	printf("checked %zu blob(s), %zu index row(s), %zu reference(s): %zu defect(s), "
 	       "%zu orphan(s)\n",
@@ -83,8 +82,10 @@ static void print_text(const struct store_verify_report *rep)
 int cmd_verify(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' }, { "repair", no_argument, NULL, 'R' },
-		CLI_COMMON_LONGOPTS, { NULL, 0, NULL, 0 },
+		{ "json", no_argument, NULL, 'j' },
+		{ "repair", no_argument, NULL, 'R' },
+		CLI_COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 },
 	};
 	struct store_verify_report rep;
 	bool json = false, repair = false, done = false;

@@ -1,9 +1,7 @@
-#include <stdio.h>  
+#include <stdio.h>
 
 int main(void)
 {
-	puts("hi");   
+	puts("hi");
 	return 0;
 }
-
-

@@ -26,27 +26,26 @@ static void make_tree(const char *pkg)
 {
 	char p[PATH_MAX];
 
-	cr_assert_eq(
-	        h_sh(pkg,
-	             "set -e; umask 022; "
-	             "printf 'alpha\\n' > a; printf 'bravo\\n' > b; "
-	             "printf '#!/bin/sh\\necho x\\n' > x.sh; chmod 755 x.sh; "
-	             "mkdir -p d/sub/deep e e3 t priv; "
-	             "printf 'foxtrot\\n' > d/f; printf 'golf\\n' > d/g; "
-	             "printf 'sierra\\n' > d/sub/s; printf 'tango\\n' > d/sub/deep/t; "
-	             "ln -s a sl; ln -s nowhere dl; ln -s /nonexistent/abs abs; "
-	             "ln -s d dsl; printf 'linked\\n' > hl1; ln hl1 d/hl2; "
-	             "printf 'xattr\\n' > xa; "
-	             "printf 'end\\n' | dd of=sparse bs=1 seek=1048576 status=none; "
-	             "chmod 1777 t; printf 'root file\\n' > t/rootfile; "
-	             "chmod 700 priv; printf 'secret\\n' > priv/secret; chmod 600 priv/secret; "
-	             "printf 'read only\\n' > ro; chmod 444 ro; "
-	             "mkdir long; printf 'long\\n' > long/$(printf 'L%%.0s' $(seq 255)); "
-	             "p=deep; for c in a b c d e f g h i j k l m n o; do "
-	             "p=$p/$(printf \"$c%%.0s\" $(seq 250)); done; "
-	             "mkdir -p $p; printf 'deep\\n' > $p/f; "
-	             "touch -h -d '2020-01-02 03:04:05' a b x.sh d/f d/g d/sub/s sl xa ro"),
-	        0);
+	cr_assert_eq(h_sh(pkg,
+			  "set -e; umask 022; "
+			  "printf 'alpha\\n' > a; printf 'bravo\\n' > b; "
+			  "printf '#!/bin/sh\\necho x\\n' > x.sh; chmod 755 x.sh; "
+			  "mkdir -p d/sub/deep e e3 t priv; "
+			  "printf 'foxtrot\\n' > d/f; printf 'golf\\n' > d/g; "
+			  "printf 'sierra\\n' > d/sub/s; printf 'tango\\n' > d/sub/deep/t; "
+			  "ln -s a sl; ln -s nowhere dl; ln -s /nonexistent/abs abs; "
+			  "ln -s d dsl; printf 'linked\\n' > hl1; ln hl1 d/hl2; "
+			  "printf 'xattr\\n' > xa; "
+			  "printf 'end\\n' | dd of=sparse bs=1 seek=1048576 status=none; "
+			  "chmod 1777 t; printf 'root file\\n' > t/rootfile; "
+			  "chmod 700 priv; printf 'secret\\n' > priv/secret; chmod 600 priv/secret; "
+			  "printf 'read only\\n' > ro; chmod 444 ro; "
+			  "mkdir long; printf 'long\\n' > long/$(printf 'L%%.0s' $(seq 255)); "
+			  "p=deep; for c in a b c d e f g h i j k l m n o; do "
+			  "p=$p/$(printf \"$c%%.0s\" $(seq 250)); done; "
+			  "mkdir -p $p; printf 'deep\\n' > $p/f; "
+			  "touch -h -d '2020-01-02 03:04:05' a b x.sh d/f d/g d/sub/s sl xa ro"),
+		     0);
 	snprintf(p, sizeof(p), "%s/xa", pkg);
 	cr_assert_eq(setxattr(p, "user.k", "v", 1, 0), 0, "setxattr: %s", strerror(errno));
 }
@@ -81,7 +80,7 @@ void p_fail(const struct pt *t, int line, const char *fmt, ...)
 }
 
 static void run_on(struct pt *t, const char *name, const char *root, bool cjfs,
-                   void (*sc)(struct pt *t))
+		   void (*sc)(struct pt *t))
 {
 	t->name = name;
 	t->root = root;

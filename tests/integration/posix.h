@@ -19,13 +19,13 @@
 struct pt {
 	const char *name; /* "plain" or "cjfs", in every failure message */
 	const char *root; /* absolute path of the tree */
-	int fd; /* O_DIRECTORY fd of the tree */
+	int fd;		  /* O_DIRECTORY fd of the tree */
 	bool cjfs;
 };
 
 enum p_flags {
-	P_NO_TREE = 1 << 0, /* do not compare the trees afterwards */
-	P_NO_COMMIT = 1 << 1, /* do not commit and compare PKG with the control */
+	P_NO_TREE = 1 << 0,	/* do not compare the trees afterwards */
+	P_NO_COMMIT = 1 << 1,	/* do not commit and compare PKG with the control */
 	P_ALLOW_OTHER = 1 << 2, /* mount with --allow-other */
 };
 
@@ -47,7 +47,7 @@ void p_both(void (*sc)(struct pt *t), unsigned flags);
 void p_commit(void);
 
 void p_fail(const struct pt *t, int line, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4), noreturn));
+	__attribute__((format(printf, 3, 4), noreturn));
 
 /* expr must not be negative; evaluates to its value. */
 #define OK(t, expr)                                                                                \

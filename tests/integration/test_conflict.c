@@ -24,9 +24,9 @@ static void setup(void)
 	h_setup(&env);
 	cr_assert_eq(h_sh(env.pkg,
 			  "printf 'original a\\n' > a.txt && printf 'original b\\n' > b.txt && "
-				   "printf 'original c\\n' > c.txt && mkdir -p dir/sub && "
-				   "printf 'd\\n' > dir/d.txt && printf 's\\n' > dir/sub/s.txt && "
-				   "touch -d '2020-01-02 03:04:05' a.txt b.txt c.txt"),
+			  "printf 'original c\\n' > c.txt && mkdir -p dir/sub && "
+			  "printf 'd\\n' > dir/d.txt && printf 's\\n' > dir/sub/s.txt && "
+			  "touch -d '2020-01-02 03:04:05' a.txt b.txt c.txt"),
 		     0);
 }
 
@@ -72,7 +72,7 @@ Test(conflict, an_edit_in_pkg_is_refused_named_and_the_transaction_stays_open)
 	h_mount(&env);
 	cr_assert_eq(h_sh(env.mnt,
 			  "printf 'cleaned a\\n' > a.txt && printf 'cleaned b\\n' > b.txt && "
-				   "printf 'new\\n' > new.txt"),
+			  "printf 'new\\n' > new.txt"),
 		     0);
 	/* An editor saves a.txt in PKG while the transaction is open. */
 	h_write(env.pkg, "a.txt", "editor's a\n");
@@ -160,8 +160,9 @@ static char *backup_detail(void)
 
 	snprintf(db, sizeof(db), "%s/index.db", env.store);
 	cr_assert_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	cr_assert_eq(sqlite3_prepare_v2(h, "SELECT detail FROM audit WHERE txn = 1 AND"
-					   " event = 'BACKUP_CREATED'",
+	cr_assert_eq(sqlite3_prepare_v2(h,
+					"SELECT detail FROM audit WHERE txn = 1 AND"
+					" event = 'BACKUP_CREATED'",
 					-1, &st, NULL),
 		     SQLITE_OK, "%s", sqlite3_errmsg(h));
 	if (sqlite3_step(st) == SQLITE_ROW)

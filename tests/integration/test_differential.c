@@ -83,15 +83,15 @@ static unsigned pick(unsigned n)
 static void rnd_path(char *buf, size_t size)
 {
 	static const char *const comp[] = {
-	        "a",      "a", "a", "a", "b", "b", "b", "c", "c", ".cjfs~wh.a", ".cjfs~opaque",
-	        LONG_NAME};
+		"a", "a", "a", "a", "b", "b", "b", "c", "c", ".cjfs~wh.a", ".cjfs~opaque", LONG_NAME
+	};
 	unsigned depth = 1 + pick(3);
 	size_t len = 0;
 
 	buf[0] = '\0';
 	for (unsigned i = 0; i < depth; i++)
 		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? "/" : "",
-		                        comp[pick(12)]);
+					comp[pick(12)]);
 }
 
 enum op_kind {
@@ -124,15 +124,15 @@ enum op_kind {
 };
 
 static const char *const op_names[] = {
-        "create",  "write",  "truncate", "rename",    "link",     "unlink",   "mkdir",
-        "rmdir",   "chmod",  "symlink",  "mmap",      "read",     "list",     "open",
-        "fdwrite", "fdread", "fdstat",   "close",     "atcreate", "atunlink", "fdtrunc",
-        "fdchmod", "xattr",  "readlink", "fallocate",
+	"create",  "write",  "truncate", "rename",    "link",	  "unlink",   "mkdir",
+	"rmdir",   "chmod",  "symlink",	 "mmap",      "read",	  "list",     "open",
+	"fdwrite", "fdread", "fdstat",	 "close",     "atcreate", "atunlink", "fdtrunc",
+	"fdchmod", "xattr",  "readlink", "fallocate",
 };
 
 /* Relative weights: changes dominate, reads check what they did. */
-static const unsigned op_weight[] = {10, 10, 5, 10, 5, 8, 6, 4, 3, 4, 4, 8, 4,
-                                     4,  5,  4, 3,  3, 3, 2, 2, 2, 3, 2, 2};
+static const unsigned op_weight[] = { 10, 10, 5, 10, 5, 8, 6, 4, 3, 4, 4, 8, 4,
+				      4,  5,  4, 3,  3, 3, 2, 2, 2, 3, 2, 2 };
 
 struct op {
 	enum op_kind kind;
@@ -197,10 +197,10 @@ static void out_addf(struct res *r, const char *fmt, ...)
 static void out_stat(struct res *r, const struct stat *st)
 {
 	out_addf(r, " type=%o mode=%o owner=%u:%u", (unsigned)(st->st_mode & S_IFMT),
-	         (unsigned)(st->st_mode & 07777), (unsigned)st->st_uid, (unsigned)st->st_gid);
+		 (unsigned)(st->st_mode & 07777), (unsigned)st->st_uid, (unsigned)st->st_gid);
 	if (!S_ISDIR(st->st_mode))
 		out_addf(r, " size=%lld nlink=%lu", (long long)st->st_size,
-		         (unsigned long)st->st_nlink);
+			 (unsigned long)st->st_nlink);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -256,7 +256,7 @@ static void apply(struct side *s, const struct op *op, struct res *r)
 	switch (op->kind) {
 	case OP_CREATE:
 		SYS(fd = openat(s->root, op->p1, O_CREAT | O_WRONLY | O_CLOEXEC | op->flags,
-		                op->mode));
+				op->mode));
 		if (fd >= 0) {
 			fill(buf, op->len, op->data);
 			SYS(write(fd, buf, op->len));
@@ -344,7 +344,7 @@ static void apply(struct side *s, const struct op *op, struct res *r)
 		if (s->slot[op->slot] >= 0)
 			close(s->slot[op->slot]);
 		SYS(s->slot[op->slot] =
-		            openat(s->root, op->p1, op->flags | O_CLOEXEC | O_NOFOLLOW));
+			    openat(s->root, op->p1, op->flags | O_CLOEXEC | O_NOFOLLOW));
 		if (r->ret >= 0)
 			r->ret = 0; /* fd numbers differ */
 		break;
@@ -398,7 +398,7 @@ static void apply(struct side *s, const struct op *op, struct res *r)
 			SYS(lremovexattr(path, op->len % 2 ? "user.x" : "user.y"));
 		else
 			SYS(lsetxattr(path, op->len % 2 ? "user.x" : "user.y", op->p2,
-			              strlen(op->p2), op->flags ? XATTR_CREATE : 0));
+				      strlen(op->p2), op->flags ? XATTR_CREATE : 0));
 		n = llistxattr(path, buf, sizeof(buf));
 		if (n >= 0) {
 			/* The order of names is the file system's: compare what is there. */
@@ -454,7 +454,7 @@ static void apply(struct side *s, const struct op *op, struct res *r)
 
 static void make_op(struct op *op)
 {
-	static const unsigned modes[] = {0644, 0600, 0755, 0444, 0700, 0666};
+	static const unsigned modes[] = { 0644, 0600, 0755, 0444, 0700, 0666 };
 	unsigned total = 0, w;
 
 	memset(op, 0, sizeof(*op));
@@ -470,7 +470,7 @@ static void make_op(struct op *op)
 	switch (op->kind) {
 	case OP_CREATE:
 		op->flags = (pick(3) == 0 ? O_EXCL : 0) | (pick(2) ? O_TRUNC : 0) |
-		            (pick(4) == 0 ? O_APPEND : 0);
+			    (pick(4) == 0 ? O_APPEND : 0);
 		op->len = pick(3) ? pick(200) : pick(MAXDATA);
 		break;
 	case OP_WRITE:
@@ -537,21 +537,20 @@ static void make_op(struct op *op)
 static void describe(const struct op *op, char *buf, size_t size)
 {
 	snprintf(buf, size, "%s %s %s flags=%#x mode=%o off=%lld len=%zu slot=%u",
-	         op_names[op->kind], op->p1, op->p2, op->flags, op->mode, (long long)op->off,
-	         op->len, op->slot);
+		 op_names[op->kind], op->p1, op->p2, op->flags, op->mode, (long long)op->off,
+		 op->len, op->slot);
 }
 
 /* The starting tree: files, nested directories and a symlink among the random names. */
 static void make_tree(const char *root)
 {
-	cr_assert_eq(
-	        h_sh(root,
-	             "set -e; printf 'first\\n' > a; mkdir -p b/b c; "
-	             "printf 'second file\\n' > b/a; printf 'third\\n' > b/b/c; "
-	             "printf 'x%%.0s' $(seq 5000) > b/c; ln -s a c/a; "
-	             "printf 'deep\\n' > c/b; chmod 600 c/b; "
-	             "printf 'marker-like\\n' > b/.cjfs~wh.a; printf 'long\\n' > c/" LONG_NAME),
-	        0);
+	cr_assert_eq(h_sh(root,
+			  "set -e; printf 'first\\n' > a; mkdir -p b/b c; "
+			  "printf 'second file\\n' > b/a; printf 'third\\n' > b/b/c; "
+			  "printf 'x%%.0s' $(seq 5000) > b/c; ln -s a c/a; "
+			  "printf 'deep\\n' > c/b; chmod 600 c/b; "
+			  "printf 'marker-like\\n' > b/.cjfs~wh.a; printf 'long\\n' > c/" LONG_NAME),
+		     0);
 }
 
 static void close_slots(struct side *s)
@@ -589,7 +588,7 @@ static void compare_trees(const char *ctrl, uint64_t seed, unsigned step)
 	got = h_snapshot(env.mnt, false);
 
 	cr_assert_str_eq(got, want, "seed %llu: the trees differ after step %u",
-	                 (unsigned long long)seed, step);
+			 (unsigned long long)seed, step);
 	free(want);
 	free(got);
 	become(true);
@@ -606,7 +605,7 @@ static void remount(struct side *fuse)
 	/* The daemon lets go of the transaction just after the unmount. */
 	for (int i = 0; i < 1000 && r != 0; i++) {
 		r = as_user ? h_cjfs(&env, "mount", "--resume", "1", "--allow-other", env.mnt, NULL)
-		            : h_cjfs(&env, "mount", "--resume", "1", env.mnt, NULL);
+			    : h_cjfs(&env, "mount", "--resume", "1", env.mnt, NULL);
 		if (r != 0)
 			usleep(20000);
 	}
@@ -619,7 +618,7 @@ static void remount(struct side *fuse)
 static void run_seed(uint64_t seed, unsigned nops)
 {
 	char ctrl[PATH_MAX], log[64][1800], d[160];
-	struct side plain = {.name = "plain"}, fuse = {.name = "cjfs"};
+	struct side plain = { .name = "plain" }, fuse = { .name = "cjfs" };
 	static struct res rp, rf;
 	bool trace = getenv("CJFS_DIFF_TRACE") != NULL;
 	struct op op;
@@ -666,8 +665,8 @@ static void run_seed(uint64_t seed, unsigned nops)
 		apply(&fuse, &op, &rf);
 		if (trace)
 			fprintf(stderr, "%u: %s => %lld %s %.*s\n", i, log[i % 64], rf.ret,
-			        rf.err ? strerrorname_np(rf.err) : "",
-			        (int)(rf.outlen > 200 ? 200 : rf.outlen), rf.out);
+				rf.err ? strerrorname_np(rf.err) : "",
+				(int)(rf.outlen > 200 ? 200 : rf.outlen), rf.out);
 		if (rp.ret != rf.ret || rp.err != rf.err || rp.outlen != rf.outlen ||
 		    memcmp(rp.out, rf.out, rp.outlen) != 0) {
 			static char hist[42 * 1810];
@@ -677,15 +676,15 @@ static void run_seed(uint64_t seed, unsigned nops)
 			hist[0] = '\0';
 			for (unsigned k = i >= 40 ? i - 40 : 0; k <= i; k++)
 				len += (size_t)snprintf(hist + len, sizeof(hist) - len,
-				                        "  %u: %s\n", k, log[k % 64]);
+							"  %u: %s\n", k, log[k % 64]);
 			cr_assert_fail("seed %llu step %u: %s\n"
-			               "plain: ret %lld %s out '%.*s'\n"
-			               "cjfs:  ret %lld %s out '%.*s'\nsteps:\n%s",
-			               (unsigned long long)seed, i, log[i % 64], rp.ret,
-			               rp.err ? strerrorname_np(rp.err) : "",
-			               (int)rp.outlen > 300 ? 300 : (int)rp.outlen, rp.out, rf.ret,
-			               rf.err ? strerrorname_np(rf.err) : "",
-			               (int)rf.outlen > 300 ? 300 : (int)rf.outlen, rf.out, hist);
+				       "plain: ret %lld %s out '%.*s'\n"
+				       "cjfs:  ret %lld %s out '%.*s'\nsteps:\n%s",
+				       (unsigned long long)seed, i, log[i % 64], rp.ret,
+				       rp.err ? strerrorname_np(rp.err) : "",
+				       (int)rp.outlen > 300 ? 300 : (int)rp.outlen, rp.out, rf.ret,
+				       rf.err ? strerrorname_np(rf.err) : "",
+				       (int)rf.outlen > 300 ? 300 : (int)rf.outlen, rf.out, hist);
 		}
 	}
 	close_slots(&plain);
@@ -696,10 +695,10 @@ static void run_seed(uint64_t seed, unsigned nops)
 	want = h_snapshot(ctrl, false);
 	got = h_snapshot(env.mnt, false);
 	cr_assert_str_eq(got, want, "seed %llu: the trees differ at the end",
-	                 (unsigned long long)seed);
+			 (unsigned long long)seed);
 	free(got);
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "seed %llu: commit: %s",
-	             (unsigned long long)seed, env.err);
+		     (unsigned long long)seed, env.err);
 	got = h_snapshot(env.pkg, false);
 	snprintf(d, sizeof(d), "seed %llu", (unsigned long long)seed);
 	cr_assert_str_eq(got, want, "%s: PKG after commit differs from the plain copy", d);
@@ -760,13 +759,13 @@ static uint64_t wrnd(uint64_t *s)
 
 static void wpath(uint64_t *s, char *buf, size_t size)
 {
-	static const char *const comp[] = {"a", "b", "c", ".cjfs~wh.a", LONG_NAME};
+	static const char *const comp[] = { "a", "b", "c", ".cjfs~wh.a", LONG_NAME };
 	unsigned depth = 1 + (unsigned)(wrnd(s) % 3);
 	size_t len = 0;
 
 	for (unsigned i = 0; i < depth; i++)
 		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? "/" : "",
-		                        comp[wrnd(s) % 5]);
+					comp[wrnd(s) % 5]);
 }
 
 /* Errors a racing namespace may legitimately give. */
@@ -870,7 +869,7 @@ static void *worker_main(void *arg)
 		}
 		if (r < 0 && !expected_errno(errno) && !(k == 7 && errno == EPERM))
 			snprintf(w->err, sizeof(w->err), "%s %s %s: %s", what, p1, p2,
-			         strerrorname_np(errno));
+				 strerrorname_np(errno));
 	}
 	return NULL;
 }
@@ -890,8 +889,9 @@ Test(differential, concurrent_operations_leave_a_consistent_tree, .timeout = 300
 		root = open(env.mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		cr_assert(root >= 0);
 		for (int i = 0; i < 4; i++) {
-			w[i] = (struct worker){
-			        .root = root, .seed = s * 4 + (unsigned)i + 1, .nops = 1500};
+			w[i] = (struct worker){ .root = root,
+						.seed = s * 4 + (unsigned)i + 1,
+						.nops = 1500 };
 			cr_assert_eq(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
 		}
 		for (int i = 0; i < 4; i++)
@@ -904,7 +904,7 @@ Test(differential, concurrent_operations_leave_a_consistent_tree, .timeout = 300
 		cr_assert_eq(h_cjfs(&env, "commit", "1", NULL), 0, "%s", env.err);
 		after = h_snapshot(env.pkg, false);
 		cr_assert_str_eq(after, shown, "round %u: PKG after commit differs from the mount",
-		                 s);
+				 s);
 		free(shown);
 		free(after);
 		h_teardown(&env);

@@ -52,7 +52,7 @@ Test(enospc, a_commit_that_fills_pkg_changes_nothing_and_says_so)
 	/* The upper layer is in the store, on the big disk: the mount takes it all. */
 	cr_assert_eq(h_sh(env.mnt,
 			  "for i in $(seq 1 10); do printf 'cleaned\\n' >> src/f$i.txt; done && "
-				   "head -c 3000000 /dev/urandom > huge.bin && rm src/f20.txt"),
+			  "head -c 3000000 /dev/urandom > huge.bin && rm src/f20.txt"),
 		     0);
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 1, "the commit did not fail: %s",
 		     env.out);
@@ -92,7 +92,7 @@ Test(enospc, running_out_of_inodes_while_promoting_undoes_the_commit)
 	h_mount(&env);
 	cr_assert_eq(h_sh(env.mnt,
 			  "printf 'a\\n' > a1 && printf 'a\\n' > a2 && printf 'a\\n' > a3 && "
-				   "mkdir b && printf 'x\\n' > b/x"),
+			  "mkdir b && printf 'x\\n' > b/x"),
 		     0);
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 1, "the commit did not fail: %s",
 		     env.out);
@@ -120,14 +120,16 @@ Test(enospc, a_full_upper_layer_is_reported_to_the_writing_tool_and_pkg_is_untou
 	cr_assert(h_tmpfs(&env, env.store, "2m"), "cannot mount a tmpfs on '%s'", env.store);
 	h_mount(&env);
 	/* (dd's message goes outside the mount: the mount is what is full.) */
-	rc = h_sh(env.mnt, "dd if=/dev/zero of=big.bin bs=64k count=100 2>'%s/dd.err'; s=$?; "
-			   "grep -q 'No space left on device' '%s/dd.err' || exit 99; exit $s",
+	rc = h_sh(env.mnt,
+		  "dd if=/dev/zero of=big.bin bs=64k count=100 2>'%s/dd.err'; s=$?; "
+		  "grep -q 'No space left on device' '%s/dd.err' || exit 99; exit $s",
 		  env.root, env.root);
 	cr_assert_eq(rc, 1, "dd did not fail with ENOSPC (%d)", rc);
 	/* A copy-up that does not fit fails the same way, and the daemon keeps serving. */
-	rc = h_sh(env.mnt, "{ head -c 3000000 /dev/zero >> blob.bin; } 2>'%s/app.err'; "
-			   "grep -q 'No space left on device' '%s/app.err' || exit 99; "
-			   "cat src/f1.txt >/dev/null",
+	rc = h_sh(env.mnt,
+		  "{ head -c 3000000 /dev/zero >> blob.bin; } 2>'%s/app.err'; "
+		  "grep -q 'No space left on device' '%s/app.err' || exit 99; "
+		  "cat src/f1.txt >/dev/null",
 		  env.root, env.root);
 	cr_assert_eq(rc, 0, "appending beyond the space left did not fail with ENOSPC (%d)", rc);
 	after = h_snapshot(env.pkg, true);
@@ -154,7 +156,8 @@ Test(enospc, a_commit_undone_for_want_of_inodes_restores_pkg_without_more_inodes
 	 */
 	cr_assert(h_tmpfs(&env, env.pkg, "4m,nr_inodes=7"), "cannot mount a tmpfs on '%s'",
 		  env.pkg);
-	cr_assert_eq(h_sh(env.pkg, "printf 'c\\n' > c1 && printf 'm1\\n' > m1 && printf 'm2\\n' > m2"),
+	cr_assert_eq(h_sh(env.pkg,
+			  "printf 'c\\n' > c1 && printf 'm1\\n' > m1 && printf 'm2\\n' > m2"),
 		     0);
 	before = h_snapshot(env.pkg, true);
 	h_mount(&env);

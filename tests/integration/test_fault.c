@@ -226,9 +226,9 @@ Test(fault, a_crash_at_any_durable_call_recovers_to_exactly_old_or_new)
 			cr_assert_eq(rc, 0, "%s: the commit failed: %s", what, env.err);
 		if (n <= p.total) {
 			/* What recovery says it did: nothing, reopen, or finish. */
-			const char *want = n < p.start[2] ? "0 commit(s) finished, 0 reopened"
-				     : n < p.start[4]	   ? "0 commit(s) finished, 1 reopened"
-							   : "1 commit(s) finished, 0 reopened";
+			const char *want = n < p.start[2]   ? "0 commit(s) finished, 0 reopened"
+					   : n < p.start[4] ? "0 commit(s) finished, 1 reopened"
+							    : "1 commit(s) finished, 0 reopened";
 
 			cr_assert_eq(h_cjfs(&env, "recover", NULL), 0, "%s: %s", what, env.err);
 			cr_assert_eq(strncmp(env.out, want, strlen(want)), 0,
@@ -354,16 +354,21 @@ Test(fault, a_disk_full_from_call_n_on_fails_with_one_line_saying_which_tree_pkg
 		else if (n < p.start[4])
 			want = "nothing was changed in PKG";
 		else
-			want = which == 0 ? "still holds the original tree"
-			       : which == 1 ? "holds the new tree" : "is partly updated";
+			want = which == 0   ? "still holds the original tree"
+			       : which == 1 ? "holds the new tree"
+					    : "is partly updated";
 		if (n < p.start[4])
 			cr_assert_eq(which, 0, "%s: PKG changed before the commit point", what);
 		if (want)
-			cr_assert_not_null(strstr(env.err, want), "%s: PKG is %s but the error says: %s",
-					   what, which == 0 ? "old" : which == 1 ? "new" : "mixed",
+			cr_assert_not_null(strstr(env.err, want),
+					   "%s: PKG is %s but the error says: %s", what,
+					   which == 0	? "old"
+					   : which == 1 ? "new"
+							: "mixed",
 					   env.err);
 		if (n >= p.start[4])
-			cr_assert_not_null(strstr(env.err, "cjfs recover"), "%s: %s", what, env.err);
+			cr_assert_not_null(strstr(env.err, "cjfs recover"), "%s: %s", what,
+					   env.err);
 		seen[which]++;
 		cr_assert_eq(h_recover_and_check(&env, old_tree, new_tree, what), n >= p.start[4],
 			     "%s: recovery gave the wrong tree", what);

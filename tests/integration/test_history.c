@@ -56,17 +56,16 @@ TestSuite(history_measure, .init = setup, .fini = teardown, .timeout = 900);
 static void commit_everything(void)
 {
 	h_mount(&env);
-	cr_assert_eq(h_sh(env.mnt,
-			  "printf 'changed\\n' >> src/pkg/mod.py && "
-			  "printf 'new\\n' > new.txt && "
-			  "rm docs/old.txt && "
-			  "mkdir -p made/deeper && printf 'x\\n' > made/deeper/x && "
-			  "rm -r docs/sub && rmdir empty && "
-			  "mv docs/notes.txt docs/renamed.txt && "
-			  "mv src/main.py src/main2.py && "
-			  "chmod 700 run.sh && "
-			  "sed -i 's/^line 7 of a big/line 7 of a large/' big.txt && "
-			  "rm main-link && ln -s src/main2.py main-link"),
+	cr_assert_eq(h_sh(env.mnt, "printf 'changed\\n' >> src/pkg/mod.py && "
+				   "printf 'new\\n' > new.txt && "
+				   "rm docs/old.txt && "
+				   "mkdir -p made/deeper && printf 'x\\n' > made/deeper/x && "
+				   "rm -r docs/sub && rmdir empty && "
+				   "mv docs/notes.txt docs/renamed.txt && "
+				   "mv src/main.py src/main2.py && "
+				   "chmod 700 run.sh && "
+				   "sed -i 's/^line 7 of a big/line 7 of a large/' big.txt && "
+				   "rm main-link && ln -s src/main2.py main-link"),
 		     0);
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
 }
@@ -143,7 +142,8 @@ Test(history, undo_with_a_later_edit_reports_the_conflict_and_applies_nothing)
 	h_write(env.pkg, "src/pkg/mod.py", "edited by hand after the commit\n");
 	before = h_snapshot(env.pkg, true);
 	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 1);
-	cr_assert_not_null(strstr(env.err, "conflict: 'src/pkg/mod.py' was changed in PKG since transaction 1 was committed"),
+	cr_assert_not_null(strstr(env.err,
+				  "conflict: 'src/pkg/mod.py' was changed in PKG since transaction 1 was committed"),
 			   "%s", env.err);
 	cr_assert_not_null(strstr(env.err, "nothing was applied"), "%s", env.err);
 	after = h_snapshot(env.pkg, true);
@@ -307,7 +307,8 @@ Test(history, restore_refuses_paths_that_leave_the_target)
 	 */
 	cr_assert_eq(h_sh(env.pkg, "rm -rf docs && ln -s ../outside docs"), 0);
 	if (h_cjfs(&env, "restore", "1", "docs/old.txt", NULL) == 0)
-		cr_assert_eq(h_sh(env.pkg, "test -d docs && ! test -L docs && test -f docs/old.txt"),
+		cr_assert_eq(h_sh(env.pkg,
+				  "test -d docs && ! test -L docs && test -f docs/old.txt"),
 			     0);
 	else
 		assert_one_line_error("symlink");
@@ -347,7 +348,8 @@ Test(history, log_and_show_report_each_transaction)
 	cr_assert_not_null(strstr(env.out, "+changed\n"), "%s", env.out);
 	cr_assert_not_null(strstr(env.out, "-gone\n"), "%s", env.out);
 	cr_assert_eq(h_cjfs(&env, "show", "--json", "--diff", "1", NULL), 0, "%s", env.err);
-	cr_assert_not_null(strstr(env.out, "\"path\":\"src/pkg/mod.py\",\"original\":{\"mode\":\"100644\""),
+	cr_assert_not_null(strstr(env.out,
+				  "\"path\":\"src/pkg/mod.py\",\"original\":{\"mode\":\"100644\""),
 			   "%s", env.out);
 	cr_assert_not_null(strstr(env.out, "+changed\\n"), "%s", env.out);
 	cr_assert_eq(h_cjfs(&env, "show", "9", NULL), 1);
@@ -378,8 +380,8 @@ static char *audit_summary(pid_t *pids, size_t cap, size_t *ret_n)
 		char *nl = strchr(line, '\n'), event[64], txn[32];
 		long long uid, pid;
 
-		cr_assert_eq(sscanf(line, "%*s %*s uid=%lld pid=%lld txn=%31s %63s", &uid, &pid, txn,
-				    event),
+		cr_assert_eq(sscanf(line, "%*s %*s uid=%lld pid=%lld txn=%31s %63s", &uid, &pid,
+				    txn, event),
 			     4, "malformed audit line: %s", line);
 		cr_assert_eq(uid, (long long)getuid());
 		cr_assert_gt(pid, 0);
@@ -401,10 +403,12 @@ Test(history, the_audit_log_has_one_event_per_action_in_order)
 
 	snprintf(out, sizeof(out), "%s/out", env.root);
 	/* 1: committed */
-	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c", "echo 1 >> src/pkg/mod.py", NULL),
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c", "echo 1 >> src/pkg/mod.py",
+			    NULL),
 		     0, "%s", env.err);
 	/* 2: rolled back */
-	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c", "echo 2 > two; exit 1", NULL), 1);
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c", "echo 2 > two; exit 1", NULL),
+		     1);
 	/* 3: a conflict, then rolled back */
 	h_mount(&env);
 	h_write(env.mnt, "docs/notes.txt", "through the mount\n");
@@ -416,7 +420,8 @@ Test(history, the_audit_log_has_one_event_per_action_in_order)
 	/* restoring 1's originals elsewhere */
 	cr_assert_eq(h_cjfs(&env, "restore", "1", "--to", out, NULL), 0, "%s", env.err);
 	/* dropping 1 to 3 */
-	cr_assert_eq(h_cjfs(&env, "gc", "--keep-last", "1", "--grace", "0", NULL), 0, "%s", env.err);
+	cr_assert_eq(h_cjfs(&env, "gc", "--keep-last", "1", "--grace", "0", NULL), 0, "%s",
+		     env.err);
 	got = audit_summary(pids, 64, &n);
 	cr_assert(strncmp(got,
 			  "1 TXN_BEGIN\n1 BACKUP_CREATED\n1 TXN_COMMIT\n"
@@ -454,7 +459,8 @@ Test(history, gc_through_the_cli_keeps_what_the_policy_keeps)
 	FILE *f;
 
 	for (int i = 0; i < 4; i++)
-		cr_assert_eq(h_sh(env.root, "'%s' --store '%s' run '%s' -- sh -c 'echo %d >> f' 2>/dev/null",
+		cr_assert_eq(h_sh(env.root,
+				  "'%s' --store '%s' run '%s' -- sh -c 'echo %d >> f' 2>/dev/null",
 				  h_cjfs_bin(), env.store, env.pkg, i),
 			     0);
 	cr_assert_eq(h_cjfs(&env, "gc", "--keep-last", "1", "--grace", "0", "--dry-run", NULL), 0,
@@ -470,7 +476,8 @@ Test(history, gc_through_the_cli_keeps_what_the_policy_keeps)
 	fputs("gc.keep-last = 2\ngc.grace = 0s\n", f);
 	cr_assert_eq(fclose(f), 0);
 	cr_assert_eq(h_cjfs(&env, "gc", "--json", NULL), 0, "%s", env.err);
-	cr_assert_not_null(strstr(env.out, "\"dropped\":[{\"id\":1,\"why\":\"keep-last\"},{\"id\":2,"),
+	cr_assert_not_null(strstr(env.out,
+				  "\"dropped\":[{\"id\":1,\"why\":\"keep-last\"},{\"id\":2,"),
 			   "%s", env.out);
 	cr_assert_eq(h_cjfs(&env, "show", "2", NULL), 1);
 	cr_assert_eq(h_cjfs(&env, "show", "3", NULL), 0);
@@ -503,7 +510,8 @@ Test(history_crash, an_undo_killed_at_any_durable_step_leaves_pkg_old_or_new)
 		setenv("CJFS_FAULT", fault, 1);
 		r = h_cjfs(&env, "undo", "1", NULL);
 		unsetenv("CJFS_FAULT");
-		cr_assert(r == 0 || r == 128 + 9, "step %d: the undo failed (%d): %s", n, r, env.err);
+		cr_assert(r == 0 || r == 128 + 9, "step %d: the undo failed (%d): %s", n, r,
+			  env.err);
 		cr_assert_eq(h_cjfs(&env, "recover", NULL), 0, "%s", env.err);
 		now = h_snapshot(env.pkg, true);
 		cr_assert(strcmp(now, old_tree) == 0 || strcmp(now, new_tree) == 0,

@@ -29,7 +29,7 @@ static void setup(void)
 	h_setup(&env);
 	cr_assert_eq(h_sh(env.pkg,
 			  "printf 'original a\\n' > a.txt && printf 'original b\\n' > b.txt && "
-				   "printf 'original c\\n' > c.txt && touch -d '2020-01-02' a.txt b.txt"),
+			  "printf 'original c\\n' > c.txt && touch -d '2020-01-02' a.txt b.txt"),
 		     0);
 }
 

@@ -42,9 +42,10 @@ TestSuite(kill, .init = setup, .fini = teardown, .timeout = 900);
 /* 2400 files in 24 directories; the transaction changes about 2900 paths. */
 static void prepare(void)
 {
-	cr_assert_eq(h_sh(env.pkg, "for d in $(seq -w 0 23); do mkdir d$d; "
-				   "  for i in $(seq 1 100); do printf 'file %%s %%s\\n' $d $i > d$d/f$i.txt; done; "
-				   "done && ln -s d00/f1.txt link && touch -d '2020-01-02' d0*/f*.txt"),
+	cr_assert_eq(h_sh(env.pkg,
+			  "for d in $(seq -w 0 23); do mkdir d$d; "
+			  "  for i in $(seq 1 100); do printf 'file %%s %%s\\n' $d $i > d$d/f$i.txt; done; "
+			  "done && ln -s d00/f1.txt link && touch -d '2020-01-02' d0*/f*.txt"),
 		     0);
 	old_tree = h_snapshot(env.pkg, true);
 	h_mount_fg(&env);
@@ -164,8 +165,8 @@ Test(kill, commit_killed_at_random_instants_recovers_to_exactly_old_or_new)
 		state = h_txn_state(&env, 1);
 		if (outcome == 0)
 			cr_assert(state && !strcmp(state, "orphaned"),
-				  "%s: old tree but transaction 1 is %s",
-				  what, state ? state : "not open");
+				  "%s: old tree but transaction 1 is %s", what,
+				  state ? state : "not open");
 		else
 			cr_assert_null(state, "%s: new tree but transaction 1 is %s", what, state);
 		free(state);

@@ -32,8 +32,9 @@ Test(memory, beyond_its_inode_cap_the_daemon_has_the_kernel_forget_and_nothing_b
 	char *s;
 
 	/* 3,000 files in 6 directories: ten times the cap below. */
-	cr_assert_eq(h_sh(env.pkg, "for d in 0 1 2 3 4 5; do mkdir d$d && (cd d$d && "
-				   "seq 1 500 | while read i; do echo \"$d $i\" > f$i; done); done"),
+	cr_assert_eq(h_sh(env.pkg,
+			  "for d in 0 1 2 3 4 5; do mkdir d$d && (cd d$d && "
+			  "seq 1 500 | while read i; do echo \"$d $i\" > f$i; done); done"),
 		     0);
 	setenv("CJFS_INODE_CAP", "300", 1);
 	setenv("CJFS_DEBUG", "2", 1);

@@ -51,8 +51,9 @@ static void kill_daemon_mid_run(void)
 	int status;
 
 	h_mount_fg(&env);
-	cr_assert_eq(h_sh(env.mnt, "printf 'cleaned a\\n' > a.txt && rm b.txt && "
-				   "printf 'new\\n' > new.txt && mkdir d/e && printf 'x\\n' > d/e/x"),
+	cr_assert_eq(h_sh(env.mnt,
+			  "printf 'cleaned a\\n' > a.txt && rm b.txt && "
+			  "printf 'new\\n' > new.txt && mkdir d/e && printf 'x\\n' > d/e/x"),
 		     0);
 	writer = fork();
 	cr_assert(writer >= 0);

@@ -336,7 +336,7 @@ PTEST(posix_symlink, dangling_relative_absolute_and_loops)
 
 static void sc_special(struct pt *t)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char buf[16] = "";
 	struct stat st;
 	int r, w, s;
@@ -543,7 +543,7 @@ static void sc_open_unlinked(struct pt *t)
 	EXPECT(t, (st.st_mode & 07777) == 0600, "mode %o", st.st_mode);
 	/* Attributes of a removed file open read-only (PKG's, in cjfs) can still change. */
 	OK(t, fchmod(fr, 0640));
-	OK(t, futimens(fr, (struct timespec[]){{5, 0}, {6, 0}}));
+	OK(t, futimens(fr, (struct timespec[]){ { 5, 0 }, { 6, 0 } }));
 	OK(t, fsetxattr(fr, "user.gone", "1", 1, 0));
 	OK(t, fstat(fr, &st));
 	EXPECT(t, (st.st_mode & 07777) == 0640 && st.st_mtim.tv_sec == 6 && st.st_nlink == 0,
@@ -563,7 +563,7 @@ static void sc_open_unlinked(struct pt *t)
 	close(fu);
 	/* Removed directories that are still open: below, merged, new, renamed over. */
 	{
-		const char *dirs[] = {"d/sub/deep", "e", "newdir", "e2", "long", "e3"};
+		const char *dirs[] = { "d/sub/deep", "e", "newdir", "e2", "long", "e3" };
 		int dfd[6];
 
 		OK(t, mkdirat(t->fd, "newdir", 0755));
@@ -577,8 +577,8 @@ static void sc_open_unlinked(struct pt *t)
 		lp[260] = '\0';
 		OK(t, unlinkat(t->fd, lp, 0));
 		for (int i = 0; i < 6; i++)
-			dfd[i] = (int)OK(
-			        t, openat(t->fd, dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+			dfd[i] = (int)OK(t, openat(t->fd, dirs[i],
+						   O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 		OK(t, unlinkat(t->fd, "d/sub/deep", AT_REMOVEDIR));
 		OK(t, unlinkat(t->fd, "e", AT_REMOVEDIR));
 		OK(t, unlinkat(t->fd, "newdir", AT_REMOVEDIR));
@@ -592,7 +592,7 @@ static void sc_open_unlinked(struct pt *t)
 			OK(t, fstat(dfd[i], &st));
 			EXPECT(t,
 			       S_ISDIR(st.st_mode) && st.st_nlink == 0 &&
-			               (st.st_mode & 07777) == 0700,
+				       (st.st_mode & 07777) == 0700,
 			       "removed directory '%s': nlink %lu mode %o", dirs[i],
 			       (unsigned long)st.st_nlink, st.st_mode & 07777);
 			ERR(t, openat(dfd[i], "f", O_CREAT | O_WRONLY, 0644), ENOENT);
@@ -656,7 +656,7 @@ PTEST(posix_open, unknown_ioctls_give_enotty)
 
 static void sc_data(struct pt *t)
 {
-	char buf[64], zero[16] = {0};
+	char buf[64], zero[16] = { 0 };
 	struct stat st;
 	int fd;
 
@@ -670,7 +670,7 @@ static void sc_data(struct pt *t)
 	EXPECT(t, OK(t, pread(fd, buf, sizeof(buf), 0)) == 24, "short read");
 	EXPECT(t,
 	       !memcmp(buf, "aLPha\n", 6) && !memcmp(buf + 6, zero, 14) &&
-	               !memcmp(buf + 20, "tail", 4),
+		       !memcmp(buf + 20, "tail", 4),
 	       "content after pwrite");
 	EXPECT(t, OK(t, pread(fd, buf, 8, 30)) == 0, "read past the end");
 	close(fd);
@@ -804,7 +804,7 @@ static void sc_mmap(struct pt *t)
 	fd = (int)OK(t, openat(t->fd, "b", O_RDONLY | O_CLOEXEC));
 	EXPECT(t,
 	       mmap(NULL, 6, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED &&
-	               errno == EACCES,
+		       errno == EACCES,
 	       "shared writable mapping of a read-only fd");
 	close(fd);
 }
@@ -864,7 +864,7 @@ static void sc_sparse_lower(struct pt *t)
 Test(posix_data, a_large_sparse_file_from_pkg_stays_sparse_through_copy_up_and_commit,
      .init = p_setup, .fini = p_teardown, .timeout = 300)
 {
-	const char *roots[] = {p_env.pkg, p_ctrl};
+	const char *roots[] = { p_env.pkg, p_ctrl };
 	char p[PATH_MAX];
 	struct stat st;
 
@@ -875,9 +875,9 @@ Test(posix_data, a_large_sparse_file_from_pkg_stays_sparse_through_copy_up_and_c
 	snprintf(p, sizeof(p), "%s/hole", p_env.pkg);
 	cr_assert_eq(stat(p, &st), 0);
 	cr_assert_lt(st.st_blocks * 512, 1 << 20, "the committed file is dense: %lld blocks",
-	             (long long)st.st_blocks);
+		     (long long)st.st_blocks);
 	cr_assert_eq(h_sh(p_env.root, "test $(du -sk store | cut -f1) -lt 8192"), 0,
-	             "the store holds the holes");
+		     "the store holds the holes");
 }
 
 /* ---- metadata ---- */
@@ -911,7 +911,7 @@ static void expect_dino_matches(struct pt *t, const char *dir)
 
 static void sc_inodes(struct pt *t)
 {
-	const char *names[] = {"a", "d", "d/f", "d/sub", "d/sub/s", "sl", "e"};
+	const char *names[] = { "a", "d", "d/f", "d/sub", "d/sub/s", "sl", "e" };
 	struct stat before[7], st;
 	int fd;
 
@@ -996,11 +996,11 @@ static void sc_times(struct pt *t)
 	st2 = LSTAT(t, "b");
 	EXPECT(t,
 	       st2.st_mtim.tv_sec == st.st_mtim.tv_sec &&
-	               st2.st_mtim.tv_nsec == st.st_mtim.tv_nsec && st2.st_size == 7,
+		       st2.st_mtim.tv_nsec == st.st_mtim.tv_nsec && st2.st_size == 7,
 	       "stat after close differs from fstat");
 	/* Exact times, UTIME_OMIT and UTIME_NOW. */
-	tv[0] = (struct timespec){1000000000, 123456789};
-	tv[1] = (struct timespec){1500000000, 987654321};
+	tv[0] = (struct timespec){ 1000000000, 123456789 };
+	tv[1] = (struct timespec){ 1500000000, 987654321 };
 	OK(t, utimensat(t->fd, "d/f", tv, 0));
 	st = LSTAT(t, "d/f");
 	EXPECT(t, ts_eq(st.st_atim, 1000000000, 123456789), "atime %lld.%09ld",
@@ -1008,7 +1008,7 @@ static void sc_times(struct pt *t)
 	EXPECT(t, ts_eq(st.st_mtim, 1500000000, 987654321), "mtime %lld.%09ld",
 	       (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
 	tv[0].tv_nsec = UTIME_OMIT;
-	tv[1] = (struct timespec){1600000000, 5};
+	tv[1] = (struct timespec){ 1600000000, 5 };
 	OK(t, utimensat(t->fd, "d/f", tv, 0));
 	st = LSTAT(t, "d/f");
 	EXPECT(t, ts_eq(st.st_atim, 1000000000, 123456789), "UTIME_OMIT changed atime");
@@ -1024,7 +1024,7 @@ static void sc_times(struct pt *t)
 	st = LSTAT(t, "d/g");
 	EXPECT(t, st.st_mtim.tv_sec >= t0 - 1, "utimensat(NULL) mtime");
 	/* On a symlink itself, and on a directory. */
-	tv[0] = tv[1] = (struct timespec){1234567890, 0};
+	tv[0] = tv[1] = (struct timespec){ 1234567890, 0 };
 	OK(t, utimensat(t->fd, "sl", tv, AT_SYMLINK_NOFOLLOW));
 	st = LSTAT(t, "sl");
 	EXPECT(t, ts_eq(st.st_mtim, 1234567890, 0), "symlink mtime %lld",
@@ -1068,7 +1068,7 @@ static void sc_root_attrs(struct pt *t)
 	OK(t, fstat(t->fd, &st));
 	EXPECT(t,
 	       (st.st_mode & 07777) == 0750 && st.st_uid == 4321 && st.st_gid == 8765 &&
-	               st.st_mtim.tv_sec == 1000000000,
+		       st.st_mtim.tv_sec == 1000000000,
 	       "the root shows %o %u:%u mtime %lld", st.st_mode & 07777, st.st_uid, st.st_gid,
 	       (long long)st.st_mtim.tv_sec);
 	/* Creating in it changes its mtime, as in any directory. */
@@ -1080,8 +1080,8 @@ static void sc_root_attrs(struct pt *t)
 Test(posix_meta, the_mount_root_shows_the_attributes_of_pkgs_root, .init = p_setup,
      .fini = p_teardown, .timeout = 120)
 {
-	const char *roots[] = {p_env.pkg, p_ctrl};
-	struct timespec tv[2] = {{1000000000, 0}, {1000000000, 0}};
+	const char *roots[] = { p_env.pkg, p_ctrl };
+	struct timespec tv[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
 
 	if (geteuid() != 0)
 		p_skip("needs root to give PKG's root away");
@@ -1100,7 +1100,7 @@ static void sc_statfs(struct pt *t)
 	OK(t, fstatvfs(t->fd, &sv));
 	EXPECT(t,
 	       sv.f_bsize > 0 && sv.f_blocks > 0 && sv.f_bfree <= sv.f_blocks &&
-	               sv.f_bavail <= sv.f_bfree,
+		       sv.f_bavail <= sv.f_bfree,
 	       "statfs: bsize %lu blocks %lu free %lu", sv.f_bsize, (unsigned long)sv.f_blocks,
 	       (unsigned long)sv.f_bfree);
 	EXPECT(t, sv.f_namemax == 255, "namemax %lu", sv.f_namemax);
@@ -1232,7 +1232,7 @@ static void sc_markers(struct pt *t)
 	l = p_list(t, ".");
 	EXPECT(t,
 	       strstr(l, ".cjfs~wh.a\n.cjfs~wh.b\n") && strstr(l, "\na\n") && strstr(l, "\nb\n") &&
-	               strstr(l, ".cjfs~u.a\n") && strstr(l, ".cjfs~wH.0000\n"),
+		       strstr(l, ".cjfs~u.a\n") && strstr(l, ".cjfs~wH.0000\n"),
 	       "root lists '%s'", l);
 	free(l);
 	/* Removing a lower file hides it, and its marker is not a name in the tree. */
@@ -1357,8 +1357,8 @@ static void sc_readdir(struct pt *t)
 	expect_unique(t, v, n);
 	EXPECT(t,
 	       !listed(v, n, "a") && !listed(v, n, "x.sh") && listed(v, n, "b") &&
-	               listed(v, n, "c") && listed(v, n, "y.sh") && listed(v, n, "d") &&
-	               listed(v, n, ".") && listed(v, n, ".."),
+		       listed(v, n, "c") && listed(v, n, "y.sh") && listed(v, n, "d") &&
+		       listed(v, n, ".") && listed(v, n, ".."),
 	       "merged listing of the root");
 	for (size_t i = 0; i < n; i++) {
 		unsigned char want;
@@ -1427,7 +1427,7 @@ static void *churn_thread(void *arg)
 
 static void sc_readdir_churn(struct pt *t)
 {
-	struct churn c = {.stop = 0};
+	struct churn c = { .stop = 0 };
 	struct ent *v = calloc(256, sizeof(*v));
 	pthread_t th;
 	char name[32];
@@ -1441,7 +1441,7 @@ static void sc_readdir_churn(struct pt *t)
 	cr_assert_eq(pthread_create(&th, NULL, churn_thread, &c), 0);
 	for (int round = 0; round < 100; round++) {
 		DIR *d = fdopendir(
-		        (int)OK(t, openat(t->fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
+			(int)OK(t, openat(t->fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
 		size_t n = read_all(t, d, v, 256);
 
 		closedir(d);
@@ -1579,7 +1579,7 @@ Test(posix_readdir, a_directory_of_100000_entries, .init = setup_in_memory, .fin
 
 static void as_nobody(int dfd, int out)
 {
-	struct timespec tv[2] = {{1, 0}, {1, 0}};
+	struct timespec tv[2] = { { 1, 0 }, { 1, 0 } };
 	struct stat st;
 	int fd;
 

@@ -103,24 +103,23 @@ static void same_as_plain(const char *cmd, bool with_mtime, const char *ignore)
 
 static void sources(void)
 {
-	cr_assert_eq(
-	        h_sh(env.pkg,
-	             "set -e; mkdir -p src/pkg docs scripts web; "
-	             "printf 'import os\\ndef f( a,b ):\\n  return {\"a\":a,\"b\":b}\\n' > "
-	             "src/pkg/m.py; "
-	             "printf 'x = 1\\n' > src/pkg/ok.py; touch src/pkg/__init__.py; "
-	             "printf 'int main( ){int x=1;return x;}\\n' > src/main.c; "
-	             "printf '#include <stdio.h>\\nvoid f(void) {\\n    printf(\"hi\");\\n}\\n' > "
-	             "src/f.c; "
-	             "printf '#!/bin/sh\\nif [ -n \"$1\" ];then\\n      echo   foo;fi\\n' > "
-	             "scripts/a.sh; "
-	             "chmod 755 scripts/a.sh; "
-	             "printf 'foo bar\\nfoo\\n' > docs/a.txt; printf 'no match\\n' > docs/b.txt; "
-	             "printf 'const a = {b:1,\\n  c:[1,2,3]}\\nfunction  f(){return a}\\n' > "
-	             "web/a.js; "
-	             "printf '# Title\\n*  item\\n' > web/README.md; "
-	             "touch -d '2020-01-01' src/pkg/m.py src/main.c docs/a.txt"),
-	        0);
+	cr_assert_eq(h_sh(env.pkg,
+			  "set -e; mkdir -p src/pkg docs scripts web; "
+			  "printf 'import os\\ndef f( a,b ):\\n  return {\"a\":a,\"b\":b}\\n' > "
+			  "src/pkg/m.py; "
+			  "printf 'x = 1\\n' > src/pkg/ok.py; touch src/pkg/__init__.py; "
+			  "printf 'int main( ){int x=1;return x;}\\n' > src/main.c; "
+			  "printf '#include <stdio.h>\\nvoid f(void) {\\n    printf(\"hi\");\\n}\\n' > "
+			  "src/f.c; "
+			  "printf '#!/bin/sh\\nif [ -n \"$1\" ];then\\n      echo   foo;fi\\n' > "
+			  "scripts/a.sh; "
+			  "chmod 755 scripts/a.sh; "
+			  "printf 'foo bar\\nfoo\\n' > docs/a.txt; printf 'no match\\n' > docs/b.txt; "
+			  "printf 'const a = {b:1,\\n  c:[1,2,3]}\\nfunction  f(){return a}\\n' > "
+			  "web/a.js; "
+			  "printf '# Title\\n*  item\\n' > web/README.md; "
+			  "touch -d '2020-01-01' src/pkg/m.py src/main.c docs/a.txt"),
+		     0);
 }
 
 Test(tools, black)
@@ -148,9 +147,8 @@ Test(tools, perl_in_place)
 {
 	need("perl");
 	sources();
-	same_as_plain(
-	        "perl -pi -e 's/foo/baz/' docs/*.txt && perl -pi.bak -e 's/if/IF/' scripts/a.sh",
-	        false, NULL);
+	same_as_plain("perl -pi -e 's/foo/baz/' docs/*.txt && perl -pi.bak -e 's/if/IF/' scripts/a.sh",
+		      false, NULL);
 }
 
 Test(tools, shfmt)
@@ -165,14 +163,14 @@ static char *prettier_path(void)
 {
 	const char *cache = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
 	char *dir = cache && *cache ? util_xasprintf("%s/cjfs-tests", cache)
-	                            : util_xasprintf("%s/.cache/cjfs-tests", home ? home : "/tmp");
+				    : util_xasprintf("%s/.cache/cjfs-tests", home ? home : "/tmp");
 	char *bin = util_xasprintf("%s/node_modules/.bin/prettier", dir);
 
 	if (access(bin, X_OK) != 0 && h_sh("/", "command -v npm >/dev/null 2>&1") == 0)
 		(void)h_sh("/",
-		           "mkdir -p '%s' && timeout 300 npm install --prefix '%s' --no-audit "
-		           "--no-fund --loglevel=error prettier@3.3.3 >/dev/null 2>&1",
-		           dir, dir);
+			   "mkdir -p '%s' && timeout 300 npm install --prefix '%s' --no-audit "
+			   "--no-fund --loglevel=error prettier@3.3.3 >/dev/null 2>&1",
+			   dir, dir);
 	free(dir);
 	if (access(bin, X_OK) != 0) {
 		free(bin);
@@ -210,18 +208,18 @@ static char *archive(void)
 	char *tar = util_xasprintf("%s/in.tar", env.root);
 
 	cr_assert_eq(h_sh(env.root,
-	                  "set -e; mkdir -p src/t/sub/deep src/t/empty; "
-	                  "printf 'one\\n' > src/t/one; printf 'two\\n' > src/t/sub/two; "
-	                  "chmod 640 src/t/sub/two; chmod 700 src/t/sub/deep; "
-	                  "printf '#!/bin/sh\\n' > src/t/x; chmod 755 src/t/x; "
-	                  "ln -s one src/t/link; ln -s ../one src/t/sub/uplink; "
-	                  "ln src/t/one src/t/hard; "
-	                  "dd if=/dev/zero of=src/t/sparse bs=1 count=1 seek=100000 status=none; "
-	                  "touch -h -d '2019-05-06 07:08:09' src/t/one src/t/sub/two src/t/x "
-	                  "src/t/link; "
-	                  "tar -C src -cf '%s' t",
-	                  tar),
-	             0);
+			  "set -e; mkdir -p src/t/sub/deep src/t/empty; "
+			  "printf 'one\\n' > src/t/one; printf 'two\\n' > src/t/sub/two; "
+			  "chmod 640 src/t/sub/two; chmod 700 src/t/sub/deep; "
+			  "printf '#!/bin/sh\\n' > src/t/x; chmod 755 src/t/x; "
+			  "ln -s one src/t/link; ln -s ../one src/t/sub/uplink; "
+			  "ln src/t/one src/t/hard; "
+			  "dd if=/dev/zero of=src/t/sparse bs=1 count=1 seek=100000 status=none; "
+			  "touch -h -d '2019-05-06 07:08:09' src/t/one src/t/sub/two src/t/x "
+			  "src/t/link; "
+			  "tar -C src -cf '%s' t",
+			  tar),
+		     0);
 	return tar;
 }
 
@@ -232,7 +230,7 @@ Test(tools, tar_extract_into_the_mount)
 	need("tar");
 	h_write(env.pkg, "existing", "e\n");
 	snprintf(cmd, sizeof(cmd), "tar -xf '%s' && tar -xf '%s' -C t/sub --strip-components=1",
-	         tar, tar);
+		 tar, tar);
 	same_as_plain(cmd, true, NULL);
 	free(tar);
 }
@@ -242,7 +240,7 @@ Test(tools, cp_archive_into_the_mount)
 	char *tar = archive(), cmd[PATH_MAX + 64];
 
 	snprintf(cmd, sizeof(cmd), "cp -a '%s/src/t' copy && cp -a '%s/src/t/.' copy/sub", env.root,
-	         env.root);
+		 env.root);
 	h_write(env.pkg, "existing", "e\n");
 	same_as_plain(cmd, true, NULL);
 	free(tar);
@@ -254,41 +252,41 @@ static void git_repo(void)
 	need("git");
 	sources();
 	cr_assert_eq(h_sh(env.pkg, GIT_ENV
-	                  "set -e; git init -q -b main . ; "
-	                  "git add -A; git commit -qm one; "
-	                  "git checkout -q -b topic; printf 'topic\\n' > docs/topic.txt; "
-	                  "git add docs/topic.txt; git commit -qm topic; "
-	                  "git checkout -q main; "
-	                  /* Files older than the index: git trusts its stat data. */
-	                  "find . -path ./.git -prune -o -type f -exec touch -d '2020-06-01' {} +; "
-	                  "git update-index --really-refresh -q >/dev/null; "
-	                  "git status --porcelain"),
-	             0);
+			  "set -e; git init -q -b main . ; "
+			  "git add -A; git commit -qm one; "
+			  "git checkout -q -b topic; printf 'topic\\n' > docs/topic.txt; "
+			  "git add docs/topic.txt; git commit -qm topic; "
+			  "git checkout -q main; "
+			  /* Files older than the index: git trusts its stat data. */
+			  "find . -path ./.git -prune -o -type f -exec touch -d '2020-06-01' {} +; "
+			  "git update-index --really-refresh -q >/dev/null; "
+			  "git status --porcelain"),
+		     0);
 }
 
 Test(tools, git_status_add_commit_stash_checkout)
 {
 	git_repo();
 	same_as_plain(GIT_ENV
-	              "set -e; test -z \"$(git status --porcelain)\"; "
-	              "printf 'change\\n' >> docs/a.txt; printf 'new\\n' > new.txt; "
-	              "git add -A; git commit -qm two; "
-	              "printf 'wip\\n' >> docs/b.txt; git stash -q; "
-	              "git checkout -q topic; git checkout -q main; git stash pop -q; "
-	              /* A branch where a file becomes a directory and a directory a file. */
-	              "git stash -q; git checkout -q -b types; git rm -q docs/a.txt; "
-	              "mkdir docs/a.txt; printf 'in\n' > docs/a.txt/in; git rm -rq src/pkg; "
-	              "printf 'now a file\n' > src/pkg; git add -A; git commit -qm types; "
-	              "git checkout -q main; git checkout -q types; git checkout -q main; "
-	              "git stash pop -q; "
-	              "git status --porcelain > status.out; git log --format=%H > log.out",
-	              false, ".git/index\t");
+		      "set -e; test -z \"$(git status --porcelain)\"; "
+		      "printf 'change\\n' >> docs/a.txt; printf 'new\\n' > new.txt; "
+		      "git add -A; git commit -qm two; "
+		      "printf 'wip\\n' >> docs/b.txt; git stash -q; "
+		      "git checkout -q topic; git checkout -q main; git stash pop -q; "
+		      /* A branch where a file becomes a directory and a directory a file. */
+		      "git stash -q; git checkout -q -b types; git rm -q docs/a.txt; "
+		      "mkdir docs/a.txt; printf 'in\n' > docs/a.txt/in; git rm -rq src/pkg; "
+		      "printf 'now a file\n' > src/pkg; git add -A; git commit -qm types; "
+		      "git checkout -q main; git checkout -q types; git checkout -q main; "
+		      "git stash pop -q; "
+		      "git status --porcelain > status.out; git log --format=%H > log.out",
+		      false, ".git/index\t");
 	/* The index itself holds stat data of each tree; what it says must agree. */
 	cr_assert_eq(h_sh(env.root,
-	                  "cd pkg && git ls-files -s > ../a && git status --porcelain >> ../a; "
-	                  "cd ../ctrl && git ls-files -s > ../b && git status --porcelain >> ../b; "
-	                  "cmp ../a ../b"),
-	             0);
+			  "cd pkg && git ls-files -s > ../a && git status --porcelain >> ../a; "
+			  "cd ../ctrl && git ls-files -s > ../b && git status --porcelain >> ../b; "
+			  "cmp ../a ../b"),
+		     0);
 }
 
 Test(tools, git_inside_a_mount)
@@ -301,7 +299,7 @@ Test(tools, git_inside_a_mount)
 	h_mount_fg(&env);
 	/* A clean work tree is clean through the mount, and looking changes nothing. */
 	cr_assert_eq(h_sh(env.mnt, GIT_ENV "test -z \"$(git status --porcelain)\""), 0,
-	             "git status in the mount of a clean tree is not empty");
+		     "git status in the mount of a clean tree is not empty");
 	cr_assert_eq(h_cjfs(&env, "status", env.mnt, NULL), 0, "%s", env.err);
 	cr_assert_str_eq(env.out, "", "git status changed the tree");
 	/* After a formatter, git diff shows exactly its changes. */
@@ -316,12 +314,13 @@ Test(tools, git_inside_a_mount)
 	free(want);
 	free(got);
 	/* And a commit made inside the mount is the same commit; cjfs commit then promotes it. */
-	cr_assert_eq(
-	        h_sh(ctrl, GIT_ENV "git commit -qam fmt && git log --format=%%H > ../want.log"), 0);
+	cr_assert_eq(h_sh(ctrl,
+			  GIT_ENV "git commit -qam fmt && git log --format=%%H > ../want.log"),
+		     0);
 	cr_assert_eq(h_sh(env.mnt,
-	                  GIT_ENV "git commit -qam fmt && git log --format=%%H > '%s/got.log'",
-	                  env.root),
-	             0);
+			  GIT_ENV "git commit -qam fmt && git log --format=%%H > '%s/got.log'",
+			  env.root),
+		     0);
 	want = h_read(env.root, "want.log");
 	got = h_read(env.root, "got.log");
 	cr_assert_str_eq(got, want);
@@ -330,6 +329,6 @@ Test(tools, git_inside_a_mount)
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
 	cr_assert_eq(h_wait_daemon(&env), 0, "the daemon did not exit cleanly: %s", env.err);
 	cr_assert_eq(h_sh(env.pkg, GIT_ENV
-	                  "git fsck --no-progress 2>&1 && test -z \"$(git status --porcelain)\""),
-	             0, "PKG's repository after commit is not clean");
+			  "git fsck --no-progress 2>&1 && test -z \"$(git status --porcelain)\""),
+		     0, "PKG's repository after commit is not clean");
 }

@@ -47,17 +47,16 @@ TestSuite(transaction, .init = setup, .fini = teardown, .timeout = 120);
 /* Every kind of change the overlay supports, made through the mount. */
 static void change_everything(const char *mnt)
 {
-	cr_assert_eq(h_sh(mnt,
-			  "printf 'changed\\n' >> src/pkg/mod.py && "
-			  "printf 'new\\n' > new.txt && "
-			  "rm docs/old.txt && "
-			  "mkdir -p made/deeper && printf 'x\\n' > made/deeper/x && "
-			  "rm -r docs/sub && rmdir empty && "
-			  "mv docs/notes.txt docs/renamed.txt && "
-			  "mv src/main.py src/main2.py && "
-			  "chmod 700 run.sh && "
-			  "ln -s ../new.txt made/link && "
-			  "rm main-link && ln -s src/main2.py main-link"),
+	cr_assert_eq(h_sh(mnt, "printf 'changed\\n' >> src/pkg/mod.py && "
+			       "printf 'new\\n' > new.txt && "
+			       "rm docs/old.txt && "
+			       "mkdir -p made/deeper && printf 'x\\n' > made/deeper/x && "
+			       "rm -r docs/sub && rmdir empty && "
+			       "mv docs/notes.txt docs/renamed.txt && "
+			       "mv src/main.py src/main2.py && "
+			       "chmod 700 run.sh && "
+			       "ln -s ../new.txt made/link && "
+			       "rm main-link && ln -s src/main2.py main-link"),
 		     0);
 }
 
@@ -129,8 +128,9 @@ Test(transaction, writing_back_identical_content_is_not_a_change)
 {
 	h_mount(&env);
 	/* Copied up, rewritten with the same bytes: nothing to report or promote. */
-	cr_assert_eq(h_sh(env.mnt, "cp docs/notes.txt /tmp/.cjfs-same.$$ && "
-				   "cat /tmp/.cjfs-same.$$ > docs/notes.txt && rm /tmp/.cjfs-same.$$"),
+	cr_assert_eq(h_sh(env.mnt,
+			  "cp docs/notes.txt /tmp/.cjfs-same.$$ && "
+			  "cat /tmp/.cjfs-same.$$ > docs/notes.txt && rm /tmp/.cjfs-same.$$"),
 		     0);
 	cr_assert_eq(h_cjfs(&env, "status", env.mnt, NULL), 0, "%s", env.err);
 	cr_assert_str_eq(env.out, "");

@@ -648,7 +648,8 @@ static void walk(int dfd, const char *prefix, bool with_mtime, struct lines *l)
 					      (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
 		else
 			line = util_xasprintf("%s\t%s\t%04o", rel, desc,
-					      S_ISLNK(st.st_mode) ? 0 : (unsigned)(st.st_mode & 07777));
+					      S_ISLNK(st.st_mode) ? 0
+								  : (unsigned)(st.st_mode & 07777));
 		lines_add(l, line);
 		if (S_ISDIR(st.st_mode)) {
 			int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -746,8 +747,8 @@ void h_assert_one_line(const struct h_env *e, const char *what)
 {
 	cr_assert_neq(e->err[0], '\0', "no error message");
 	cr_assert_not_null(strstr(e->err, what), "error does not name '%s': %s", what, e->err);
-	cr_assert_eq(strchr(e->err, '\n'), e->err + strlen(e->err) - 1,
-		     "error is not one line: %s", e->err);
+	cr_assert_eq(strchr(e->err, '\n'), e->err + strlen(e->err) - 1, "error is not one line: %s",
+		     e->err);
 }
 
 /* The first line where two snapshots differ, for failure messages (static buffer). */
@@ -793,8 +794,8 @@ int h_recover_and_check(struct h_env *e, const char *old, const char *new, const
 		r = 1;
 	else
 		cr_assert_fail("%s: PKG is neither the old nor the new tree: %s; %s", what,
-			       first_difference(now, old, "old"), first_difference(now, new,
-										   "new"));
+			       first_difference(now, old, "old"),
+			       first_difference(now, new, "new"));
 	free(now);
 	cr_assert_eq(h_count_names(e->pkg, ".cjfs-"), 0, "%s: .cjfs- temporaries left in PKG",
 		     what);

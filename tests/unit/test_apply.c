@@ -101,13 +101,13 @@ static void build_new(int fd)
 	u_symlink(fd, "keep.txt", "file2");			/* file -> symlink */
 	u_mkdir(fd, "t", 0755);					/* file -> directory */
 	put(fd, "t/inner", "inner\n", 0644, T_NEW);
-	put(fd, "d", "d is a file now\n", 0600, T_NEW);		/* directory -> file */
-	u_mkdir(fd, "docs", 0700);				/* directory mode */
+	put(fd, "d", "d is a file now\n", 0600, T_NEW); /* directory -> file */
+	u_mkdir(fd, "docs", 0700);			/* directory mode */
 	put(fd, "docs/readme", "read me\n", 0644, T_OLD);
 	u_mkdir(fd, "src", 0755);
 	put(fd, "src/main.c", "int main(void);\n", 0644, T_NEW);
 	put(fd, "src/new.c", "new\n", 0644, T_NEW);
-	u_mkdir(fd, "made", 0755);				/* new directories */
+	u_mkdir(fd, "made", 0755); /* new directories */
 	u_mkdir(fd, "made/deeper", 0750);
 	put(fd, "made/deeper/x", "x\n", 0640, T_NEW);
 	put(fd, "new.txt", "brand new\n", 0600, T_NEW);
@@ -138,8 +138,8 @@ static void record(int64_t id, const char *path)
 {
 	struct store_entry e;
 
-	cr_assert(eq(int, store_entry_at(s, pkgfd, path, STORE_ENTRY_HASH | STORE_ENTRY_PUT, &e),
-		     0));
+	cr_assert(
+		eq(int, store_entry_at(s, pkgfd, path, STORE_ENTRY_HASH | STORE_ENTRY_PUT, &e), 0));
 	cr_assert(eq(int, store_change_record(s, id, path, &e), 1), "record '%s'", path);
 }
 
@@ -183,8 +183,10 @@ static void rebuild_pkg(void)
 
 static void to_committing(int64_t id)
 {
-	cr_assert(eq(int, store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_COMMITTING, NULL,
-					      NULL), 0));
+	cr_assert(
+		eq(int,
+		   store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_COMMITTING, NULL, NULL),
+		   0));
 }
 
 static void assert_pkg_is(const char *want, const char *what)
@@ -292,11 +294,15 @@ Test(apply_commit, reverse_recover_after_undo_is_idempotent)
 
 	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), 0));
 	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0, NULL), 0));
-	cr_assert(eq(int, store_txn_promote(s, id, pkgfd,
-					    STORE_APPLY_REVERSE | STORE_APPLY_RECOVER, NULL), 0));
+	cr_assert(
+		eq(int,
+		   store_txn_promote(s, id, pkgfd, STORE_APPLY_REVERSE | STORE_APPLY_RECOVER, NULL),
+		   0));
 	assert_pkg_is(old, "the original tree");
-	cr_assert(eq(int, store_txn_promote(s, id, pkgfd,
-					    STORE_APPLY_REVERSE | STORE_APPLY_RECOVER, NULL), 0));
+	cr_assert(
+		eq(int,
+		   store_txn_promote(s, id, pkgfd, STORE_APPLY_REVERSE | STORE_APPLY_RECOVER, NULL),
+		   0));
 	assert_pkg_is(old, "the original tree after a second run");
 	free(old);
 	free(new);

@@ -201,8 +201,11 @@ Test(blob_io, hash_is_sha256_and_hex_round_trips)
 	cr_assert(eq(int, hash_from_hex(abc, back), 0));
 	cr_assert(eq(int, memcmp(back, h, HASH_LEN), 0));
 	memset(back, 0, sizeof(back));
-	cr_assert(eq(int, hash_from_hex("BA7816BF8F01CFEA414140DE5DAE2223"
-					"B00361A396177A9CB410FF61F20015AD", back), -EINVAL));
+	cr_assert(eq(int,
+		     hash_from_hex("BA7816BF8F01CFEA414140DE5DAE2223"
+				   "B00361A396177A9CB410FF61F20015AD",
+				   back),
+		     -EINVAL));
 	cr_assert(eq(int, hash_from_hex(abc + 1, back), -EINVAL));
 	cr_assert(eq(int, hash_from_hex("", back), -EINVAL));
 	cr_assert(eq(int, back[0], 0), "written on failure");

@@ -325,8 +325,8 @@ Test(changeset_seal, statuses_counts_and_new_contents_are_recorded)
 		const char *path;
 		char status;
 	} want[] = {
-		{ "chmod.sh", 'M' }, { "dir", 'D' },	{ "dir/f", 'D' },   { "gone.txt", 'D' },
-		{ "keep.txt", 0 },   { "link", 'M' },	{ "mod.txt", 'M' }, { "new.txt", 'A' },
+		{ "chmod.sh", 'M' }, { "dir", 'D' },	  { "dir/f", 'D' },   { "gone.txt", 'D' },
+		{ "keep.txt", 0 },   { "link", 'M' },	  { "mod.txt", 'M' }, { "new.txt", 'A' },
 		{ "newdir", 'A' },   { "newdir/x", 'A' },
 	};
 	const struct store_change *m;

@@ -140,8 +140,8 @@ Test(clean_text, mode_is_kept)
 Test(clean_text, cleaning_twice_changes_nothing_more)
 {
 	static const char *const inputs[] = {
-		"x\r \n",   "x \r\n",    "x\t\r\t\r\n", "a\r\r\n",  "\r\n\r\n", " \r",
-		"a\n\r\n",  "a\n \n\r",  "a\rb\r\n",     "\t",	    "a\r",
+		"x\r \n",  "x \r\n",   "x\t\r\t\r\n", "a\r\r\n", "\r\n\r\n", " \r",
+		"a\n\r\n", "a\n \n\r", "a\rb\r\n",    "\t",	 "a\r",
 	};
 	struct cjfs_clean_report rep;
 	char *once, *twice;
@@ -167,7 +167,8 @@ Test(clean_text, cleaning_twice_changes_nothing_more)
 
 Test(clean_skip, binary_files_are_untouched)
 {
-	static const char bin[] = "\x7f" "ELF\0\r\n  \r\n\n\n";
+	static const char bin[] = "\x7f"
+				  "ELF\0\r\n  \r\n\n\n";
 	struct cjfs_clean_report rep;
 	char *c;
 	size_t len;

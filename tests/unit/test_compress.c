@@ -44,8 +44,9 @@ TestSuite(store_blob, .init = setup, .fini = teardown, .timeout = 60);
 static void fill_text(struct strbuf *sb, size_t n)
 {
 	for (size_t i = 0; sb->len < n; i++)
-		cr_assert_eq(strbuf_addf(sb, "def function_%zu(arg):\n    return arg * %zu  # note\n", i,
-					 i % 97),
+		cr_assert_eq(strbuf_addf(sb,
+					 "def function_%zu(arg):\n    return arg * %zu  # note\n",
+					 i, i % 97),
 			     0);
 	sb->len = n;
 	sb->buf[n] = '\0';

@@ -52,7 +52,8 @@ static void content(int k, char side, struct strbuf *sb)
 {
 	strbuf_reset(sb);
 	for (int i = 0; i < 300; i++)
-		cr_assert_eq(strbuf_addf(sb, "%c%d line %d of a file that compresses\n", side, k, i),
+		cr_assert_eq(strbuf_addf(sb, "%c%d line %d of a file that compresses\n", side, k,
+					 i),
 			     0);
 }
 
@@ -98,19 +99,20 @@ static int64_t make_txn(int orig_k, int new_k, enum store_txn_state state)
 	cr_assert_eq(store_txn_begin_sealed(s, &spec, &c, 1, &id, NULL, &lock), 0);
 	close(lock);
 	if (state == STORE_TXN_OPEN)
-		cr_assert_eq(store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_OPEN, NULL, NULL),
+		cr_assert_eq(store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_OPEN, NULL,
+						  NULL),
 			     0);
 	if (state >= STORE_TXN_COMMITTING && state != STORE_TXN_ROLLED_BACK)
-		cr_assert_eq(store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_COMMITTING, NULL,
-						  NULL),
+		cr_assert_eq(store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_COMMITTING,
+						  NULL, NULL),
 			     0);
 	if (state == STORE_TXN_COMMITTED || state == STORE_TXN_UNDONE)
 		cr_assert_eq(store_txn_transition(s, id, STORE_TXN_COMMITTING, STORE_TXN_COMMITTED,
 						  "TXN_COMMIT", NULL),
 			     0);
 	if (state == STORE_TXN_UNDONE)
-		cr_assert_eq(store_txn_transition(s, id, STORE_TXN_COMMITTED, STORE_TXN_UNDONE, NULL,
-						  NULL),
+		cr_assert_eq(store_txn_transition(s, id, STORE_TXN_COMMITTED, STORE_TXN_UNDONE,
+						  NULL, NULL),
 			     0);
 	if (state == STORE_TXN_ROLLED_BACK)
 		cr_assert_eq(store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_ROLLED_BACK,

@@ -145,16 +145,21 @@ Test(index_txn, second_transaction_on_the_same_pkg_is_busy)
 	cr_assert(eq(i64, id, -7), "ret_id written on failure");
 
 	/* Still busy while sealed and while committing. */
-	cr_assert(eq(int, store_txn_transition(s, first, STORE_TXN_OPEN, STORE_TXN_SEALED, NULL,
-					      NULL), 0));
+	cr_assert(eq(int,
+		     store_txn_transition(s, first, STORE_TXN_OPEN, STORE_TXN_SEALED, NULL, NULL),
+		     0));
 	cr_assert(eq(int, store_txn_begin(s, pkg, &pkg_st, NULL, 0, 0, &id, &other), -EBUSY));
-	cr_assert(eq(int, store_txn_transition(s, first, STORE_TXN_SEALED, STORE_TXN_COMMITTING,
-					      NULL, NULL), 0));
+	cr_assert(eq(int,
+		     store_txn_transition(s, first, STORE_TXN_SEALED, STORE_TXN_COMMITTING, NULL,
+					  NULL),
+		     0));
 	cr_assert(eq(int, store_txn_begin(s, pkg, &pkg_st, NULL, 0, 0, &id, &other), -EBUSY));
 
 	/* A finished transaction no longer holds PKG. */
-	cr_assert(eq(int, store_txn_transition(s, first, STORE_TXN_COMMITTING, STORE_TXN_COMMITTED,
-					      "TXN_COMMIT", NULL), 0));
+	cr_assert(eq(int,
+		     store_txn_transition(s, first, STORE_TXN_COMMITTING, STORE_TXN_COMMITTED,
+					  "TXN_COMMIT", NULL),
+		     0));
 	cr_assert(eq(int, store_txn_begin(s, pkg, &pkg_st, NULL, 0, 0, &id, &other), 0));
 	cr_assert(id > first);
 }
@@ -235,11 +240,14 @@ Test(index_txn, transition_is_compare_and_set)
 	struct store_txn *t = NULL;
 	int64_t id = begin(NULL, 0);
 
-	cr_assert(eq(int, store_txn_transition(s, id, STORE_TXN_OPEN, STORE_TXN_SEALED,
-					      "TXN_SEAL", "x"), 0));
+	cr_assert(eq(int,
+		     store_txn_transition(s, id, STORE_TXN_OPEN, STORE_TXN_SEALED, "TXN_SEAL", "x"),
+		     0));
 	/* A second caller that still believes it is OPEN loses, and writes nothing. */
-	cr_assert(eq(int, store_txn_transition(s, id, STORE_TXN_OPEN, STORE_TXN_ROLLED_BACK,
-					      "TXN_ROLLBACK", NULL), -ESTALE));
+	cr_assert(eq(int,
+		     store_txn_transition(s, id, STORE_TXN_OPEN, STORE_TXN_ROLLED_BACK,
+					  "TXN_ROLLBACK", NULL),
+		     -ESTALE));
 	cr_assert(eq(int, store_txn_load(s, id, &t), 0));
 	cr_assert(eq(int, (int)t->state, STORE_TXN_SEALED));
 	cr_assert(eq(i64, t->finished_ns, 0));
@@ -247,12 +255,16 @@ Test(index_txn, transition_is_compare_and_set)
 	cr_assert(eq(i64, audit_count("TXN_SEAL"), 1));
 	cr_assert(eq(i64, audit_count("TXN_ROLLBACK"), 0), "the loser's event was logged");
 
-	cr_assert(eq(int, store_txn_transition(s, 999, STORE_TXN_OPEN, STORE_TXN_SEALED, NULL,
-					      NULL), -ESTALE), "an unknown id moved");
+	cr_assert(eq(int,
+		     store_txn_transition(s, 999, STORE_TXN_OPEN, STORE_TXN_SEALED, NULL, NULL),
+		     -ESTALE),
+		  "an unknown id moved");
 
 	/* The store still works after the refused transition. */
-	cr_assert(eq(int, store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_ROLLED_BACK,
-					      "TXN_ROLLBACK", NULL), 0));
+	cr_assert(eq(int,
+		     store_txn_transition(s, id, STORE_TXN_SEALED, STORE_TXN_ROLLED_BACK,
+					  "TXN_ROLLBACK", NULL),
+		     0));
 	cr_assert(eq(int, store_txn_load(s, id, &t), 0));
 	cr_assert(eq(int, (int)t->state, STORE_TXN_ROLLED_BACK));
 	cr_assert(t->finished_ns > 0, "a final state has no finish time");
@@ -282,8 +294,10 @@ Test(index_txn, a_final_state_clears_the_mount)
 	int64_t id = begin(NULL, 0), found = 0;
 
 	cr_assert(eq(int, store_txn_set_mount(s, id, "/mnt/y", 1), 0));
-	cr_assert(eq(int, store_txn_transition(s, id, STORE_TXN_OPEN, STORE_TXN_ROLLED_BACK,
-					      "TXN_ROLLBACK", NULL), 0));
+	cr_assert(eq(int,
+		     store_txn_transition(s, id, STORE_TXN_OPEN, STORE_TXN_ROLLED_BACK,
+					  "TXN_ROLLBACK", NULL),
+		     0));
 	cr_assert(eq(int, store_txn_load(s, id, &t), 0));
 	cr_assert_null(t->mountpoint, "a rolled-back transaction still claims its mount");
 	store_txn_free(t);
@@ -397,10 +411,8 @@ Test(index_change, rows_belong_to_their_transaction)
 
 Test(index_change, list_is_sorted_bytewise_by_path)
 {
-	static const char *const insert[] = { "b",   "a/c", "a.txt", "a",
-					      "a/b", "B",   "a-b",   "a/b/c" };
-	static const char *const sorted[] = { "B",   "a",     "a-b", "a.txt",
-					      "a/b", "a/b/c", "a/c", "b" };
+	static const char *const insert[] = { "b", "a/c", "a.txt", "a", "a/b", "B", "a-b", "a/b/c" };
+	static const char *const sorted[] = { "B", "a", "a-b", "a.txt", "a/b", "a/b/c", "a/c", "b" };
 	struct store_entry e = file_entry(0, 0, NULL);
 	struct store_change *c = NULL;
 	int64_t id = begin(NULL, 0);
@@ -536,8 +548,11 @@ Test(index_audit, log_cannot_be_updated_or_deleted)
 	cr_assert(eq(i64, query_i64(db, "SELECT count(*) FROM audit"), before));
 	cr_assert(eq(i64, query_i64(db, "SELECT count(*) FROM audit WHERE event = 'FORGED'"), 0));
 	/* Appending is still allowed. */
-	cr_assert(eq(int, sqlite3_exec(db, "INSERT INTO audit(time_ns, uid, pid, event)"
-					  " VALUES (1, 0, 0, 'MANUAL')", NULL, NULL, NULL),
+	cr_assert(eq(int,
+		     sqlite3_exec(db,
+				  "INSERT INTO audit(time_ns, uid, pid, event)"
+				  " VALUES (1, 0, 0, 'MANUAL')",
+				  NULL, NULL, NULL),
 		     SQLITE_OK));
 	sqlite3_close(db);
 }
@@ -569,8 +584,8 @@ Test(index_schema, a_newer_schema_is_refused)
 	store_close(s);
 	s = NULL;
 	db = open_index();
-	cr_assert(eq(int, sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL),
-		     SQLITE_OK));
+	cr_assert(
+		eq(int, sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK));
 	sqlite3_close(db);
 
 	cr_assert(eq(int, store_open(spath, 0, &s2), -EPROTO));

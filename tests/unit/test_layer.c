@@ -63,7 +63,7 @@ static void upper_file(int dirfd, const char *name, const char *content)
 
 static enum layer_where lookup(int u, int l, const char *name, struct stat *st)
 {
-	enum layer_where where = (enum layer_where)-1;
+	enum layer_where where = (enum layer_where) - 1;
 	struct stat dummy;
 	int r = layer_lookup(u, l, name, st ? st : &dummy, &where);
 
@@ -89,8 +89,8 @@ Test(layer_name, ordinary_names_are_not_escaped)
 Test(layer_name, names_with_the_reserved_prefix_are_escaped_and_decoded_back)
 {
 	static const char *const names[] = {
-		".cjfs~", ".cjfs~x", ".cjfs~wh.x", ".cjfs~wH.x", ".cjfs~opaque", ".cjfs~origin",
-		".cjfs~u.x", ".cjfs~new.1",
+		".cjfs~",	".cjfs~x",	".cjfs~wh.x", ".cjfs~wH.x",
+		".cjfs~opaque", ".cjfs~origin", ".cjfs~u.x",  ".cjfs~new.1",
 	};
 	char buf[NAME_MAX + 1], expect[NAME_MAX + 1];
 	const char *u;
@@ -108,8 +108,8 @@ Test(layer_name, names_with_the_reserved_prefix_are_escaped_and_decoded_back)
 Test(layer_name, markers_decode_to_null)
 {
 	static const char *const markers[] = {
-		".cjfs~wh.x", ".cjfs~wH.0123", ".cjfs~opaque", ".cjfs~origin", ".cjfs~new.42",
-		".cjfs~",
+		".cjfs~wh.x",	".cjfs~wH.0123", ".cjfs~opaque",
+		".cjfs~origin", ".cjfs~new.42",	 ".cjfs~",
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(markers); i++)

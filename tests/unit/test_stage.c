@@ -161,7 +161,8 @@ Test(store_stage, seal_indexes_a_blob_file_whose_writer_died_before_its_row)
 	c.status = 'D';
 	cr_assert_eq(store_change_set_new(s, txn, &c), 0);
 	cr_assert_eq(store_stage_promote(s, txn), 0);
-	cr_assert_eq(store_blob_info(s, a.hash, NULL, NULL, NULL), 0, "the blob is still not indexed");
+	cr_assert_eq(store_blob_info(s, a.hash, NULL, NULL, NULL), 0,
+		     "the blob is still not indexed");
 	close(objects);
 }
 

@@ -45,8 +45,8 @@ TestSuite(util_path, .init = setup, .fini = teardown);
 Test(util_path, rejects_empty_absolute_dot_dotdot_and_empty_components)
 {
 	static const char *const bad[] = {
-		"",	"/abs", "/",	"a/../b", "a//b", "a/",	  ".",	 "..",
-		"../a", "a/..", "a/.",	"./a",	  "a/./b", "//a", "a/b/",
+		"",	"/abs", "/",   "a/../b", "a//b",  "a/",	 ".",	 "..",
+		"../a", "a/..", "a/.", "./a",	 "a/./b", "//a", "a/b/",
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
@@ -57,8 +57,8 @@ Test(util_path, rejects_empty_absolute_dot_dotdot_and_empty_components)
 Test(util_path, accepts_normal_relative_paths)
 {
 	static const char *const good[] = {
-		"a", "a/b/c.txt", ".hidden", "a/.b", "...", "a..b", "..a", "a.", "name with spaces",
-		".cjfs~wh.x",
+		"a",   "a/b/c.txt", ".hidden",		"a/.b",	      "...", "a..b",
+		"..a", "a.",	    "name with spaces", ".cjfs~wh.x",
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(good); i++)
@@ -387,13 +387,13 @@ Test(util_fault, counts_every_durable_primitive_and_not_plain_reads)
 	util_fault_arm(1000, EIO);
 	fd = util_openat(rootfd, "f", O_WRONLY | O_CREAT, 0644); /* 1 */
 	cr_assert(fd >= 0);
-	cr_assert(eq(int, util_write_full(fd, "abc", 3), 0));		/* 2 */
-	cr_assert(eq(int, util_pwrite_full(fd, "z", 1, 0), 0));		/* 3 */
-	cr_assert(eq(int, util_ftruncate(fd, 2), 0));			/* 4 */
-	cr_assert(eq(int, util_fsync(fd), 0));				/* 5 */
-	cr_assert(eq(int, util_syncfs(fd), 0));				/* 6 */
+	cr_assert(eq(int, util_write_full(fd, "abc", 3), 0));	/* 2 */
+	cr_assert(eq(int, util_pwrite_full(fd, "z", 1, 0), 0)); /* 3 */
+	cr_assert(eq(int, util_ftruncate(fd, 2), 0));		/* 4 */
+	cr_assert(eq(int, util_fsync(fd), 0));			/* 5 */
+	cr_assert(eq(int, util_syncfs(fd), 0));			/* 6 */
 	close(fd);
-	cr_assert(eq(int, util_renameat(rootfd, "f", rootfd, "g"), 0));	/* 7 */
+	cr_assert(eq(int, util_renameat(rootfd, "f", rootfd, "g"), 0)); /* 7 */
 	cr_assert(eq(int, util_symlinkat("g", rootfd, "l"), 0));	/* 8 */
 	cr_assert(eq(int, util_unlinkat(rootfd, "l", 0), 0));		/* 9 */
 	cr_assert(eq(int, util_mkdirat(rootfd, "d", 0755), 0));		/* 10 */
