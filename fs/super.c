@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -24,6 +26,38 @@
  * $CJFS_INODE_CAP overrides it (0: no limit).
  */
 #define FS_INODE_CAP 40000
+
+/*
+ * The kernel reads ahead of a FUSE file in windows of the mount's
+ * backing_dev read_ahead_kb, 128 KiB by default, one READ request each.
+ * A 1 MiB window (the largest request libfuse negotiates) quarters the
+ * round trips of a sequential read: a cold 1 GiB read went from ~2.2x to
+ * ~1.2x native here. Only root may write it; anyone else keeps the default.
+ * The INIT reply lowers the window to what the kernel offered at mount, so
+ * this runs once the mount serves: a thread stats the mount point (a
+ * request the loop answers) and raises it for that device.
+ */
+#define FS_READ_AHEAD_KB 1024
+
+static void *tune_readahead(void *arg)
+{
+	char *mnt = arg, path[96];
+	struct stat st;
+	int fd;
+
+	if (stat(mnt, &st) == 0) {
+		snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
+			 major(st.st_dev), minor(st.st_dev));
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (dprintf(fd, "%d\n", FS_READ_AHEAD_KB) < 0)
+				log_debug("cannot raise '%s': %m", path);
+			close(fd);
+		}
+	}
+	free(mnt);
+	return NULL;
+}
 
 static void fs_log(enum fuse_log_level level, const char *fmt, va_list ap)
 {
@@ -237,6 +271,8 @@ out_free:
 int fs_run(struct fs *fs)
 {
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	bool tuning = false;
+	pthread_t tuner;
 	int r;
 
 	if (!lc)
@@ -251,7 +287,17 @@ int fs_run(struct fs *fs)
 	r = fs_reclaim_start(fs);
 	if (r < 0)
 		log_warn("cannot start the inode reclaimer: memory will follow the kernel's cache");
+	if (geteuid() == 0) {
+		char *mnt = strdup(fs->cfg->mountpoint);
+
+		if (mnt && pthread_create(&tuner, NULL, tune_readahead, mnt) == 0)
+			tuning = true;
+		else
+			free(mnt);
+	}
 	r = fuse_session_loop_mt(fs->se, lc);
+	if (tuning)
+		pthread_join(tuner, NULL);
 	fs_reclaim_stop(fs);
 	fuse_remove_signal_handlers(fs->se);
 	fuse_loop_cfg_destroy(lc);
