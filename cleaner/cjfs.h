@@ -54,7 +54,12 @@ int cjfs_resolve(struct cjfs *c, const char *arg, int64_t *ret_txn, char **ret_m
 /* Unmount the transaction's mount (if any) and wait for its daemon to exit. -EBUSY if busy. */
 int cjfs_unmount(struct cjfs *c, int64_t txn);
 
-/* Status of every touched path, compared with its original now (no store writes). */
+/*
+ * Status of every touched path, compared with its original now (no store
+ * writes). For an open transaction now.has_hash is set only where the
+ * metadata could not decide (same type, mode, owner and size as the
+ * original); a finished one reports what was recorded at commit.
+ */
 struct cjfs_status_entry {
 	char *path;
 	char status; /* 'M', 'A', 'D', or 0 */

@@ -490,13 +490,23 @@ int cjfs_status(struct cjfs *c, int64_t txn, struct cjfs_status_entry **ret, siz
 		char st;
 
 		if (tv) {
-			r = store_entry_from_view(c->store, &tv->view, ch[i].path, STORE_ENTRY_HASH,
-						  &now);
+			/*
+			 * Hash only what the metadata cannot decide: a file of
+			 * another size or type is changed without reading it.
+			 */
+			r = store_entry_from_view(c->store, &tv->view, ch[i].path, 0, &now);
+			st = r < 0 ? 0 : store_entry_compare(&ch[i].orig, &now);
+			if (r == 0 && !st && ch[i].orig.has_hash &&
+			    (S_ISREG(now.mode) || S_ISLNK(now.mode))) {
+				r = store_entry_from_view(c->store, &tv->view, ch[i].path,
+							  STORE_ENTRY_HASH, &now);
+				if (r == 0)
+					st = store_entry_compare(&ch[i].orig, &now);
+			}
 			if (r < 0) {
 				log_errno(r, "cannot read '%s'", ch[i].path);
 				goto out;
 			}
-			st = store_entry_compare(&ch[i].orig, &now);
 		} else {
 			now = ch[i].new;
 			st = ch[i].status;

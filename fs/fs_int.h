@@ -168,6 +168,7 @@ struct fs {
 	int work_fd;
 	dev_t lower_dev, upper_dev;
 	bool root; /* the daemon runs as root: set owners of new objects */
+	bool tuned; /* atomic: fs_tune_once has run */
 
 	pthread_rwlock_t ns; /* see the lock order above */
 	pthread_mutex_t table;
@@ -364,5 +365,8 @@ int fs_do_removexattr(struct fs *fs, struct fs_inode *inode, const char *name);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fs_ll_ops;
+
+/* Kernel-side tuning that must wait for the INIT reply: call from request handlers. */
+void fs_tune_once(struct fs *fs);
 
 #endif

@@ -65,6 +65,7 @@ static void fs_ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fs_inode *inode;
 	int r;
 
+	fs_tune_once(fs);
 	memset(&e, 0, sizeof(e));
 	pthread_rwlock_rdlock(&fs->ns);
 	r = fs_lookup(fs, fs_inode_get(fs, parent), name, &inode, &e.attr);
@@ -105,6 +106,7 @@ static void fs_ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	int r;
 
 	(void)fi;
+	fs_tune_once(fs);
 	pthread_rwlock_rdlock(&fs->ns);
 	r = fs_inode_stat(fs, fs_inode_get(fs, ino), &st);
 	pthread_rwlock_unlock(&fs->ns);

@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -34,29 +32,55 @@
  * round trips of a sequential read: a cold 1 GiB read went from ~2.2x to
  * ~1.2x native here. Only root may write it; anyone else keeps the default.
  * The INIT reply lowers the window to what the kernel offered at mount, so
- * this runs once the mount serves: a thread stats the mount point (a
- * request the loop answers) and raises it for that device.
+ * this runs on the first request after it (fs_tune_once). The device is
+ * found in mountinfo by the mount's source name, unique per transaction:
+ * touching the mount itself could make an unmount at that instant fail.
  */
 #define FS_READ_AHEAD_KB 1024
 
-static void *tune_readahead(void *arg)
+static void tune_readahead(int64_t txn)
 {
-	char *mnt = arg, path[96];
-	struct stat st;
+	char want[64], *line = NULL, path[96];
+	unsigned int major = 0, minor = 0;
+	bool found = false;
+	size_t cap = 0;
+	FILE *f;
 	int fd;
 
-	if (stat(mnt, &st) == 0) {
-		snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
-			 major(st.st_dev), minor(st.st_dev));
-		fd = open(path, O_WRONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			if (dprintf(fd, "%d\n", FS_READ_AHEAD_KB) < 0)
-				log_debug("cannot raise '%s': %m", path);
-			close(fd);
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return;
+	snprintf(want, sizeof(want), " - fuse.cjfs cjfs-%lld ", (long long)txn);
+	while (getline(&line, &cap, f) > 0) {
+		unsigned int a, b;
+
+		/* The newest mount is listed last. */
+		if (strstr(line, want) && sscanf(line, "%*u %*u %u:%u", &a, &b) == 2) {
+			major = a;
+			minor = b;
+			found = true;
 		}
 	}
-	free(mnt);
-	return NULL;
+	free(line);
+	fclose(f);
+	if (!found)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major, minor);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (dprintf(fd, "%d\n", FS_READ_AHEAD_KB) < 0)
+		log_debug("cannot raise '%s': %m", path);
+	close(fd);
+}
+
+void fs_tune_once(struct fs *fs)
+{
+	if (__atomic_load_n(&fs->tuned, __ATOMIC_RELAXED) ||
+	    __atomic_exchange_n(&fs->tuned, true, __ATOMIC_RELAXED))
+		return;
+	if (fs->root)
+		tune_readahead(fs->cfg->txn);
 }
 
 static void fs_log(enum fuse_log_level level, const char *fmt, va_list ap)
@@ -271,8 +295,6 @@ out_free:
 int fs_run(struct fs *fs)
 {
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();
-	bool tuning = false;
-	pthread_t tuner;
 	int r;
 
 	if (!lc)
@@ -287,17 +309,7 @@ int fs_run(struct fs *fs)
 	r = fs_reclaim_start(fs);
 	if (r < 0)
 		log_warn("cannot start the inode reclaimer: memory will follow the kernel's cache");
-	if (geteuid() == 0) {
-		char *mnt = strdup(fs->cfg->mountpoint);
-
-		if (mnt && pthread_create(&tuner, NULL, tune_readahead, mnt) == 0)
-			tuning = true;
-		else
-			free(mnt);
-	}
 	r = fuse_session_loop_mt(fs->se, lc);
-	if (tuning)
-		pthread_join(tuner, NULL);
 	fs_reclaim_stop(fs);
 	fuse_remove_signal_handlers(fs->se);
 	fuse_loop_cfg_destroy(lc);
