@@ -249,9 +249,10 @@ static void fs_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 /* Reads up to this size are copied through memory: one pread and one writev. */
 #define FS_READ_COPY_MAX (32 * 1024)
 /*
- * The kernel reads a FUSE file in 128 KiB requests, one after the other; a
- * sequential reader gets the backing file read this far ahead, every MiB, so
- * that the disk works while the requests go back and forth.
+ * The kernel reads a FUSE file in requests of its readahead window (128 KiB,
+ * or 1 MiB once fs_tune_once raised it), one after the other; a sequential
+ * reader gets the backing file read this far ahead, every MiB, so that the
+ * disk works while the requests go back and forth.
  */
 #define FS_READAHEAD (4 << 20)
 #define FS_READAHEAD_EVERY (1 << 20)

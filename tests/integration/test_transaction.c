@@ -134,6 +134,15 @@ Test(transaction, writing_back_identical_content_is_not_a_change)
 		     0);
 	cr_assert_eq(h_cjfs(&env, "status", env.mnt, NULL), 0, "%s", env.err);
 	cr_assert_str_eq(env.out, "");
+	/* Same size, other bytes, mtime put back: only the content can tell, and does. */
+	cr_assert_eq(h_sh(env.mnt, "printf 'NOTES\n' > docs/notes.txt && "
+				   "touch -d '2020-01-02 03:04:05' docs/notes.txt"),
+		     0);
+	cr_assert_eq(h_cjfs(&env, "status", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_str_eq(env.out, "M docs/notes.txt\n");
+	cr_assert_eq(h_sh(env.mnt, "printf 'notes\n' > docs/notes.txt"), 0);
+	cr_assert_eq(h_cjfs(&env, "status", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_str_eq(env.out, "");
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
 	cr_assert_not_null(strstr(env.out, "0 modified, 0 added, 0 deleted"), "%s", env.out);
 }
