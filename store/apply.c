@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -390,6 +392,53 @@ static int open_stage_dir(const struct apply *a, size_t i)
 	return util_open_beneath(a->pkg_fd, buf, O_PATH | O_DIRECTORY, 0);
 }
 
+/*
+ * Keep the extended attributes of the file a temporary replaces (user.*,
+ * trusted.*, security.* labels; the access ACL only when the mode stays):
+ * a commit changes contents, not what else PKG records about its files.
+ * Not security.capability: capabilities granted to the old bytes must not
+ * pass to new ones (the kernel drops them on any write too). Attributes
+ * the file system refuses are skipped; running out of space is an error,
+ * before the commit point.
+ */
+static int keep_xattrs(const struct apply *a, const struct store_change *c, int to)
+{
+	char names[XATTR_LIST_MAX], value[XATTR_SIZE_MAX], proc[64];
+	struct stat st;
+	ssize_t len;
+	int from, r = 0;
+
+	/* O_PATH: never opened for reading (a device node would notice). */
+	from = util_open_beneath(a->pkg_fd, c->path, O_PATH | O_NOFOLLOW, 0);
+	if (from < 0)
+		return 0; /* nothing there to keep */
+	if (fstat(from, &st) < 0 || !S_ISREG(st.st_mode))
+		goto out;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", from);
+	len = listxattr(proc, names, sizeof(names));
+	for (ssize_t i = 0; len > 0 && i < len; i += (ssize_t)strlen(names + i) + 1) {
+		const char *name = names + i;
+		ssize_t n;
+
+		if (!strcmp(name, "security.capability") || !strcmp(name, "system.posix_acl_default"))
+			continue;
+		if (!strcmp(name, "system.posix_acl_access") &&
+		    (st.st_mode & 07777) != (c->new.mode & 07777))
+			continue;
+		n = getxattr(proc, name, value, sizeof(value));
+		if (n < 0)
+			continue;
+		if (fsetxattr(to, name, value, (size_t)n, 0) < 0 &&
+		    (errno == ENOSPC || errno == EDQUOT || errno == EIO)) {
+			r = -errno;
+			break;
+		}
+	}
+out:
+	util_close(from);
+	return r;
+}
+
 /* Write row i's new file or symlink as its temporary. */
 static int stage_one(struct apply *a, size_t i)
 {
@@ -433,6 +482,10 @@ static int stage_one(struct apply *a, size_t i)
 		r = -errno;
 		goto out_unlink;
 	}
+	/* Before fchmod: an access ACL sets mode bits, and the mode wins. */
+	r = keep_xattrs(a, c, fd);
+	if (r < 0)
+		goto out_unlink;
 	/* After fchown, which clears set-id bits. */
 	if (fchmod(fd, c->new.mode & 07777) < 0) {
 		r = -errno;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -321,4 +322,28 @@ Test(transaction, fuse_unavailable_is_reported_and_changes_nothing)
 	free(err);
 	free(before);
 	free(after);
+}
+
+Test(transaction, commit_keeps_the_extended_attributes_of_files_it_rewrites)
+{
+	char path[PATH_MAX], val[64], *s;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/docs/notes.txt", env.pkg);
+	if (setxattr(path, "user.cjfs-test", "kept", 4, 0) < 0) {
+		h_teardown(&env); /* no .fini after a skip in the body */
+		cr_skip_test("the file system of '%s' has no user xattrs", env.pkg);
+	}
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "printf 'rewritten\\n' > docs/notes.txt && "
+				   "sed -i 's/s/S/' src/pkg/mod.py"),
+		     0);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	n = getxattr(path, "user.cjfs-test", val, sizeof(val));
+	cr_assert_eq(n, 4, "the attribute is gone after the commit (%zd, errno %d)", n, errno);
+	cr_assert_eq(memcmp(val, "kept", 4), 0);
+	/* The content is the new one. */
+	s = h_read(env.pkg, "docs/notes.txt");
+	cr_assert_str_eq(s, "rewritten\n");
+	free(s);
 }
