@@ -52,21 +52,23 @@ TestSuite(history, .init = setup, .fini = teardown, .timeout = 300);
 TestSuite(history_crash, .init = setup, .fini = teardown, .timeout = 900);
 TestSuite(history_measure, .init = setup, .fini = teardown, .timeout = 900);
 
+/* Every kind of change, for a shell in a mount of PKG. */
+static const char change_everything[] = "printf 'changed\\n' >> src/pkg/mod.py && "
+					"printf 'new\\n' > new.txt && "
+					"rm docs/old.txt && "
+					"mkdir -p made/deeper && printf 'x\\n' > made/deeper/x && "
+					"rm -r docs/sub && rmdir empty && "
+					"mv docs/notes.txt docs/renamed.txt && "
+					"mv src/main.py src/main2.py && "
+					"chmod 700 run.sh && "
+					"sed -i 's/^line 7 of a big/line 7 of a large/' big.txt && "
+					"rm main-link && ln -s src/main2.py main-link";
+
 /* Every kind of change, made through a mount, then committed as transaction 1. */
 static void commit_everything(void)
 {
 	h_mount(&env);
-	cr_assert_eq(h_sh(env.mnt, "printf 'changed\\n' >> src/pkg/mod.py && "
-				   "printf 'new\\n' > new.txt && "
-				   "rm docs/old.txt && "
-				   "mkdir -p made/deeper && printf 'x\\n' > made/deeper/x && "
-				   "rm -r docs/sub && rmdir empty && "
-				   "mv docs/notes.txt docs/renamed.txt && "
-				   "mv src/main.py src/main2.py && "
-				   "chmod 700 run.sh && "
-				   "sed -i 's/^line 7 of a big/line 7 of a large/' big.txt && "
-				   "rm main-link && ln -s src/main2.py main-link"),
-		     0);
+	cr_assert_eq(h_sh(env.mnt, "%s", change_everything), 0);
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
 }
 
@@ -488,6 +490,288 @@ Test(history, gc_through_the_cli_keeps_what_the_policy_keeps)
 	cr_assert_eq(fclose(f), 0);
 	cr_assert_eq(h_cjfs(&env, "gc", NULL), 2);
 	assert_one_line_error("config:1:");
+}
+
+/*
+ * A commit killed after its commit point (during the promote) is rolled
+ * forward by `cjfs recover`, and the audit log says so: TXN_RECOVERED for
+ * that transaction, in place of the TXN_COMMIT the dead commit never wrote.
+ */
+Test(history, a_commit_finished_by_recovery_is_audited_as_txn_recovered)
+{
+	char fault[64], *fenv[] = { fault, NULL };
+	char *argv[] = { (char *)"commit", (char *)"1", NULL };
+	char *new_tree, *now, *got;
+	long promote, done;
+	pid_t pids[16];
+	size_t n;
+
+	h_mount_fg(&env);
+	cr_assert_eq(h_sh(env.mnt, "%s", change_everything), 0);
+	new_tree = h_snapshot(env.mnt, true);
+	cr_assert_eq(h_unmount(&env), 0, "the daemon did not exit cleanly");
+	promote = h_commit_phase(&env, 1, "promote");
+	done = h_commit_phase(&env, 1, "done");
+	cr_assert_lt(promote + 1, done, "the promote has too few durable calls (%ld..%ld)", promote,
+		     done);
+	/* Dead after the first durable step of the promote: past the commit point. */
+	snprintf(fault, sizeof(fault), "CJFS_FAULT=%ld:crash", promote + 1);
+	cr_assert_eq(h_cjfsv_env(&env, fenv, argv), 128 + 9, "the commit was not killed: %s",
+		     env.err);
+	/* Read the index directly: any cjfs command would recover first. */
+	cr_assert_eq(h_sql_long(&env, "SELECT state FROM txn WHERE id = 1"), 3,
+		     "transaction 1 is not left committing");
+	cr_assert_eq(h_sql_long(&env, "SELECT COUNT(*) FROM audit WHERE event = 'TXN_RECOVERED'"),
+		     0);
+	now = h_snapshot(env.pkg, true);
+	cr_assert_str_neq(now, new_tree, "the killed commit finished anyway");
+	free(now);
+
+	cr_assert_eq(h_cjfs(&env, "recover", NULL), 0, "%s", env.err);
+	cr_assert_str_eq(env.out,
+			 "1 commit(s) finished, 0 reopened, 0 leftover(s) removed, 0 failed\n");
+	now = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(now, new_tree, "recovery did not give exactly the new tree");
+	free(now);
+	cr_assert_eq(h_count_names(env.pkg, ".cjfs-"), 0, "temporaries left in PKG");
+
+	got = audit_summary(pids, 16, &n);
+	cr_assert_str_eq(got, "1 TXN_BEGIN\n1 BACKUP_CREATED\n1 TXN_RECOVERED\n",
+			 "unexpected audit log:\n%s", got);
+	free(got);
+	cr_assert_eq(h_cjfs(&env, "audit", "--txn", "1", "--json", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "\"txn\":1,\"event\":\"TXN_RECOVERED\","
+					   "\"detail\":\"commit rolled forward\""),
+			   "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "log", "--json", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "{\"id\":1,\"state\":\"committed\""), "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "show", "1", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "TXN_RECOVERED"), "%s", env.out);
+	/* Recovered history is history like any other: it can be undone. */
+	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 0, "%s", env.err);
+	free(new_tree);
+}
+
+Test(history, every_command_answers_help_with_its_usage_on_stdout)
+{
+	static const char *const cmds[] = { "mount",	"status", "diff",  "commit",
+					    "rollback", "run",	  "clean", "recover",
+					    "verify",	"log",	  "show",  "undo",
+					    "restore",	"gc",	  "audit", "stats" };
+	char *line, usage[64];
+	size_t listed = 0;
+
+	/* The list above is the whole command table of `cjfs --help`. */
+	cr_assert_eq(h_cjfs(&env, "--help", NULL), 0, "%s", env.err);
+	line = strstr(env.out, "Commands:\n");
+	cr_assert_not_null(line, "%s", env.out);
+	line = strchr(line, '\n') + 1;
+	while (strncmp(line, "  ", 2) == 0) {
+		char name[32];
+		bool known = false;
+
+		cr_assert_eq(sscanf(line, "%31s", name), 1);
+		for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
+			known |= strcmp(cmds[i], name) == 0;
+		cr_assert(known, "'cjfs --help' lists '%s', which this test does not try", name);
+		listed++;
+		line = strchr(line, '\n') + 1;
+	}
+	cr_assert_eq(listed, ARRAY_SIZE(cmds), "'cjfs --help' lists %zu commands:\n%s", listed,
+		     env.out);
+
+	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
+		int r = h_cjfs(&env, cmds[i], "--help", NULL);
+		size_t len = (size_t)snprintf(usage, sizeof(usage), "usage: cjfs %s", cmds[i]);
+
+		cr_assert_eq(r, 0, "'cjfs %s --help' exited %d: %s", cmds[i], r, env.err);
+		cr_assert_str_eq(env.err, "", "'cjfs %s --help' wrote to stderr", cmds[i]);
+		cr_assert(strncmp(env.out, usage, len) == 0 &&
+				  (env.out[len] == ' ' || env.out[len] == '\n'),
+			  "'cjfs %s --help' does not start with its usage line:\n%s", cmds[i],
+			  env.out);
+		cr_assert_not_null(strchr(env.out, '\n'), "%s", env.out);
+	}
+	/* Help is not an action: no transaction was started by any of them. */
+	cr_assert_eq(h_cjfs(&env, "log", NULL), 0, "%s", env.err);
+	cr_assert_str_eq(env.out, "");
+}
+
+/* Commit n transactions with `cjfs run`, each running the shell command cmd (%d: its number). */
+static void run_n(int first, int last, const char *cmd)
+{
+	for (int i = first; i <= last; i++) {
+		char *c = util_xasprintf(cmd, i);
+
+		cr_assert_eq(h_sh(env.root, "'%s' --store '%s' run '%s' -- sh -c '%s' 2>/dev/null",
+				  h_cjfs_bin(), env.store, env.pkg, c),
+			     0, "run %d failed", i);
+		free(c);
+	}
+}
+
+/* The transaction ids `cjfs show` still finds among 1..5, as "1 2 ..." (caller frees). */
+static char *shown_ids(void)
+{
+	struct strbuf sb = STRBUF_INIT;
+
+	for (int i = 1; i <= 5; i++) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "%d", i);
+		if (h_cjfs(&env, "show", id, NULL) == 0)
+			strbuf_addf(&sb, "%s%d", sb.len ? " " : "", i);
+	}
+	return strbuf_detach(&sb);
+}
+
+Test(history, gc_older_than_drops_what_finished_before_the_limit_and_never_an_open_one)
+{
+	char *ids, *s;
+
+	run_n(1, 4, "echo %d >> f");
+	/* Transactions 1 and 2 finished two days ago. */
+	h_sql_exec(&env, "UPDATE txn SET created_ns = created_ns - 172800000000000,"
+			 " finished_ns = finished_ns - 172800000000000 WHERE id IN (1, 2)");
+	/* 5 is open, mounted, with a change not committed yet. */
+	h_mount(&env);
+	h_write(env.mnt, "open.txt", "open\n");
+
+	cr_assert_eq(h_cjfs(&env, "gc", "--older-than", "1d", "--grace", "0", "--dry-run", NULL), 0,
+		     "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "would drop the history of 2 transaction(s):\n"
+					   "  older-than: 1-2\n"),
+			   "%s", env.out);
+	/* A bare number is seconds: everything finished goes, the open one stays. */
+	cr_assert_eq(h_cjfs(&env, "gc", "--older-than", "0", "--grace", "0", "--dry-run", "--json",
+			    NULL),
+		     0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "\"dropped\":[{\"id\":1,\"why\":\"older-than\"},"
+					   "{\"id\":2,\"why\":\"older-than\"},"
+					   "{\"id\":3,\"why\":\"older-than\"},"
+					   "{\"id\":4,\"why\":\"older-than\"}]"),
+			   "%s", env.out);
+	ids = shown_ids();
+	cr_assert_str_eq(ids, "1 2 3 4 5", "a dry run dropped history");
+	free(ids);
+
+	cr_assert_eq(h_cjfs(&env, "gc", "--older-than", "1d12h", "--grace", "0", NULL), 0, "%s",
+		     env.err);
+	cr_assert_not_null(strstr(env.out, "dropped the history of 2 transaction(s):\n"
+					   "  older-than: 1-2\n"),
+			   "%s", env.out);
+	ids = shown_ids();
+	cr_assert_str_eq(ids, "3 4 5", "gc --older-than 1d12h kept the wrong transactions");
+	free(ids);
+	cr_assert_eq(h_cjfs(&env, "log", "--json", NULL), 0, "%s", env.err);
+	cr_assert_null(strstr(env.out, "{\"id\":1,"), "%s", env.out);
+	cr_assert_null(strstr(env.out, "{\"id\":2,"), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, "{\"id\":5,\"state\":\"open\""), "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "audit", "--txn", "2", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out,
+				  "BACKUP_DELETED history dropped by gc: finished more than"),
+			   "%s", env.out);
+	/* What the newest and the open transaction need is still there. */
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	s = h_read(env.pkg, "open.txt");
+	cr_assert_str_eq(s, "open\n");
+	free(s);
+	cr_assert_eq(h_cjfs(&env, "undo", "4", NULL), 0, "%s", env.err);
+	s = h_read(env.pkg, "f");
+	cr_assert_str_eq(s, "1\n2\n3\n");
+	free(s);
+	cr_assert_eq(h_cjfs(&env, "verify", NULL), 0, "%s%s", env.out, env.err);
+	cr_assert_eq(h_cjfs(&env, "gc", "--older-than", "soon", NULL), 2);
+	assert_one_line_error("--older-than wants a duration");
+}
+
+/* The number after "key": in the JSON of the last h_cjfs(). */
+static long long json_ll(const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(env.out, pat);
+	cr_assert_not_null(p, "no %s in %s", pat, env.out);
+	return strtoll(p + strlen(pat), NULL, 10);
+}
+
+Test(history, gc_max_size_drops_the_oldest_until_the_store_fits)
+{
+	char *ids;
+
+	/* Four transactions, each adding 64 KiB that does not compress. */
+	run_n(1, 4, "head -c 65536 /dev/urandom > r%d");
+	h_mount(&env);
+	h_write(env.mnt, "open.txt", "open\n");
+
+	cr_assert_eq(h_cjfs(&env, "gc", "--max-size", "1G", "--grace", "0", "--dry-run", NULL), 0,
+		     "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "would drop the history of 0 transaction(s)\n"), "%s",
+			   env.out);
+	/* Nothing open is dropped, even when the goal is out of reach. */
+	cr_assert_eq(h_cjfs(&env, "gc", "--max-size", "0", "--grace", "0", "--dry-run", NULL), 0,
+		     "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "would drop the history of 4 transaction(s):\n"
+					   "  max-size: 1-4\n"),
+			   "%s", env.out);
+	/* 256 KiB of blobs, 150 KiB allowed: the two oldest go, the two newest stay. */
+	cr_assert_eq(h_cjfs(&env, "gc", "--max-size", "150K", "--grace", "0", "--json", NULL), 0,
+		     "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "\"dropped\":[{\"id\":1,\"why\":\"max-size\"},"
+					   "{\"id\":2,\"why\":\"max-size\"}]"),
+			   "%s", env.out);
+	cr_assert_geq(json_ll("size_before"), 4 * 65536, "%s", env.out);
+	cr_assert_leq(json_ll("size_after"), 150 * 1024, "%s", env.out);
+	cr_assert_geq(json_ll("blobs"), 2, "%s", env.out);
+	ids = shown_ids();
+	cr_assert_str_eq(ids, "3 4 5", "gc --max-size 150K kept the wrong transactions");
+	free(ids);
+	/* Already small enough: nothing more goes. */
+	cr_assert_eq(h_cjfs(&env, "gc", "--max-size", "150K", "--grace", "0", NULL), 0, "%s",
+		     env.err);
+	cr_assert_not_null(strstr(env.out, "dropped the history of 0 transaction(s)\n"), "%s",
+			   env.out);
+	cr_assert_eq(h_cjfs(&env, "verify", NULL), 0, "%s%s", env.out, env.err);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_eq(h_cjfs(&env, "undo", "4", NULL), 0, "%s", env.err);
+	cr_assert_eq(h_sh(env.pkg, "test -f r3 && ! test -e r4 && test -f open.txt"), 0);
+	cr_assert_eq(h_cjfs(&env, "gc", "--max-size", "lots", NULL), 2);
+	assert_one_line_error("--max-size wants a size");
+}
+
+Test(history, a_committed_run_records_its_commit_timings)
+{
+	long long seal, check, stage, apply, commit;
+
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c",
+			    "printf 'x\\n' >> src/pkg/mod.py && echo n > n.txt", NULL),
+		     0, "%s", env.err);
+	cr_assert_eq(h_cjfs(&env, "show", "--json", "1", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "\"timings_ns\":{"), "%s", env.out);
+	/* mod.py's original was stored while the command ran. */
+	cr_assert_gt(json_ll("backup"), 0, "%s", env.out);
+	seal = json_ll("seal");
+	check = json_ll("check");
+	stage = json_ll("stage");
+	apply = json_ll("apply");
+	commit = json_ll("commit");
+	cr_assert_gt(seal, 0, "%s", env.out);
+	cr_assert_gt(check, 0, "%s", env.out);
+	cr_assert_gt(stage, 0, "%s", env.out);
+	cr_assert_gt(apply, 0, "%s", env.out);
+	/* The whole commit contains its steps, and took less than a minute here. */
+	cr_assert_geq(commit, seal + check + stage + apply, "%s", env.out);
+	cr_assert_lt(commit, 60LL * 1000000000LL, "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "show", "1", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "\ntimings    backup "), "%s", env.out);
+	cr_assert_not_null(strstr(env.out, ", commit "), "%s", env.out);
+	/* A run that fails is rolled back: it never committed, so no commit timing. */
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c", "echo y > y.txt; exit 1", NULL),
+		     1);
+	cr_assert_eq(h_cjfs(&env, "show", "--json", "2", NULL), 0, "%s", env.err);
+	cr_assert_eq(json_ll("commit"), 0, "%s", env.out);
 }
 
 Test(history_crash, an_undo_killed_at_any_durable_step_leaves_pkg_old_or_new)
