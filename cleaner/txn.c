@@ -756,6 +756,31 @@ static int settle(struct cjfs *c, struct store_txn **tp)
 	return store_txn_load(c->store, id, tp);
 }
 
+/* Name each conflict, apply nothing, and give the transaction back: -EEXIST. */
+static int refuse_conflicts(struct cjfs *c, struct store_txn *t, const struct store_conflict *conf,
+			    size_t nconf, const char *since, struct cjfs_result *ret)
+{
+	char *detail;
+
+	for (size_t i = 0; i < nconf; i++)
+		log_error("conflict: '%s' was %s since %s", conf[i].path, conf[i].why, since);
+	detail = util_xasprintf("%zu conflicting path(s), first '%s'", nconf, conf[0].path);
+	(void)store_txn_transition(c->store, t->id, STORE_TXN_SEALED, back_state(t), "TXN_CONFLICT",
+				   detail);
+	free(detail);
+	if (store_txn_is_synthetic(t))
+		log_error("nothing was applied: resolve the %zu conflict(s) and try again, or use --force to overwrite them (what is overwritten is kept in the store)",
+			  nconf);
+	else
+		log_error("nothing was committed: resolve the %zu conflict(s) and commit again, use --force to overwrite them, or roll back",
+			  nconf);
+	if (ret) {
+		fill_result(t, ret);
+		ret->conflicts = nconf;
+	}
+	return -EEXIST;
+}
+
 int cjfs_commit_sealed(struct cjfs *c, struct store_txn *t, int pkg_fd, unsigned flags,
 		       int64_t start, const char *since, struct cjfs_result *ret)
 {
@@ -774,27 +799,13 @@ int cjfs_commit_sealed(struct cjfs *c, struct store_txn *t, int pkg_fd, unsigned
 		goto out_back;
 	}
 	if (nconf) {
+		if (!(flags & CJFS_COMMIT_FORCE)) {
+			r = refuse_conflicts(c, t, conf, nconf, since, ret);
+			goto out;
+		}
 		for (size_t i = 0; i < nconf; i++)
 			log_error("conflict: '%s' was %s since %s", conf[i].path, conf[i].why,
 				  since);
-		if (!(flags & CJFS_COMMIT_FORCE)) {
-			detail = util_xasprintf("%zu conflicting path(s), first '%s'", nconf,
-						conf[0].path);
-			(void)store_txn_transition(c->store, t->id, STORE_TXN_SEALED, back_state(t),
-						   "TXN_CONFLICT", detail);
-			if (store_txn_is_synthetic(t))
-				log_error("nothing was applied: resolve the %zu conflict(s) and try again, or use --force to overwrite them (what is overwritten is kept in the store)",
-					  nconf);
-			else
-				log_error("nothing was committed: resolve the %zu conflict(s) and commit again, use --force to overwrite them, or roll back",
-					  nconf);
-			r = -EEXIST;
-			if (ret) {
-				fill_result(t, ret);
-				ret->conflicts = nconf;
-			}
-			goto out;
-		}
 		r = keep_conflicts(c, t, pkg_fd, conf, nconf);
 		if (r < 0)
 			goto out_back;
@@ -815,6 +826,28 @@ int cjfs_commit_sealed(struct cjfs *c, struct store_txn *t, int pkg_fd, unsigned
 		goto out_back;
 	}
 	t->stage_ns = util_mono_ns() - t0;
+	/*
+	 * Again, now that staging (which can take a while) is done: a file
+	 * saved in PKG meanwhile must not be lost to the promote. What remains
+	 * unguarded is the promote itself.
+	 */
+	if (!(flags & CJFS_COMMIT_FORCE)) {
+		store_conflicts_free(conf, nconf);
+		conf = NULL;
+		nconf = 0;
+		r = store_txn_conflicts(c->store, t->id, pkg_fd, &conf, &nconf);
+		if (r < 0 || nconf) {
+			(void)store_txn_unstage(c->store, t->id, pkg_fd);
+			if (r < 0) {
+				log_errno(r,
+					  "cannot check '%s' for changes made outside the transaction",
+					  t->pkg);
+				goto out_back;
+			}
+			r = refuse_conflicts(c, t, conf, nconf, since, ret);
+			goto out;
+		}
+	}
 	/* The commit point; from here the originals in the store are what PKG had. */
 	detail = backup_detail(t);
 	r = detail ? store_txn_transition(c->store, t->id, STORE_TXN_SEALED, STORE_TXN_COMMITTING,

@@ -420,7 +420,8 @@ static int keep_xattrs(const struct apply *a, const struct store_change *c, int 
 		const char *name = names + i;
 		ssize_t n;
 
-		if (!strcmp(name, "security.capability") || !strcmp(name, "system.posix_acl_default"))
+		if (!strcmp(name, "security.capability") ||
+		    !strcmp(name, "system.posix_acl_default"))
 			continue;
 		if (!strcmp(name, "system.posix_acl_access") &&
 		    (st.st_mode & 07777) != (c->new.mode & 07777))

@@ -200,3 +200,38 @@ Test(conflict, force_overwrites_and_keeps_the_overwritten_version_in_the_store)
 	free(s);
 	cr_assert_eq(h_cjfs(&env, "verify", NULL), 0, "%s%s", env.out, env.err);
 }
+
+/*
+ * An editor saves a file in PKG while the commit is staging (which can take
+ * a while on a big change set): checked again just before the commit point,
+ * the save is a conflict, not lost.
+ */
+Test(conflict, an_edit_made_while_the_commit_stages_is_refused_not_lost)
+{
+	char fault[64], *fenv[] = { fault, NULL },
+			*argv[] = { (char *)"commit", (char *)"1", NULL };
+	struct h_proc p;
+	char *s;
+	int rc;
+
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "printf 'cleaned a\\n' > a.txt && printf 'new\\n' > new.txt"),
+		     0);
+	cr_assert_eq(h_unmount(&env), 0);
+	/* Held at the first durable call after staging. */
+	snprintf(fault, sizeof(fault), "CJFS_FAULT=%ld:stop", h_commit_phase(&env, 1, "sync"));
+	h_cjfs_start(&env, &p, fenv, argv);
+	cr_assert(h_cjfs_wait_stopped(&p), "the commit did not stop: %s", p.err);
+	cr_assert_gt(h_count_names(env.pkg, ".cjfs-"), 0, "the commit stopped before staging");
+	h_write(env.pkg, "a.txt", "editor's a\n");
+	rc = h_cjfs_wait(&env, &p);
+	cr_assert_eq(rc, 1, "the commit did not refuse (%d): %s", rc, p.err);
+	cr_assert_not_null(strstr(p.err, "conflict: 'a.txt' was changed in PKG"), "%s", p.err);
+	s = h_read(env.pkg, "a.txt");
+	cr_assert_str_eq(s, "editor's a\n", "the editor's save was lost");
+	free(s);
+	cr_assert_eq(access(env.pkg, F_OK), 0);
+	cr_assert_eq(h_count_names(env.pkg, ".cjfs-"), 0, "temporaries left in PKG");
+	cr_assert_eq(h_count_names(env.pkg, "new.txt"), 0, "a refused commit added new.txt");
+	assert_open();
+}
