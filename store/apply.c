@@ -642,6 +642,12 @@ out:
 	return r;
 }
 
+/* The mode promote_dir gives a directory while files still go into it. */
+static mode_t dir_mode_now(const struct store_change *c)
+{
+	return c->new.mode | S_IRWXU;
+}
+
 static int promote_dir(struct apply *a, size_t i)
 {
 	const struct store_change *c = &a->c[i];
@@ -667,14 +673,41 @@ static int promote_dir(struct apply *a, size_t i)
 	if (a->root && (st.st_uid != c->new.uid || st.st_gid != c->new.gid) &&
 	    fchownat(pfd, base, c->new.uid, c->new.gid, AT_SYMLINK_NOFOLLOW) < 0)
 		r = -errno;
-	if (r == 0 && (st.st_mode & 07777) != (c->new.mode & 07777) &&
-	    fchmodat(pfd, base, c->new.mode & 07777, 0) < 0)
+	/*
+	 * A directory its owner may not write into (0555) gets that mode only
+	 * after everything has been renamed into it (promote_dir_modes): the
+	 * owner's bits first, the rest now.
+	 */
+	if (r == 0 && (st.st_mode & 07777) != (dir_mode_now(c) & 07777) &&
+	    fchmodat(pfd, base, dir_mode_now(c) & 07777, 0) < 0)
 		r = -errno;
 out:
 	if (r < 0)
 		log_debug_errno(r, "cannot create directory '%s'", c->path);
 	util_close(pfd);
 	return r;
+}
+
+/* Deepest first: the final mode of each directory promote_dir left writable. */
+static int promote_dir_modes(struct apply *a)
+{
+	for (size_t i = a->n; i-- > 0;) {
+		const struct store_change *c = &a->c[i];
+		const char *base;
+		int pfd, r = 0;
+
+		if (!c->status || !S_ISDIR(c->new.mode) || dir_mode_now(c) == c->new.mode)
+			continue;
+		pfd = util_open_parent(a->pkg_fd, c->path, &base);
+		if (pfd < 0)
+			return pfd;
+		if (fchmodat(pfd, base, c->new.mode & 07777, 0) < 0)
+			r = -errno;
+		util_close(pfd);
+		if (r < 0)
+			return log_debug_errno(r, "cannot set the mode of '%s'", c->path);
+	}
+	return 0;
 }
 
 /* Does PKG already hold row i's new state (an earlier run got that far)? */
@@ -803,6 +836,8 @@ int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
 			log_warn("not committing '%s': only files, directories and symlinks are",
 				 c->path);
 	}
+	if (r == 0)
+		r = promote_dir_modes(&a);
 	if (r == 0 && a.recover)
 		unstage_all(&a);
 	/* 3. Every rename and removal durable before the journal says done. */

@@ -347,3 +347,36 @@ Test(transaction, commit_keeps_the_extended_attributes_of_files_it_rewrites)
 	cr_assert_str_eq(s, "rewritten\n");
 	free(s);
 }
+
+/*
+ * Directories that end up read-only for their owner still get their files:
+ * commit gives them their mode after everything is in (as a user, who
+ * cannot write into a 0555 directory, this is what makes it work).
+ */
+Test(transaction, commit_fills_directories_that_end_up_read_only)
+{
+	struct stat st;
+	char *s;
+
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "mkdir -p newro/sub && printf 'x\\n' > newro/sub/x && "
+				   "chmod 555 newro/sub newro && "
+				   "printf 'a\\n' > docs/added.txt && chmod 555 docs"),
+		     0);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	s = h_read(env.pkg, "newro/sub/x");
+	cr_assert_str_eq(s, "x\n");
+	free(s);
+	s = h_read(env.pkg, "docs/added.txt");
+	cr_assert_str_eq(s, "a\n");
+	free(s);
+	for (const char *d = "newro\0newro/sub\0docs\0"; *d; d += strlen(d) + 1) {
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s/%s", env.pkg, d);
+		cr_assert_eq(stat(path, &st), 0);
+		cr_assert_eq(st.st_mode & 07777, 0555, "'%s' has mode %o", d, st.st_mode & 07777);
+	}
+	/* So that the teardown can remove PKG as a user too. */
+	cr_assert_eq(h_sh(env.pkg, "chmod -R u+w ."), 0);
+}

@@ -154,7 +154,7 @@ static void kill_bg(struct h_env *e)
 
 void h_teardown(struct h_env *e)
 {
-	char cmd[PATH_MAX + 64];
+	char cmd[2 * PATH_MAX + 96];
 
 	if (!e->root[0])
 		return;
@@ -176,7 +176,9 @@ void h_teardown(struct h_env *e)
 	/* Other mounts of the test (second mount points, tmpfs), whatever the test did. */
 	unmount_all_under(e->root);
 	/* Any daemon serving a mount of ours has exited with its mount. */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->root);
+	/* A test may leave directories its user cannot write into (0555). */
+	snprintf(cmd, sizeof(cmd), "chmod -R u+rwx '%s' 2>/dev/null; rm -rf '%s'", e->root,
+		 e->root);
 	(void)!system(cmd);
 	e->root[0] = '\0';
 }
