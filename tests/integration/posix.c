@@ -100,7 +100,12 @@ void p_both(void (*sc)(struct pt *t), unsigned flags)
 
 	run_on(&plain, "plain", p_ctrl, false, sc);
 	/* In the foreground: the daemon's exit status (and sanitizer reports) are checked. */
-	h_mount_fg_opt(&p_env, (flags & P_ALLOW_OTHER) ? "--allow-other" : NULL);
+	if (flags & P_ALLOW_OTHER)
+		h_mount_fg_opt(&p_env, "--allow-other");
+	else if (flags & P_O_ALLOW_OTHER)
+		h_mount_fg_opt(&p_env, "-oallow_other"); /* one argv word: getopt splits it */
+	else
+		h_mount_fg(&p_env);
 	run_on(&fuse, "cjfs", p_env.mnt, true, sc);
 	if (flags & P_NO_TREE)
 		return;

@@ -24,9 +24,10 @@ struct pt {
 };
 
 enum p_flags {
-	P_NO_TREE = 1 << 0,	/* do not compare the trees afterwards */
-	P_NO_COMMIT = 1 << 1,	/* do not commit and compare PKG with the control */
-	P_ALLOW_OTHER = 1 << 2, /* mount with --allow-other */
+	P_NO_TREE = 1 << 0,	  /* do not compare the trees afterwards */
+	P_NO_COMMIT = 1 << 1,	  /* do not commit and compare PKG with the control */
+	P_ALLOW_OTHER = 1 << 2,	  /* mount with --allow-other */
+	P_O_ALLOW_OTHER = 1 << 3, /* mount with -o allow_other */
 };
 
 extern struct h_env p_env;

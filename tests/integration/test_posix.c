@@ -433,7 +433,24 @@ static void sc_xattr(struct pt *t)
 
 PTEST(posix_xattr, user_attributes_round_trip_and_survive_copy_up)
 {
+	/* Every PKG object the scenario touched, and their directories. */
+	static const char *const touched[] = { "", "xa", "b", "d", "d/sub", "e", "e/fresh" };
+
 	p_both(sc_xattr, 0);
+	/* No overlay-private attribute reached PKG: the scenario sets none of these names. */
+	for (size_t i = 0; i < sizeof(touched) / sizeof(touched[0]); i++) {
+		char p[PATH_MAX], names[4096];
+		ssize_t n;
+
+		snprintf(p, sizeof(p), "%s/%s", p_env.pkg, touched[i]);
+		n = llistxattr(p, names, sizeof(names));
+		cr_assert(n >= 0, "listxattr '%s': %s", p, strerror(errno));
+		for (char *name = names; name < names + n; name += strlen(name) + 1)
+			cr_expect(strncmp(name, "trusted.overlay.", 16) &&
+					  strncmp(name, "user.overlay.", 13) &&
+					  !strstr(name, "cjfs"),
+				  "PKG's '%s' has the xattr '%s'", touched[i], name);
+	}
 }
 
 /* ---- open flags ---- */
@@ -1211,6 +1228,154 @@ PTEST(posix_names, enametoolong_and_paths_near_path_max)
 	p_both(sc_names, 0);
 }
 
+/* The entry is a 0:0 character device: overlayfs's whiteout, aufs's too. */
+static void expect_dev00(struct pt *t, int line, const char *path)
+{
+	struct stat st = p_lstat(t, line, path);
+
+	if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(0, 0))
+		p_fail(t, line, "'%s' is not a 0:0 character device: mode %o rdev %lx", path,
+		       st.st_mode, (unsigned long)st.st_rdev);
+}
+#define EXPECT_DEV00(t, path) expect_dev00(t, __LINE__, path)
+
+/* name is one of the lines of a p_list() result. */
+static bool has_name(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; *p; p = strchr(p, '\n') + 1)
+		if (!strncmp(p, name, n) && p[n] == '\n')
+			return true;
+	return false;
+}
+
+/*
+ * Other overlays' markers are ordinary entries: aufs's .wh.NAME and
+ * .wh..wh..opq files, 0:0 character devices (overlayfs's whiteouts), also
+ * named like cjfs's own whiteout of a PKG file; both from PKG (see the test)
+ * and made through the mount. Device nodes are not promoted by commit, so
+ * those made here are gone again at the end (as in sc_special); those from
+ * PKG stay or are deleted.
+ */
+static void sc_foreign_markers(struct pt *t)
+{
+	bool dev = geteuid() == 0;
+	struct stat st;
+	char *l;
+
+	/* From PKG: they list, stat and read like files and hide nothing. */
+	EXPECT_CONTENT(t, ".wh.x", "aufs x\n");
+	EXPECT_CONTENT(t, "x", "x\n");
+	EXPECT_CONTENT(t, ".wh.a", "aufs a\n");
+	EXPECT_CONTENT(t, "a", "alpha\n");
+	EXPECT_CONTENT(t, "d/.wh..wh..opq", "opq\n");
+	st = LSTAT(t, ".wh.x");
+	EXPECT(t, S_ISREG(st.st_mode) && st.st_size == 7 && (st.st_mode & 07777) == 0644,
+	       "'.wh.x': mode %o size %lld", st.st_mode, (long long)st.st_size);
+	if (dev) {
+		EXPECT_DEV00(t, "c00");
+		EXPECT_DEV00(t, ".cjfs~wh.x.sh");
+		EXPECT_CONTENT(t, "x.sh", "#!/bin/sh\necho x\n");
+		EXPECT_DEV00(t, "d/sub/.cjfs~wh.s");
+		EXPECT_CONTENT(t, "d/sub/s", "sierra\n");
+		l = p_list(t, "d/sub");
+		EXPECT(t, !strcmp(l, ".cjfs~wh.s\ndeep\ns\n"), "d/sub lists '%s'", l);
+		free(l);
+	}
+
+	/* Made through the mount, before and after the name they would hide. */
+	p_put(t, ".wh.b", "aufs b\n");
+	EXPECT_CONTENT(t, "b", "bravo\n");
+	p_put(t, ".wh.new", "aufs new\n");
+	p_put(t, "new", "new\n");
+	p_put(t, "new2", "new2\n");
+	p_put(t, ".wh.new2", "aufs new2\n");
+	EXPECT_CONTENT(t, "new", "new\n");
+	EXPECT_CONTENT(t, "new2", "new2\n");
+	p_put(t, "d/sub/deep/.wh.t", "aufs t\n");
+	EXPECT_CONTENT(t, "d/sub/deep/t", "tango\n");
+	p_put(t, "e3/.wh..wh..opq", "opq\n");
+	p_put(t, "d/sub/deep/.wh..wh..opq", "opq\n");
+	EXPECT_CONTENT(t, "d/sub/deep/t", "tango\n");
+	l = p_list(t, "d/sub/deep");
+	EXPECT(t, !strcmp(l, ".wh..wh..opq\n.wh.t\nt\n"), "d/sub/deep lists '%s'", l);
+	free(l);
+	l = p_list(t, "e3");
+	EXPECT(t, !strcmp(l, ".wh..wh..opq\n"), "e3 lists '%s'", l);
+	free(l);
+	/* Changed, renamed over a name's marker and deleted like files. */
+	p_put(t, ".wh.a", "changed\n");
+	EXPECT_CONTENT(t, ".wh.a", "changed\n");
+	EXPECT_CONTENT(t, "a", "alpha\n");
+	OK(t, renameat(t->fd, ".wh.x", t->fd, "d/.wh.f"));
+	EXPECT_CONTENT(t, "d/.wh.f", "aufs x\n");
+	EXPECT_CONTENT(t, "d/f", "foxtrot\n");
+	EXPECT_CONTENT(t, "x", "x\n");
+	ERR(t, fstatat(t->fd, ".wh.x", &st, AT_SYMLINK_NOFOLLOW), ENOENT);
+	OK(t, unlinkat(t->fd, "d/.wh..wh..opq", 0));
+	ERR(t, fstatat(t->fd, "d/.wh..wh..opq", &st, AT_SYMLINK_NOFOLLOW), ENOENT);
+	OK(t, unlinkat(t->fd, ".wh.b", 0));
+	EXPECT_CONTENT(t, "b", "bravo\n");
+	OK(t, unlinkat(t->fd, ".wh.new2", 0));
+	EXPECT_CONTENT(t, "new2", "new2\n");
+	l = p_list(t, "d");
+	EXPECT(t, !strcmp(l, ".cjfs~opaque\n.wh.f\nf\nhl2\nsub\n"), "d lists '%s'", l);
+	free(l);
+
+	if (dev) {
+		/* 0:0 devices: plain, named like cjfs's whiteout of a PKG file, and in place of one. */
+		OK(t, mknodat(t->fd, "d/c00", S_IFCHR | 0644, makedev(0, 0)));
+		EXPECT_DEV00(t, "d/c00");
+		OK(t, mknodat(t->fd, ".cjfs~wh.hl1", S_IFCHR | 0600, makedev(0, 0)));
+		EXPECT_DEV00(t, ".cjfs~wh.hl1");
+		EXPECT_CONTENT(t, "hl1", "linked\n");
+		OK(t, mknodat(t->fd, "d/sub/deep/.cjfs~wh.t", S_IFCHR | 0600, makedev(0, 0)));
+		EXPECT_CONTENT(t, "d/sub/deep/t", "tango\n");
+		OK(t, unlinkat(t->fd, "d/sub/s", 0));
+		ERR(t, fstatat(t->fd, "d/sub/s", &st, AT_SYMLINK_NOFOLLOW), ENOENT);
+		OK(t, mknodat(t->fd, "d/sub/s", S_IFCHR | 0644, makedev(0, 0)));
+		EXPECT_DEV00(t, "d/sub/s");
+		l = p_list(t, "d/sub");
+		EXPECT(t, !strcmp(l, ".cjfs~wh.s\ndeep\ns\n"), "d/sub lists '%s'", l);
+		free(l);
+		l = p_list(t, "d/sub/deep");
+		EXPECT(t, !strcmp(l, ".cjfs~wh.t\n.wh..wh..opq\n.wh.t\nt\n"),
+		       "d/sub/deep lists '%s'", l);
+		free(l);
+		ERR(t, mknodat(t->fd, "c00", S_IFCHR | 0644, makedev(0, 0)), EEXIST);
+		OK(t, renameat(t->fd, "d/c00", t->fd, "e3/c00"));
+		EXPECT_DEV00(t, "e3/c00");
+		ERR(t, fstatat(t->fd, "d/c00", &st, AT_SYMLINK_NOFOLLOW), ENOENT);
+		/* Deleted, they take nothing with them, and bring nothing back. */
+		OK(t, unlinkat(t->fd, "e3/c00", 0));
+		OK(t, unlinkat(t->fd, ".cjfs~wh.hl1", 0));
+		EXPECT_CONTENT(t, "hl1", "linked\n");
+		OK(t, unlinkat(t->fd, "d/sub/deep/.cjfs~wh.t", 0));
+		EXPECT_CONTENT(t, "d/sub/deep/t", "tango\n");
+		OK(t, unlinkat(t->fd, "d/sub/s", 0));
+		ERR(t, fstatat(t->fd, "d/sub/s", &st, AT_SYMLINK_NOFOLLOW), ENOENT);
+		OK(t, unlinkat(t->fd, ".cjfs~wh.x.sh", 0));
+		ERR(t, fstatat(t->fd, ".cjfs~wh.x.sh", &st, AT_SYMLINK_NOFOLLOW), ENOENT);
+		EXPECT_CONTENT(t, "x.sh", "#!/bin/sh\necho x\n");
+		EXPECT_DEV00(t, "c00");
+		EXPECT_DEV00(t, "d/sub/.cjfs~wh.s");
+		l = p_list(t, "d/sub");
+		EXPECT(t, !strcmp(l, ".cjfs~wh.s\ndeep\n"), "d/sub lists '%s'", l);
+		free(l);
+	}
+	l = p_list(t, ".");
+	EXPECT(t,
+	       has_name(l, ".wh.a") && has_name(l, "a") && has_name(l, "b") &&
+		       has_name(l, ".wh.new") && has_name(l, "new") && has_name(l, "new2") &&
+		       has_name(l, "x") && has_name(l, "hl1") && has_name(l, "x.sh") &&
+		       !has_name(l, ".wh.x") && !has_name(l, ".wh.b") && !has_name(l, ".wh.new2") &&
+		       has_name(l, "c00") == dev && !has_name(l, ".cjfs~wh.hl1") &&
+		       !has_name(l, ".cjfs~wh.x.sh"),
+	       "root lists '%s'", l);
+	free(l);
+}
+
 static void sc_markers(struct pt *t)
 {
 	struct stat st;
@@ -1250,14 +1415,26 @@ static void sc_markers(struct pt *t)
 	EXPECT_CONTENT(t, "d/.cjfs~opaque", "escaped\n");
 	EXPECT_CONTENT(t, "d/f", "foxtrot\n");
 	l = p_list(t, "d");
-	EXPECT(t, !strcmp(l, ".cjfs~opaque\nf\nhl2\nsub\n"), "d lists '%s'", l);
+	EXPECT(t, !strcmp(l, ".cjfs~opaque\n.wh..wh..opq\nf\nhl2\nsub\n"), "d lists '%s'", l);
 	free(l);
 	OK(t, unlinkat(t->fd, ".cjfs~wh.b", AT_REMOVEDIR));
 	EXPECT_CONTENT(t, "b", "bravo\n");
+	sc_foreign_markers(t);
 }
 
 PTEST(posix_names, marker_names_neither_hide_nor_create_whiteouts)
 {
+	const char *dirs[] = { p_env.pkg, p_ctrl };
+
+	/* Other overlays' markers that already exist in PKG (the devices only as root). */
+	for (size_t i = 0; i < 2; i++)
+		cr_assert_eq(h_sh(dirs[i],
+				  "set -e; umask 022; "
+				  "printf 'aufs x\\n' > .wh.x; printf 'x\\n' > x; "
+				  "printf 'aufs a\\n' > .wh.a; printf 'opq\\n' > d/.wh..wh..opq; "
+				  "if [ $(id -u) = 0 ]; then mknod c00 c 0 0; "
+				  "mknod .cjfs~wh.x.sh c 0 0; mknod d/sub/.cjfs~wh.s c 0 0; fi"),
+			     0);
 	p_both(sc_markers, 0);
 }
 
@@ -1696,6 +1873,36 @@ PTEST(posix_perm, another_user_on_an_allow_other_mount)
 	if (geteuid() != 0)
 		p_skip("needs root to become another user");
 	p_both(sc_perm, P_ALLOW_OTHER);
+}
+
+/* sc_perm, and the mount carries allow_other. */
+static void sc_perm_o(struct pt *t)
+{
+	char line[4096], want[PATH_MAX + 2];
+	bool found = false;
+	FILE *f;
+
+	sc_perm(t);
+	if (!t->cjfs)
+		return;
+	f = fopen("/proc/self/mountinfo", "re");
+	cr_assert_not_null(f);
+	snprintf(want, sizeof(want), " %s ", t->root);
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, want) && strstr(line, " fuse.cjfs ")) {
+			found = true;
+			EXPECT(t, strstr(line, "allow_other"), "no allow_other in: %s", line);
+		}
+	fclose(f);
+	EXPECT(t, found, "'%s' is not in /proc/self/mountinfo", t->root);
+}
+
+/* `cjfs mount -o allow_other` is the same as --allow-other. */
+PTEST(posix_perm, another_user_on_a_mount_made_with_o_allow_other)
+{
+	if (geteuid() != 0)
+		p_skip("needs root to become another user");
+	p_both(sc_perm_o, P_O_ALLOW_OTHER);
 }
 
 /* ---- reading is not changing ---- */
