@@ -95,7 +95,8 @@ int cjfs_open(const char *dir, struct cjfs **ret)
 	r = store_recover(c->store, &rep);
 	c->recovered = rep;
 	c->recover_err = r;
-	if (r < 0)
+	/* A commit waiting for its PKG to be put back has said so already. */
+	if (r < 0 && rep.failed > rep.pkg_moved)
 		log_warn(
 			"some interrupted work could not be finished yet; run 'cjfs recover' for details");
 	if (rep.rolled_forward)

@@ -34,13 +34,36 @@ int store_needs_recovery(struct store *s)
 	return r;
 }
 
-/* Finish one COMMITTING transaction whose committer died; caller holds its finish lock. */
-static int recover_committing_locked(struct store *s, const struct store_txn *t)
+/* PKG is not where the transaction was started (moved, or another directory in its place). */
+static bool pkg_moved(int r)
+{
+	return r == -ESTALE || r == -ENOENT || r == -ENOTDIR;
+}
+
+static void log_pkg_moved(int level, const struct store_txn *t)
+{
+	log_level_(level, 0,
+		   "cannot finish the commit of transaction %lld: '%s' has moved or is no longer the directory the transaction was started on; put it back where it was, then run 'cjfs recover' again",
+		   (long long)t->id, t->pkg);
+}
+
+/*
+ * Finish one COMMITTING transaction whose committer died; caller holds its
+ * finish lock. If PKG has moved: log that at moved_level, set *moved and
+ * return -ESTALE; the transaction stays COMMITTING for a later run.
+ */
+static int recover_committing_locked(struct store *s, const struct store_txn *t, int moved_level,
+				     bool *moved)
 {
 	struct store_apply_failure fail = { 0 };
 	int pkg_fd, r;
 
 	pkg_fd = store_txn_open_pkg(t);
+	if (pkg_moved(pkg_fd)) {
+		log_pkg_moved(moved_level, t);
+		*moved = true;
+		return -ESTALE;
+	}
 	if (pkg_fd < 0)
 		return log_errno(pkg_fd,
 				 "cannot finish the commit of transaction %lld: cannot open '%s'",
@@ -62,6 +85,8 @@ static int recover_committing_locked(struct store *s, const struct store_txn *t)
 				 (long long)t->id, t->pkg);
 	r = store_txn_transition(s, t->id, STORE_TXN_COMMITTING, STORE_TXN_COMMITTED,
 				 "TXN_RECOVERED", "commit rolled forward");
+	if (r == -ESTALE)
+		return 0; /* someone else finished it */
 	if (r < 0)
 		return r;
 	(void)store_txn_remove_dir(s, t->id);
@@ -95,10 +120,12 @@ static int recover_sealed_locked(struct store *s, const struct store_txn *t)
 		r = store_txn_transition(s, t->id, STORE_TXN_SEALED, STORE_TXN_OPEN,
 					 "TXN_RECOVERED",
 					 "commit interrupted before its commit point; reopened");
+	if (r == -ESTALE)
+		return 0; /* someone else finished it */
 	return r < 0 ? r : 1;
 }
 
-int store_recover_txn(struct store *s, int64_t id)
+static int recover_txn(struct store *s, int64_t id, int moved_level, bool *moved)
 {
 	struct store_txn *t = NULL;
 	int r = store_txn_load(s, id, &t);
@@ -106,7 +133,7 @@ int store_recover_txn(struct store *s, int64_t id)
 	if (r < 0)
 		return r;
 	if (t->state == STORE_TXN_COMMITTING)
-		r = recover_committing_locked(s, t);
+		r = recover_committing_locked(s, t, moved_level, moved);
 	else if (t->state == STORE_TXN_SEALED)
 		r = recover_sealed_locked(s, t);
 	else
@@ -115,8 +142,18 @@ int store_recover_txn(struct store *s, int64_t id)
 	return r;
 }
 
-/* Recover one transaction unless a live process holds its finish lock (then: 0). */
-static int recover_one(struct store *s, int64_t id)
+int store_recover_txn(struct store *s, int64_t id)
+{
+	bool moved = false;
+
+	return recover_txn(s, id, LOG_LEVEL_ERROR, &moved);
+}
+
+/*
+ * Recover one transaction unless a live process holds its finish lock (then:
+ * 0). A commit whose PKG has moved is not finished: -ESTALE with *moved set.
+ */
+static int recover_one(struct store *s, int64_t id, bool *moved)
 {
 	int lock = store_txn_lock(s, id, "finish", false);
 	int r;
@@ -125,9 +162,9 @@ static int recover_one(struct store *s, int64_t id)
 		return 0;
 	if (lock < 0)
 		return lock;
-	r = store_recover_txn(s, id);
+	r = recover_txn(s, id, LOG_LEVEL_WARN, moved);
 	util_close(lock);
-	return r == -ESTALE ? 0 : r;
+	return r;
 }
 
 /* Remove tmp/<pid>.<n> files of processes that no longer exist. */
@@ -210,11 +247,14 @@ int store_recover(struct store *s, struct store_recover_report *ret)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
-		r = recover_one(s, ids[i]);
+		bool moved = false;
+
+		r = recover_one(s, ids[i], &moved);
 		if (r > 0)
 			rep.rolled_forward++;
 		if (r < 0) {
 			rep.failed++;
+			rep.pkg_moved += moved;
 			if (!first)
 				first = r;
 		}
@@ -224,7 +264,9 @@ int store_recover(struct store *s, struct store_recover_report *ret)
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
-		r = recover_one(s, ids[i]);
+		bool moved = false;
+
+		r = recover_one(s, ids[i], &moved);
 		if (r > 0)
 			rep.reopened++;
 		if (r < 0) {

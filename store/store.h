@@ -540,6 +540,7 @@ struct store_recover_report {
 	size_t reopened;       /* SEALED transactions returned to OPEN */
 	size_t cleaned;	       /* leftover directories and temporaries removed */
 	size_t failed;	       /* transactions that could not be recovered now */
+	size_t pkg_moved;      /* of failed: COMMITTING, PKG not where it was (-ESTALE) */
 };
 
 /*
@@ -549,7 +550,11 @@ struct store_recover_report {
  * ROLLED_BACK: they have no layer to reopen), remove the layers of
  * finished transactions and blob temporaries of dead processes. Safe to run
  * at any time and concurrently (transactions being worked on are skipped);
- * a crash during recovery is recovered by the next run.
+ * a crash during recovery is recovered by the next run. A COMMITTING
+ * transaction whose PKG has moved (or another directory is in its place)
+ * is not finished: it stays COMMITTING, counts as failed and pkg_moved, a
+ * warning says to put PKG back and run `cjfs recover` again, and the
+ * result is -ESTALE unless an earlier failure set it.
  */
 int store_recover(struct store *s, struct store_recover_report *ret);
 
@@ -558,7 +563,8 @@ int store_recover(struct store *s, struct store_recover_report *ret);
  * forward; SEALED: remove its temporaries and reopen), for a caller that
  * already holds its "finish" lock, such as a commit that finds the
  * transaction left so by a process that died. 1 if it did something, 0 if
- * the transaction needed nothing.
+ * the transaction needed nothing; -ESTALE (logged as an error) if it is
+ * COMMITTING and its PKG has moved.
  */
 int store_recover_txn(struct store *s, int64_t id);
 

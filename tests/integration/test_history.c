@@ -552,6 +552,65 @@ Test(history, a_commit_finished_by_recovery_is_audited_as_txn_recovered)
 	free(new_tree);
 }
 
+/* `cjfs recover` while PKG is not where transaction 1 began: exit 1, one line saying what to do. */
+static void assert_recover_waits_for_pkg(const char *why)
+{
+	cr_assert_eq(h_cjfs(&env, "recover", NULL), 1, "%s: %s%s", why, env.out, env.err);
+	h_assert_one_line(&env, "transaction 1");
+	cr_assert_not_null(strstr(env.err, env.pkg), "%s: PKG not named: %s", why, env.err);
+	cr_assert_not_null(strstr(env.err, "run 'cjfs recover' again"), "%s: %s", why, env.err);
+	cr_assert_str_eq(env.out,
+			 "0 commit(s) finished, 0 reopened, 0 leftover(s) removed, 1 failed\n");
+	cr_assert_eq(h_sql_long(&env, "SELECT state FROM txn WHERE id = 1"), 3,
+		     "%s: transaction 1 is no longer committing", why);
+	/* Other commands still run, and warn. */
+	cr_assert_eq(h_cjfs(&env, "log", NULL), 0, "%s: %s", why, env.err);
+	cr_assert_not_null(strstr(env.err, "cjfs recover"), "%s: no warning: %s", why, env.err);
+}
+
+/*
+ * A commit killed after its commit point cannot be finished while PKG is not
+ * where it was (moved away, or another directory in its place): `cjfs
+ * recover` says so and exits 1 until PKG is back, then finishes the commit.
+ */
+Test(history, recovery_of_a_commit_waits_for_a_moved_pkg)
+{
+	char fault[64], *fenv[] = { fault, NULL };
+	char *argv[] = { (char *)"commit", (char *)"1", NULL };
+	char moved[PATH_MAX], *new_tree, *now;
+	long promote;
+
+	snprintf(moved, sizeof(moved), "%s/moved-pkg", env.root);
+	h_mount_fg(&env);
+	cr_assert_eq(h_sh(env.mnt, "%s", change_everything), 0);
+	new_tree = h_snapshot(env.mnt, true);
+	cr_assert_eq(h_unmount(&env), 0, "the daemon did not exit cleanly");
+	promote = h_commit_phase(&env, 1, "promote");
+	snprintf(fault, sizeof(fault), "CJFS_FAULT=%ld:crash", promote + 1);
+	cr_assert_eq(h_cjfsv_env(&env, fenv, argv), 128 + 9, "the commit was not killed: %s",
+		     env.err);
+	cr_assert_eq(h_sql_long(&env, "SELECT state FROM txn WHERE id = 1"), 3,
+		     "transaction 1 is not left committing");
+
+	cr_assert_eq(h_sh("/", "mv '%s' '%s'", env.pkg, moved), 0);
+	assert_recover_waits_for_pkg("PKG moved away");
+	cr_assert_eq(h_sh("/", "mkdir '%s'", env.pkg), 0);
+	assert_recover_waits_for_pkg("another directory in place of PKG");
+	cr_assert_eq(h_sh("/", "rmdir '%s' && mv '%s' '%s'", env.pkg, moved, env.pkg), 0);
+
+	cr_assert_eq(h_cjfs(&env, "recover", NULL), 0, "%s", env.err);
+	cr_assert_str_eq(env.out,
+			 "1 commit(s) finished, 0 reopened, 0 leftover(s) removed, 0 failed\n");
+	now = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(now, new_tree, "recovery did not give exactly the new tree");
+	free(now);
+	cr_assert_eq(h_count_names(env.pkg, ".cjfs-"), 0, "temporaries left in PKG");
+	cr_assert_eq(h_cjfs(&env, "recover", NULL), 0, "%s", env.err);
+	cr_assert_str_eq(env.out,
+			 "0 commit(s) finished, 0 reopened, 0 leftover(s) removed, 0 failed\n");
+	free(new_tree);
+}
+
 Test(history, every_command_answers_help_with_its_usage_on_stdout)
 {
 	static const char *const cmds[] = { "mount",	"status", "diff",  "commit",
