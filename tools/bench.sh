@@ -55,8 +55,9 @@ command -v fuse-overlayfs >/dev/null || systems=$(echo ",$systems," | sed 's/,fu
 
 base=${BENCH_DIR:-/var/tmp/cjfs-bench}
 mkdir -p "$base"
-if ((use_tmpfs)); then
-	mountpoint -q "$base" || mount -t tmpfs -o size=8g tmpfs "$base"
+own_tmpfs=0
+if ((use_tmpfs)) && ! mountpoint -q "$base"; then
+	mount -t tmpfs -o size=8g tmpfs "$base" && own_tmpfs=1
 fi
 src=$base/src
 work=$base/work
@@ -68,6 +69,11 @@ cleanup_mounts() {
 		[[ -d $m ]] || continue
 		mountpoint -q "$m" 2>/dev/null && { umount "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || umount -l "$m"; }
 	done
+	# The tmpfs this run mounted goes too; its raw results are kept beside it.
+	if ((own_tmpfs)); then
+		cd / && cp -f "$results" "${base%/}.$(basename "$results")" 2>/dev/null
+		umount "$base" 2>/dev/null || umount -l "$base"
+	fi
 	return 0
 }
 trap cleanup_mounts EXIT
@@ -310,4 +316,4 @@ scale_report() {
 	report
 	((scale)) && scale_report
 } | tee -a "${outfile:-/dev/null}"
-echo "bench: raw results in $results" >&2
+echo "bench: raw results in $( ((own_tmpfs)) && echo "${base%/}.$(basename "$results")" || echo "$results")" >&2
