@@ -902,12 +902,16 @@ out:
 	return r;
 }
 
-int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result *ret)
+/*
+ * What commit and rollback start with: the transaction's finish lock, the
+ * transaction (recovered if a crash left it sealed or committing), a check
+ * that it is open, and its mount gone. Returns the lock fd with *ret loaded,
+ * or -errno having said why.
+ */
+static int begin_finish(struct cjfs *c, int64_t txn, const char *verb, struct store_txn **ret)
 {
-	struct tree_view *tv = NULL;
 	struct store_txn *t = NULL;
-	int64_t start = util_mono_ns();
-	int lock, pkg_fd = -1, r;
+	int lock, r;
 
 	lock = lock_finish(c, txn);
 	if (lock < 0)
@@ -915,16 +919,31 @@ int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result 
 	r = store_txn_load(c->store, txn, &t);
 	if (r == 0)
 		r = settle(c, &t);
-	if (r < 0) {
+	if (r < 0)
 		log_errno(r, "cannot load transaction %lld", (long long)txn);
-		goto out;
+	if (r == 0)
+		r = check_open(t, verb);
+	if (r == 0)
+		r = cjfs_unmount(c, txn);
+	if (r < 0) {
+		store_txn_free(t);
+		util_close(lock);
+		return r;
 	}
-	r = check_open(t, "commit");
-	if (r < 0)
-		goto out;
-	r = cjfs_unmount(c, txn);
-	if (r < 0)
-		goto out;
+	*ret = t;
+	return lock;
+}
+
+int cjfs_commit(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result *ret)
+{
+	struct tree_view *tv = NULL;
+	struct store_txn *t = NULL;
+	int64_t start = util_mono_ns();
+	int lock, pkg_fd = -1, r;
+
+	lock = begin_finish(c, txn, "commit", &t);
+	if (lock < 0)
+		return lock;
 	/* Again: the daemon has exited and its backup counters are final now. */
 	store_txn_free(t);
 	t = NULL;
@@ -973,22 +992,9 @@ int cjfs_rollback(struct cjfs *c, int64_t txn, struct cjfs_result *ret)
 	size_t n = 0;
 	int lock, r;
 
-	lock = lock_finish(c, txn);
+	lock = begin_finish(c, txn, "roll back", &t);
 	if (lock < 0)
 		return lock;
-	r = store_txn_load(c->store, txn, &t);
-	if (r == 0)
-		r = settle(c, &t);
-	if (r < 0) {
-		log_errno(r, "cannot load transaction %lld", (long long)txn);
-		goto out;
-	}
-	r = check_open(t, "roll back");
-	if (r < 0)
-		goto out;
-	r = cjfs_unmount(c, txn);
-	if (r < 0)
-		goto out;
 	/* Count what is discarded, for the summary; a damaged layer must not block a rollback. */
 	if (ret) {
 		memset(ret, 0, sizeof(*ret));

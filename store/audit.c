@@ -44,13 +44,6 @@ int store_audit(struct store *s, int64_t txn, const char *event, const char *det
 	return store_batch_commit(s);
 }
 
-static char *audit_strdup(sqlite3_stmt *st, int i)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-
-	return t ? strdup((const char *)t) : NULL;
-}
-
 int store_audit_list(struct store *s, int64_t since_ns, int64_t txn, struct store_audit_event **ret,
 		     size_t *ret_n)
 {
@@ -94,8 +87,8 @@ int store_audit_list(struct store *s, int64_t since_ns, int64_t txn, struct stor
 		e->uid = sqlite3_column_int64(st, 2);
 		e->pid = sqlite3_column_int64(st, 3);
 		e->txn = sqlite3_column_int64(st, 4);
-		e->event = audit_strdup(st, 5);
-		e->detail = audit_strdup(st, 6);
+		e->event = db_column_strdup(st, 5);
+		e->detail = db_column_strdup(st, 6);
 		if (!e->event || (!e->detail && sqlite3_column_type(st, 6) != SQLITE_NULL)) {
 			r = -ENOMEM;
 			break;

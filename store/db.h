@@ -41,6 +41,9 @@ int db_step_done(struct db *db, sqlite3_stmt *st);
 sqlite3 *db_handle(struct db *db);
 
 /* Bind helpers that return 0 or -errno. */
+/* Column i of the current row as a malloc'd string; NULL if NULL (or out of memory). */
+char *db_column_strdup(sqlite3_stmt *st, int i);
+
 int db_bind_text(sqlite3_stmt *st, int i, const char *s);
 int db_bind_blob(sqlite3_stmt *st, int i, const void *p, int n);
 int db_bind_i64(sqlite3_stmt *st, int i, int64_t v);

@@ -120,13 +120,6 @@ out_rollback:
 	return r;
 }
 
-static char *col_strdup(sqlite3_stmt *st, int i)
-{
-	const unsigned char *t = sqlite3_column_text(st, i);
-
-	return t ? strdup((const char *)t) : NULL;
-}
-
 #define TXN_COLUMNS                                                                                \
 	"id, state, pkg, pkg_dev, pkg_ino, mountpoint, pid, command, undo_of, created_ns,"         \
 	" finished_ns, n_modified, n_added, n_deleted, bytes_new, backup_ns, seal_ns, apply_ns,"   \
@@ -140,12 +133,12 @@ static struct store_txn *txn_from_row(sqlite3_stmt *st)
 		return NULL;
 	t->id = sqlite3_column_int64(st, 0);
 	t->state = (enum store_txn_state)sqlite3_column_int(st, 1);
-	t->pkg = col_strdup(st, 2);
+	t->pkg = db_column_strdup(st, 2);
 	t->pkg_dev = (uint64_t)sqlite3_column_int64(st, 3);
 	t->pkg_ino = (uint64_t)sqlite3_column_int64(st, 4);
-	t->mountpoint = col_strdup(st, 5);
+	t->mountpoint = db_column_strdup(st, 5);
 	t->pid = sqlite3_column_int64(st, 6);
-	t->command = col_strdup(st, 7);
+	t->command = db_column_strdup(st, 7);
 	t->undo_of = sqlite3_column_int64(st, 8);
 	t->created_ns = sqlite3_column_int64(st, 9);
 	t->finished_ns = sqlite3_column_int64(st, 10);
@@ -363,7 +356,7 @@ static int txn_finish_synthetic_locked(struct store *s, int64_t id)
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		undo_of = sqlite3_column_int64(st, 0);
 		restore_of = sqlite3_column_int64(st, 1);
-		pkg = col_strdup(st, 2);
+		pkg = db_column_strdup(st, 2);
 	}
 	sqlite3_reset(st);
 	if (!undo_of && !restore_of)
@@ -700,7 +693,7 @@ int store_change_list(struct store *s, int64_t txn, bool only_changed, struct st
 		}
 		c = &v[n];
 		memset(c, 0, sizeof(*c));
-		c->path = col_strdup(st, 0);
+		c->path = db_column_strdup(st, 0);
 		if (!c->path) {
 			r = -ENOMEM;
 			break;
@@ -971,8 +964,8 @@ int store_kept_list(struct store *s, int64_t txn, struct store_kept **ret, size_
 			v = nv;
 		}
 		memset(&v[n], 0, sizeof(v[n]));
-		v[n].path = col_strdup(st, 0);
-		v[n].why = col_strdup(st, 4);
+		v[n].path = db_column_strdup(st, 0);
+		v[n].why = db_column_strdup(st, 4);
 		n++;
 		if (!v[n - 1].path || !v[n - 1].why) {
 			r = -ENOMEM;

@@ -607,3 +607,87 @@ Test(index_schema, missing_store_is_not_created_without_the_flag)
 	cr_assert(eq(int, store_open(other, 0, &s2), -ENOENT));
 	cr_assert(eq(int, stat(other, &st), -1));
 }
+
+/*
+ * Durability of state transitions (DESIGN.md guarantee 2: the commit point
+ * is a durable record). Every connection runs synchronous=NORMAL; a state
+ * transition must commit under synchronous=FULL. The statements the store
+ * runs are traced through an auto-extension, which SQLite installs on every
+ * connection this process opens, the store's own included.
+ */
+static char trace[1 << 16];
+static size_t trace_len;
+
+static int trace_stmt(unsigned type, void *ctx, void *p, void *x)
+{
+	const char *sql = x;
+	size_t n = sql ? strlen(sql) : 0;
+
+	(void)type;
+	(void)ctx;
+	(void)p;
+	if (n && strncmp(sql, "--", 2) != 0 && trace_len + n + 2 < sizeof(trace)) {
+		memcpy(trace + trace_len, sql, n);
+		trace_len += n;
+		trace[trace_len++] = '\n';
+		trace[trace_len] = '\0';
+	}
+	return 0;
+}
+
+static int trace_entry(sqlite3 *db, const char **err, const void *api)
+{
+	(void)err;
+	(void)api;
+	sqlite3_trace_v2(db, SQLITE_TRACE_STMT, trace_stmt, NULL);
+	return SQLITE_OK;
+}
+
+static void setup_traced(void)
+{
+	cr_assert(eq(int, sqlite3_auto_extension((void (*)(void))trace_entry), SQLITE_OK));
+	setup();
+}
+
+static void teardown_traced(void)
+{
+	teardown();
+	sqlite3_reset_auto_extension();
+}
+
+TestSuite(index_durability, .init = setup_traced, .fini = teardown_traced);
+
+/* The position of what in the trace, after from; -1 if absent. */
+static long trace_find(const char *what, long from)
+{
+	const char *p = from < 0 ? NULL : strstr(trace + from, what);
+
+	return p ? p - trace : -1;
+}
+
+Test(index_durability, a_state_transition_commits_with_synchronous_full)
+{
+	int64_t id = begin(NULL, 0);
+	long full, begin_at, commit, normal;
+
+	trace_len = 0;
+	trace[0] = '\0';
+	cr_assert(eq(int, store_txn_transition(s, id, STORE_TXN_OPEN, STORE_TXN_SEALED, NULL, NULL),
+		     0));
+	full = trace_find("PRAGMA synchronous=FULL", 0);
+	begin_at = trace_find("BEGIN", full);
+	commit = trace_find("COMMIT", begin_at);
+	normal = trace_find("PRAGMA synchronous=NORMAL", commit);
+	cr_assert(full >= 0 && begin_at >= 0 && commit >= 0 && normal >= 0,
+		  "the transition did not commit under synchronous=FULL:\n%s", trace);
+}
+
+Test(index_durability, an_ordinary_batch_does_not_sync)
+{
+	trace_len = 0;
+	trace[0] = '\0';
+	cr_assert(eq(int, store_batch_begin(s), 0));
+	cr_assert(eq(int, store_batch_commit(s), 0));
+	cr_assert(eq(long, trace_find("synchronous", 0), -1L), "%s", trace);
+	cr_assert(trace_find("COMMIT", 0) >= 0, "the batch was not traced:\n%s", trace);
+}
