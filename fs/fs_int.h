@@ -167,7 +167,7 @@ struct fs {
 	int upper_fd;
 	int work_fd;
 	dev_t lower_dev, upper_dev;
-	bool root; /* the daemon runs as root: set owners of new objects */
+	bool root;  /* the daemon runs as root: set owners of new objects */
 	bool tuned; /* atomic: fs_tune_once has run */
 
 	pthread_rwlock_t ns; /* see the lock order above */
