@@ -59,6 +59,7 @@ static int fh_new(struct fs *fs, struct fs_inode *inode, int fd, bool upper, int
 	pthread_mutex_lock(&fs->table);
 	inode->nopen++;
 	pthread_mutex_unlock(&fs->table);
+	fs_pt_attach(fs, fh);
 	*ret = fh;
 	return 0;
 }
@@ -90,11 +91,14 @@ int fs_do_create(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const c
 	struct fs_inode *inode;
 	int fd = -1, r;
 
-	r = fs_do_mknod(fs, req, parent, name, S_IFREG | (mode & 07777), 0, NULL, flags, &fd, e);
+	r = fs_do_mknod(fs, req, parent, name, S_IFREG | (mode & 07777), 0, NULL,
+			fs_pt_create_flags(fs, flags), &fd, e);
 	if (r < 0)
 		return r;
 	inode = fs_inode_get(fs, e->ino);
+	pthread_rwlock_rdlock(&fs->ns);
 	r = fh_new(fs, inode, fd, true, flags, ret_fh);
+	pthread_rwlock_unlock(&fs->ns);
 	if (r < 0) {
 		util_close(fd);
 		fs_inode_forget(fs, inode, 1);
@@ -132,6 +136,7 @@ int fs_fh_read_fd(struct fs *fs, struct fs_fh *fh)
 
 void fs_fh_release(struct fs *fs, struct fs_fh *fh)
 {
+	fs_pt_detach(fs, fh);
 	pthread_mutex_lock(&fs->table);
 	fh->inode->nopen--;
 	pthread_mutex_unlock(&fs->table);

@@ -38,6 +38,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include "fs.h"
 #include "store.h"
@@ -148,6 +149,9 @@ struct fs_inode {
 	uint64_t refs;	  /* references from children and open handles */
 	uint64_t nopen;	  /* open file handles */
 	struct fs_inode *hnext;
+	/* passthrough.c, protected by fs->table (and changed under fs->pt.lock). */
+	int backing_id;	 /* the kernel's id of its backing file, 0 when none */
+	uint32_t npass;	 /* handles in passthrough mode */
 
 	/* Atomic: fs->epoch when the kernel last looked it up (see reclaim.c). */
 	uint64_t used;
@@ -195,6 +199,15 @@ struct fs {
 	bool reclaiming; /* the thread runs; protected by reclaim_lock */
 	pthread_mutex_t reclaim_lock;
 	pthread_cond_t reclaim_cond;
+
+	/* passthrough.c: kernel passthrough of file data. */
+	struct {
+		bool wanted;	      /* root, and not turned off by CJFS_NO_PASSTHROUGH */
+		bool on;	      /* atomic: negotiated, and backing files can be made */
+		uint64_t init_unique; /* the INIT request, until its reply is sent */
+		uint32_t init_flags, init_flags2;
+		pthread_mutex_t lock; /* serialises the choice of a handle's mode */
+	} pt;
 };
 
 /* inode.c */
@@ -340,6 +353,7 @@ struct fs_fh {
 	pthread_mutex_t lock; /* protects the switch from PKG to upper */
 	struct fs_inode *inode;
 	off_t next; /* where a sequential reader reads next (racy hint, for readahead) */
+	int backing; /* the kernel's backing file id when in passthrough mode, else 0 */
 };
 int fs_do_open(struct fs *fs, struct fs_inode *inode, int flags, struct fs_fh **ret);
 int fs_do_create(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const char *name,
@@ -352,6 +366,28 @@ void fs_fh_release(struct fs *fs, struct fs_fh *fh);
 int fs_do_readlink(struct fs *fs, struct fs_inode *inode, char *buf, size_t size);
 int fs_do_setattr(struct fs *fs, struct fs_inode *inode, struct stat *attr, int valid,
 		  struct fs_fh *fh, struct stat *ret);
+
+/*
+ * passthrough.c: the session's I/O hooks (fuse_custom_io), which negotiate
+ * passthrough with the kernel, and the passthrough mode of open handles.
+ */
+ssize_t fs_io_read(int fd, void *buf, size_t len, void *userdata);
+ssize_t fs_io_writev(int fd, struct iovec *iov, int count, void *userdata);
+ssize_t fs_io_splice_receive(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+			     unsigned int flags, void *userdata);
+ssize_t fs_io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+			  unsigned int flags, void *userdata);
+void fs_pt_init(struct fs *fs);
+void fs_pt_destroy(struct fs *fs);
+/* Put a new handle in passthrough mode if it can be; caller holds fs->ns. */
+void fs_pt_attach(struct fs *fs, struct fs_fh *fh);
+void fs_pt_detach(struct fs *fs, struct fs_fh *fh);
+/* The flags to create a regular file's upper object with, for a create() with flags. */
+int fs_pt_create_flags(struct fs *fs, int flags);
+/* fuse_reply_open/create, carrying the handle's passthrough mode. */
+int fs_pt_reply_open(fuse_req_t req, const struct fuse_file_info *fi, struct fs_fh *fh);
+int fs_pt_reply_create(fuse_req_t req, const struct fuse_entry_param *e,
+		       const struct fuse_file_info *fi, struct fs_fh *fh);
 
 /* xattr.c */
 bool fs_xattr_private(const char *name);

@@ -209,8 +209,12 @@ static void fs_ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, con
 static void set_open_flags(struct fuse_file_info *fi, struct fs_fh *fh)
 {
 	fi->fh = (uintptr_t)fh;
-	/* All changes pass through this mount, so the kernel's page cache stays valid. */
-	fi->keep_cache = 1;
+	/*
+	 * All changes pass through this mount, so the kernel's page cache stays
+	 * valid. Not with passthrough, which bypasses it: then the kernel drops
+	 * the pages when the file is opened, and none are cached while it is open.
+	 */
+	fi->keep_cache = fh->backing == 0;
 	/* close() needs no round trip: there is nothing to flush at close. */
 	fi->noflush = 1;
 }
@@ -225,7 +229,7 @@ static void fs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	set_open_flags(fi, fh);
-	if (fuse_reply_open(req, fi) == -ENOENT)
+	if (fs_pt_reply_open(req, fi, fh) == -ENOENT)
 		fs_fh_release(req_fs(req), fh); /* the opener was interrupted */
 }
 
@@ -242,7 +246,7 @@ static void fs_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 		return;
 	}
 	set_open_flags(fi, fh);
-	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+	if (fs_pt_reply_create(req, &e, fi, fh) == -ENOENT)
 		fs_fh_release(req_fs(req), fh);
 }
 

@@ -218,6 +218,7 @@ int fs_mount(const struct fs_config *cfg, struct fs **ret)
 	pthread_mutex_init(&fs->touch_lock, NULL);
 	pthread_mutex_init(&fs->reclaim_lock, NULL);
 	pthread_cond_init(&fs->reclaim_cond, NULL);
+	fs_pt_init(fs);
 	{
 		const char *cap = getenv("CJFS_INODE_CAP");
 		int64_t v;
@@ -279,6 +280,23 @@ int fs_mount(const struct fs_config *cfg, struct fs **ret)
 		fs->se = NULL;
 		goto out_args;
 	}
+	{
+		/* Passes everything through, and negotiates passthrough (passthrough.c). */
+		static const struct fuse_custom_io io = {
+			.read = fs_io_read,
+			.writev = fs_io_writev,
+			.splice_receive = fs_io_splice_receive,
+			.splice_send = fs_io_splice_send,
+		};
+
+		r = fuse_session_custom_io(fs->se, &io, fuse_session_fd(fs->se));
+		if (r < 0) {
+			fuse_session_unmount(fs->se);
+			fuse_session_destroy(fs->se);
+			fs->se = NULL;
+			goto out_args;
+		}
+	}
 	fuse_opt_free_args(&args);
 	strbuf_release(&opts);
 	*ret = fs;
@@ -339,5 +357,6 @@ void fs_free(struct fs *fs)
 	pthread_mutex_destroy(&fs->touch_lock);
 	pthread_mutex_destroy(&fs->reclaim_lock);
 	pthread_cond_destroy(&fs->reclaim_cond);
+	fs_pt_destroy(fs);
 	free(fs);
 }

@@ -9,7 +9,8 @@
 #     -r N        rounds (default 5)
 #     -w LIST     workloads, comma separated (default: all of
 #                 sed,clang-format,black,smallfiles,rmrf,stat,git,bigfile)
-#     -s LIST     systems (default: native,overlay,fuse-overlayfs,cjfs)
+#     -s LIST     systems (default: native,overlay,fuse-overlayfs,cjfs; also
+#                 cjfs-nopt: cjfs with kernel passthrough turned off)
 #     --tmpfs     put trees, layers and the cjfs store on a tmpfs
 #     --scale     also run the cjfs-only growth measurements (mount time,
 #                 status/commit/rollback vs changed files, daemon RSS)
@@ -107,6 +108,17 @@ prepare_sources() {
 	touch "$src/.ready"
 }
 
+# cjfs itself, as system $1 wants it (cjfs-nopt: without kernel passthrough).
+cj() {
+	local sys=$1
+	shift
+	if [[ $sys == cjfs-nopt ]]; then
+		CJFS_NO_PASSTHROUGH=1 "$CJFS" "$@"
+	else
+		"$CJFS" "$@"
+	fi
+}
+
 # ---- systems: setup <sys> <tree> -> prints the directory to work in ----
 sys_up() {
 	local sys=$1 tree=$2 d=$work/$sys
@@ -121,8 +133,8 @@ sys_up() {
 	fuse-overlayfs)
 		fuse-overlayfs -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/mnt"
 		echo "$d/mnt" ;;
-	cjfs)
-		CJFS_HOME=$d/store "$CJFS" mount "$d/lower" "$d/mnt"
+	cjfs | cjfs-nopt)
+		CJFS_HOME=$d/store cj "$sys" mount "$d/lower" "$d/mnt"
 		echo "$d/mnt" ;;
 	esac
 }
@@ -132,7 +144,7 @@ sys_down() {
 	case $sys in
 	overlay) umount "$d/mnt" ;;
 	fuse-overlayfs) fusermount3 -u "$d/mnt" ;;
-	cjfs) CJFS_HOME=$d/store "$CJFS" rollback "$d/mnt" >/dev/null ;;
+	cjfs | cjfs-nopt) CJFS_HOME=$d/store "$CJFS" rollback "$d/mnt" >/dev/null ;;
 	esac
 	rm -rf "$d"
 }
@@ -143,12 +155,12 @@ sys_remount() {
 	case $sys in
 	overlay) umount "$d/mnt"; mount -t overlay overlay -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/mnt" ;;
 	fuse-overlayfs) fusermount3 -u "$d/mnt"; fuse-overlayfs -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/mnt" ;;
-	cjfs)
+	cjfs | cjfs-nopt)
 		local txn
 		txn=$(CJFS_HOME=$d/store "$CJFS" status --json | sed -n 's/.*"txn":\([0-9]*\).*/\1/p' | head -n1)
 		fusermount3 -u "$d/mnt"
 		while CJFS_HOME=$d/store "$CJFS" status | grep -q "	open	"; do sleep 0.01; done
-		CJFS_HOME=$d/store "$CJFS" mount --resume "$txn" "$d/mnt" ;;
+		CJFS_HOME=$d/store cj "$sys" mount --resume "$txn" "$d/mnt" ;;
 	native) drop_caches ;;
 	esac
 }
