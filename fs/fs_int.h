@@ -150,8 +150,8 @@ struct fs_inode {
 	uint64_t nopen;	  /* open file handles */
 	struct fs_inode *hnext;
 	/* passthrough.c, protected by fs->table (and changed under fs->pt.lock). */
-	int backing_id;	 /* the kernel's id of its backing file, 0 when none */
-	uint32_t npass;	 /* handles in passthrough mode */
+	int backing_id; /* the kernel's id of its backing file, 0 when none */
+	uint32_t npass; /* handles in passthrough mode */
 
 	/* Atomic: fs->epoch when the kernel last looked it up (see reclaim.c). */
 	uint64_t used;
@@ -205,7 +205,7 @@ struct fs {
 		bool wanted;	      /* root, and not turned off by CJFS_NO_PASSTHROUGH */
 		bool on;	      /* atomic: negotiated, and backing files can be made */
 		uint64_t init_unique; /* the INIT request, until its reply is sent */
-		uint32_t init_flags, init_flags2;
+		uint32_t init_flags2; /* its flags2: what the kernel offers */
 		pthread_mutex_t lock; /* serialises the choice of a handle's mode */
 	} pt;
 };
@@ -352,7 +352,7 @@ struct fs_fh {
 	int flags;
 	pthread_mutex_t lock; /* protects the switch from PKG to upper */
 	struct fs_inode *inode;
-	off_t next; /* where a sequential reader reads next (racy hint, for readahead) */
+	off_t next;  /* where a sequential reader reads next (racy hint, for readahead) */
 	int backing; /* the kernel's backing file id when in passthrough mode, else 0 */
 };
 int fs_do_open(struct fs *fs, struct fs_inode *inode, int flags, struct fs_fh **ret);
@@ -373,10 +373,9 @@ int fs_do_setattr(struct fs *fs, struct fs_inode *inode, struct stat *attr, int 
  */
 ssize_t fs_io_read(int fd, void *buf, size_t len, void *userdata);
 ssize_t fs_io_writev(int fd, struct iovec *iov, int count, void *userdata);
-ssize_t fs_io_splice_receive(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
-			     unsigned int flags, void *userdata);
-ssize_t fs_io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
-			  unsigned int flags, void *userdata);
+/* splice(2), both ways (libfuse uses splice only where the hooks provide it). */
+ssize_t fs_io_splice(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+		     unsigned int flags, void *userdata);
 void fs_pt_init(struct fs *fs);
 void fs_pt_destroy(struct fs *fs);
 /* Put a new handle in passthrough mode if it can be; caller holds fs->ns. */

@@ -72,7 +72,6 @@ struct kfuse_backing_map {
 #define KFUSE_INIT_EXT (1u << 30)
 #define KFUSE_WRITEBACK_CACHE (1u << 16)
 #define KFUSE_PASSTHROUGH2 (1u << 5) /* FUSE_PASSTHROUGH (1 << 37), in flags2 */
-#define KFOPEN_KEEP_CACHE (1u << 1)
 #define KFOPEN_PASSTHROUGH (1u << 7)
 #define KFUSE_DEV_IOC_BACKING_OPEN _IOW(229, 1, struct kfuse_backing_map)
 #define KFUSE_DEV_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
@@ -97,21 +96,13 @@ ssize_t fs_io_read(int fd, void *buf, size_t len, void *userdata)
 		const struct kfuse_init_in *arg = (const void *)(in + 1);
 
 		fs->pt.init_unique = in->unique;
-		fs->pt.init_flags = arg->flags;
 		fs->pt.init_flags2 = (arg->flags & KFUSE_INIT_EXT) ? arg->flags2 : 0;
 	}
 	return n;
 }
 
-ssize_t fs_io_splice_receive(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
-			     unsigned int flags, void *userdata)
-{
-	(void)userdata;
-	return splice(fdin, offin, fdout, offout, len, flags);
-}
-
-ssize_t fs_io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
-			  unsigned int flags, void *userdata)
+ssize_t fs_io_splice(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+		     unsigned int flags, void *userdata)
 {
 	(void)userdata;
 	return splice(fdin, offin, fdout, offout, len, flags);
@@ -157,7 +148,8 @@ ssize_t fs_io_writev(int fd, struct iovec *iov, int count, void *userdata)
 			char *p = (char *)last->iov_base + last->iov_len - sizeof(o);
 
 			memcpy(&o, p, sizeof(o));
-			o.open_flags = (o.open_flags & ~KFOPEN_KEEP_CACHE) | KFOPEN_PASSTHROUGH;
+			/* set_open_flags() left FOPEN_KEEP_CACHE out: passthrough refuses it. */
+			o.open_flags |= KFOPEN_PASSTHROUGH;
 			o.backing_id = reply_backing;
 			memcpy(p, &o, sizeof(o));
 		} else if (out->unique == fs->pt.init_unique && fs->pt.init_unique) {

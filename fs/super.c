@@ -285,8 +285,8 @@ int fs_mount(const struct fs_config *cfg, struct fs **ret)
 		static const struct fuse_custom_io io = {
 			.read = fs_io_read,
 			.writev = fs_io_writev,
-			.splice_receive = fs_io_splice_receive,
-			.splice_send = fs_io_splice_send,
+			.splice_receive = fs_io_splice,
+			.splice_send = fs_io_splice,
 		};
 
 		r = fuse_session_custom_io(fs->se, &io, fuse_session_fd(fs->se));

@@ -146,6 +146,14 @@ static void handles(const char *root)
 	close(d);
 }
 
+static void pkg_file_is(const char *rel, const char *want)
+{
+	char *got = h_read(env.pkg, rel);
+
+	cr_assert_str_eq(got, want, "PKG's %s after commit", rel);
+	free(got);
+}
+
 static void handles_then_commit(void)
 {
 	char *before = h_snapshot(env.pkg, true), *during;
@@ -157,15 +165,9 @@ static void handles_then_commit(void)
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
 	cr_assert_eq(h_wait_daemon(&env), 0, "%s", env.err);
 	free(during);
-	during = h_read(env.pkg, "a");
-	cr_assert_str_eq(during, "t\n");
-	free(during);
-	during = h_read(env.pkg, "n");
-	cr_assert_str_eq(during, "12");
-	free(during);
-	during = h_read(env.pkg, "s");
-	cr_assert_str_eq(during, "sync\n");
-	free(during);
+	pkg_file_is("a", "t\n");
+	pkg_file_is("n", "12");
+	pkg_file_is("s", "sync\n");
 	free(before);
 }
 
