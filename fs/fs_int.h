@@ -208,6 +208,19 @@ struct fs {
 		uint32_t init_flags2; /* its flags2: what the kernel offers */
 		pthread_mutex_t lock; /* serialises the choice of a handle's mode */
 	} pt;
+
+	/* uring.c: FUSE requests over io_uring. */
+	struct {
+		struct fs_ring *rings; /* one per ring thread, or NULL */
+		unsigned int n;	       /* ring threads started */
+		bool offer;	       /* every thread has its io_uring: offer the ring at INIT */
+		int stop_fd;	       /* eventfd: the threads stop once it is readable */
+		pthread_mutex_t lock;  /* protects the fields below */
+		pthread_cond_t cond;
+		unsigned int set_up, failed; /* threads that made their io_uring, or could not */
+		int state;		     /* waiting for INIT, serving, or stopped */
+		size_t payload;		     /* payload buffer size the kernel asked for */
+	} ur;
 };
 
 /* inode.c */
@@ -376,6 +389,21 @@ ssize_t fs_io_writev(int fd, struct iovec *iov, int count, void *userdata);
 /* splice(2), both ways (libfuse uses splice only where the hooks provide it). */
 ssize_t fs_io_splice(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
 		     unsigned int flags, void *userdata);
+/*
+ * uring.c. fs_uring_start() starts the ring threads if the kernel allows
+ * FUSE over io_uring; fs_uring_offer() says whether INIT may offer it, and
+ * fs_uring_negotiated() what INIT decided (payload size, or 0: not used).
+ * fs_uring_reply() takes a reply to the request this thread serves from the
+ * ring (its length), else returns -1; fs_uring_buf() is where such a reply of
+ * up to size bytes may be built in place, or NULL.
+ */
+void fs_uring_start(struct fs *fs);
+bool fs_uring_offer(struct fs *fs);
+void fs_uring_negotiated(struct fs *fs, size_t payload);
+ssize_t fs_uring_reply(const struct iovec *iov, int count);
+void *fs_uring_buf(size_t size);
+void fs_uring_stop(struct fs *fs);
+
 void fs_pt_init(struct fs *fs);
 void fs_pt_destroy(struct fs *fs);
 /* Put a new handle in passthrough mode if it can be; caller holds fs->ns. */

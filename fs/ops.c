@@ -269,22 +269,27 @@ static void fs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fs_fh *fh = req_fh(fi);
 	int fd = fs_fh_read_fd(req_fs(req), fh);
 	off_t end = off + (off_t)size;
+	char *dst;
 
 	(void)ino;
 	if (off == __atomic_exchange_n(&fh->next, end, __ATOMIC_RELAXED) && off &&
 	    (off & (FS_READAHEAD_EVERY - 1)) < (off_t)size)
 		(void)readahead(fd, end, FS_READAHEAD);
-	if (size <= sizeof(copy)) {
+	/* Served from the ring: read straight into its buffer, which is the reply. */
+	dst = fs_uring_buf(size);
+	if (dst || size <= sizeof(copy)) {
 		/* A splice costs three system calls and a pipe: worth it only for big reads. */
 		ssize_t n;
 
+		if (!dst)
+			dst = copy;
 		do {
-			n = pread(fd, copy, size, off);
+			n = pread(fd, dst, size, off);
 		} while (n < 0 && errno == EINTR);
 		if (n < 0)
 			fuse_reply_err(req, errno);
 		else
-			fuse_reply_buf(req, copy, (size_t)n);
+			fuse_reply_buf(req, dst, (size_t)n);
 		return;
 	}
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;

@@ -71,13 +71,17 @@ struct kfuse_backing_map {
 #define KFUSE_INIT 26
 #define KFUSE_INIT_EXT (1u << 30)
 #define KFUSE_WRITEBACK_CACHE (1u << 16)
-#define KFUSE_PASSTHROUGH2 (1u << 5) /* FUSE_PASSTHROUGH (1 << 37), in flags2 */
+#define KFUSE_MAX_PAGES (1u << 22)
+#define KFUSE_PASSTHROUGH2 (1u << 5)   /* FUSE_PASSTHROUGH (1 << 37), in flags2 */
+#define KFUSE_OVER_IO_URING2 (1u << 9) /* FUSE_OVER_IO_URING (1 << 41), in flags2 */
 #define KFOPEN_PASSTHROUGH (1u << 7)
 #define KFUSE_DEV_IOC_BACKING_OPEN _IOW(229, 1, struct kfuse_backing_map)
 #define KFUSE_DEV_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
 
 /* Offsets in struct fuse_init_out. */
 #define INIT_OUT_FLAGS 12
+#define INIT_OUT_MAX_WRITE 20
+#define INIT_OUT_MAX_PAGES 28
 #define INIT_OUT_FLAGS2 32
 #define INIT_OUT_MAX_STACK_DEPTH 36
 #define INIT_OUT_MIN_SIZE 40
@@ -108,37 +112,64 @@ ssize_t fs_io_splice(int fdin, off_t *offin, int fdout, off_t *offout, size_t le
 	return splice(fdin, offin, fdout, offout, len, flags);
 }
 
-static void patch_u32(struct iovec *v, size_t off, uint32_t set)
+static uint32_t get_u32(const struct iovec *v, size_t off)
 {
 	uint32_t x;
 
-	memcpy(&x, (char *)v->iov_base + off, sizeof(x));
-	x |= set;
+	memcpy(&x, (const char *)v->iov_base + off, sizeof(x));
+	return x;
+}
+
+static void patch_u32(struct iovec *v, size_t off, uint32_t set)
+{
+	uint32_t x = get_u32(v, off) | set;
+
 	memcpy((char *)v->iov_base + off, &x, sizeof(x));
 }
 
-/* Turn on passthrough in the INIT reply if the kernel offered it. */
-static void patch_init(struct fs *fs, struct iovec *arg)
+/*
+ * Turn on what the kernel offered and cjfs can use in the INIT reply:
+ * passthrough, and requests over io_uring (uring.c). Returns the size of a
+ * request's payload buffer if the ring is on, else 0.
+ */
+static size_t patch_init(struct fs *fs, struct iovec *arg)
 {
 	uint32_t flags, depth = 1;
+	uint16_t pages = 32; /* the kernel's default without FUSE_MAX_PAGES */
+	size_t payload;
 
-	if (!fs->pt.wanted || !(fs->pt.init_flags2 & KFUSE_PASSTHROUGH2) ||
-	    arg->iov_len < INIT_OUT_MIN_SIZE)
-		return;
-	memcpy(&flags, (char *)arg->iov_base + INIT_OUT_FLAGS, sizeof(flags));
-	if (flags & KFUSE_WRITEBACK_CACHE)
-		return; /* the kernel refuses the two together */
+	if (arg->iov_len < INIT_OUT_MIN_SIZE)
+		return 0;
+	flags = get_u32(arg, INIT_OUT_FLAGS);
+	/* The kernel refuses passthrough together with the writeback cache. */
+	if (fs->pt.wanted && (fs->pt.init_flags2 & KFUSE_PASSTHROUGH2) &&
+	    !(flags & KFUSE_WRITEBACK_CACHE)) {
+		patch_u32(arg, INIT_OUT_FLAGS, KFUSE_INIT_EXT);
+		patch_u32(arg, INIT_OUT_FLAGS2, KFUSE_PASSTHROUGH2);
+		/* Backing files may not be on a stacked file system: PKG's upper is plain. */
+		memcpy((char *)arg->iov_base + INIT_OUT_MAX_STACK_DEPTH, &depth, sizeof(depth));
+		__atomic_store_n(&fs->pt.on, true, __ATOMIC_RELEASE);
+	}
+	if (!(fs->pt.init_flags2 & KFUSE_OVER_IO_URING2) || !fs_uring_offer(fs))
+		return 0;
 	patch_u32(arg, INIT_OUT_FLAGS, KFUSE_INIT_EXT);
-	patch_u32(arg, INIT_OUT_FLAGS2, KFUSE_PASSTHROUGH2);
-	/* Backing files may not be on a stacked file system: PKG's upper is plain. */
-	memcpy((char *)arg->iov_base + INIT_OUT_MAX_STACK_DEPTH, &depth, sizeof(depth));
-	__atomic_store_n(&fs->pt.on, true, __ATOMIC_RELEASE);
+	patch_u32(arg, INIT_OUT_FLAGS2, KFUSE_OVER_IO_URING2);
+	/* What the kernel will require of every entry: see fuse_uring_create(). */
+	if (flags & KFUSE_MAX_PAGES)
+		memcpy(&pages, (char *)arg->iov_base + INIT_OUT_MAX_PAGES, sizeof(pages));
+	payload = (size_t)(pages ? pages : 1) * (size_t)sysconf(_SC_PAGESIZE);
+	if (payload < get_u32(arg, INIT_OUT_MAX_WRITE))
+		payload = get_u32(arg, INIT_OUT_MAX_WRITE);
+	return payload < 8192 ? 8192 : payload;
 }
 
 ssize_t fs_io_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	struct fs *fs = userdata;
 	const struct kfuse_out_header *out = iov[0].iov_base;
+	size_t ring_payload = 0;
+	bool init = false;
+	ssize_t n;
 
 	if (count >= 2 && iov[0].iov_len >= sizeof(*out) && out->error == 0) {
 		struct iovec *last = &iov[count - 1];
@@ -153,11 +184,18 @@ ssize_t fs_io_writev(int fd, struct iovec *iov, int count, void *userdata)
 			o.backing_id = reply_backing;
 			memcpy(p, &o, sizeof(o));
 		} else if (out->unique == fs->pt.init_unique && fs->pt.init_unique) {
-			patch_init(fs, &iov[1]);
+			ring_payload = patch_init(fs, &iov[1]);
 			fs->pt.init_unique = 0;
+			init = true;
 		}
 	}
-	return writev(fd, iov, count);
+	n = fs_uring_reply(iov, count);
+	if (n >= 0)
+		return n;
+	n = writev(fd, iov, count);
+	if (init)
+		fs_uring_negotiated(fs, n >= 0 ? ring_payload : 0);
+	return n;
 }
 
 void fs_pt_init(struct fs *fs)

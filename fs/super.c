@@ -327,7 +327,9 @@ int fs_run(struct fs *fs)
 	r = fs_reclaim_start(fs);
 	if (r < 0)
 		log_warn("cannot start the inode reclaimer: memory will follow the kernel's cache");
+	fs_uring_start(fs);
 	r = fuse_session_loop_mt(fs->se, lc);
+	fs_uring_stop(fs);
 	fs_reclaim_stop(fs);
 	fuse_remove_signal_handlers(fs->se);
 	fuse_loop_cfg_destroy(lc);

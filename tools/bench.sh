@@ -10,7 +10,8 @@
 #     -w LIST     workloads, comma separated (default: all of
 #                 sed,clang-format,black,smallfiles,rmrf,stat,git,bigfile)
 #     -s LIST     systems (default: native,overlay,fuse-overlayfs,cjfs; also
-#                 cjfs-nopt: cjfs with kernel passthrough turned off)
+#                 cjfs-nopt: cjfs with kernel passthrough turned off,
+#                 cjfs-devfuse: cjfs with requests through /dev/fuse, not io_uring)
 #     --tmpfs     put trees, layers and the cjfs store on a tmpfs
 #     --scale     also run the cjfs-only growth measurements (mount time,
 #                 status/commit/rollback vs changed files, daemon RSS)
@@ -108,15 +109,15 @@ prepare_sources() {
 	touch "$src/.ready"
 }
 
-# cjfs itself, as system $1 wants it (cjfs-nopt: without kernel passthrough).
+# cjfs itself, as system $1 wants it.
 cj() {
 	local sys=$1
 	shift
-	if [[ $sys == cjfs-nopt ]]; then
-		CJFS_NO_PASSTHROUGH=1 "$CJFS" "$@"
-	else
-		"$CJFS" "$@"
-	fi
+	case $sys in
+	cjfs-nopt) CJFS_NO_PASSTHROUGH=1 "$CJFS" "$@" ;;
+	cjfs-devfuse) CJFS_NO_URING=1 "$CJFS" "$@" ;;
+	*) "$CJFS" "$@" ;;
+	esac
 }
 
 # ---- systems: setup <sys> <tree> -> prints the directory to work in ----
@@ -133,7 +134,7 @@ sys_up() {
 	fuse-overlayfs)
 		fuse-overlayfs -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/mnt"
 		echo "$d/mnt" ;;
-	cjfs | cjfs-nopt)
+	cjfs*)
 		CJFS_HOME=$d/store cj "$sys" mount "$d/lower" "$d/mnt"
 		echo "$d/mnt" ;;
 	esac
@@ -144,7 +145,7 @@ sys_down() {
 	case $sys in
 	overlay) umount "$d/mnt" ;;
 	fuse-overlayfs) fusermount3 -u "$d/mnt" ;;
-	cjfs | cjfs-nopt) CJFS_HOME=$d/store "$CJFS" rollback "$d/mnt" >/dev/null ;;
+	cjfs*) CJFS_HOME=$d/store "$CJFS" rollback "$d/mnt" >/dev/null ;;
 	esac
 	rm -rf "$d"
 }
@@ -155,7 +156,7 @@ sys_remount() {
 	case $sys in
 	overlay) umount "$d/mnt"; mount -t overlay overlay -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/mnt" ;;
 	fuse-overlayfs) fusermount3 -u "$d/mnt"; fuse-overlayfs -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/mnt" ;;
-	cjfs | cjfs-nopt)
+	cjfs*)
 		local txn
 		txn=$(CJFS_HOME=$d/store "$CJFS" status --json | sed -n 's/.*"txn":\([0-9]*\).*/\1/p' | head -n1)
 		fusermount3 -u "$d/mnt"
@@ -247,7 +248,7 @@ report() {
 	echo "### $(date -u +%Y-%m-%d) — $rounds rounds, $(nproc) CPUs, $(uname -r)$( ((use_tmpfs)) && echo ', all on tmpfs')"
 	echo
 	echo "Versions: $("$CJFS" --version), $( (fuse-overlayfs --version 2>&1 || echo 'no fuse-overlayfs') | grep -m1 -E 'fuse-overlayfs'), black $(black --version 2>/dev/null | head -n1 | awk '{print $2}'), $(clang-format --version | awk '{print $NF}'), $(git --version)."
-	echo "Backing file system: $(df -T "$base" | awk 'NR==2 {print $2}'). Median seconds (median of per-round ratio to native)."
+	echo "Backing file system: $(df -T "$base" | awk 'NR==2 {print $2}'); fuse enable_uring: $(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null || echo absent). Median seconds (median of per-round ratio to native)."
 	echo
 	awk -F'\t' -v systems="${systems}" '
 	function median(arr, n,   i, j, t) {

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential meson ninja-build pkg-config fuse3 libfuse3-dev libssl-dev
-      libsqlite3-dev libzstd-dev libcriterion-dev diffutils)
+      libsqlite3-dev libzstd-dev liburing-dev libcriterion-dev diffutils)
 if [[ ${1:-} == --tests ]]; then
 	pkgs+=(black clang-format python3 git sed perl valgrind e2fsprogs util-linux zstd
 	       shfmt tar coreutils)

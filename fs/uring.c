@@ -1,0 +1,442 @@
+// SPDX-License-Identifier: MIT
+/*
+ * FUSE requests over io_uring (Linux 6.14 and later, with the fuse module's
+ * enable_uring parameter on).
+ *
+ * Through /dev/fuse, a request wakes whichever daemon thread waits first,
+ * usually on the other CPU, and on a virtual machine every cross-CPU wake-up
+ * costs an interrupt through the hypervisor: a round trip there is two to
+ * four times one on the same CPU. With io_uring the kernel keeps one queue
+ * per CPU and hands a request to a thread of the queue of the CPU that made
+ * it, so the application, the daemon thread and the reply stay on one CPU.
+ *
+ * libfuse 3.14 predates the ring, so cjfs drives it itself and leaves request
+ * handling to libfuse: each ring thread owns an io_uring with one registered
+ * entry (a header buffer and a payload buffer), rebuilds the request the
+ * kernel split into header, per-operation header and payload into libfuse's
+ * contiguous layout in place, has fuse_session_process_buf() run it, and
+ * catches the reply in the session's writev hook (fs_io_writev), which copies
+ * it into the entry; COMMIT_AND_FETCH then sends the reply and waits for the
+ * next request in one system call.
+ *
+ * The ring is offered in the INIT reply only once every thread has its
+ * io_uring. From then on the kernel holds new requests until every queue has
+ * an entry; a thread that cannot register makes the kernel fall back to
+ * /dev/fuse by registering an entry it will refuse. FORGET and INTERRUPT keep
+ * coming through /dev/fuse, to libfuse's own loop, as do requests made before
+ * the ring is ready.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* include/uapi/linux/fuse.h, protocol 7.42: written out for older headers. */
+struct kfuse_in_header {
+	uint32_t len;
+	uint32_t opcode;
+	uint64_t unique;
+	uint64_t nodeid;
+	uint32_t uid, gid, pid;
+	uint16_t total_extlen;
+	uint16_t padding;
+};
+
+struct kfuse_out_header {
+	uint32_t len;
+	int32_t error;
+	uint64_t unique;
+};
+
+struct kfuse_uring_ent_in_out {
+	uint64_t flags;
+	uint64_t commit_id; /* the request's unique */
+	uint32_t payload_sz;
+	uint32_t padding;
+	uint64_t reserved;
+};
+
+struct kfuse_uring_req_header {
+	char in_out[128]; /* fuse_in_header, then fuse_out_header */
+	char op_in[128];  /* the operation's own header */
+	struct kfuse_uring_ent_in_out ent;
+};
+
+struct kfuse_uring_cmd_req {
+	uint64_t flags;
+	uint64_t commit_id;
+	uint16_t qid;
+	uint8_t padding[6];
+};
+
+#define KFUSE_IO_URING_CMD_REGISTER 1
+#define KFUSE_IO_URING_CMD_COMMIT_AND_FETCH 2
+
+/* Ring threads per CPU: a second one serves while the first waits on the disk. */
+#define RING_THREADS_PER_QUEUE 2
+/* Room before the payload to put the headers back in front of it. */
+#define RING_HEAD_ROOM 4096
+
+enum { RING_WAIT, RING_GO, RING_STOP };
+enum { TAG_CMD = 1, TAG_STOP = 2 };
+
+struct fs_ring {
+	struct fs *fs;
+	unsigned int qid;
+	pthread_t thread;
+	struct io_uring ring;
+	bool have_ring;
+	struct kfuse_uring_req_header hdr;
+	struct iovec iov[2]; /* hdr and payload, as registered */
+	char *mem;	     /* RING_HEAD_ROOM + cap bytes */
+	char *payload;
+	size_t cap;
+	uint64_t unique; /* the request being served */
+	bool replied;
+};
+
+/* The ring entry whose request this thread is serving, if any. */
+static __thread struct fs_ring *serving;
+
+/* The number of per-CPU queues the kernel makes: one per possible CPU. */
+static unsigned int possible_cpus(void)
+{
+	FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
+	unsigned int a, b, n = 0;
+	int c;
+
+	if (!f)
+		return 0;
+	for (;;) {
+		if (fscanf(f, "%u", &a) != 1)
+			break;
+		b = a;
+		c = fgetc(f);
+		if (c == '-') {
+			if (fscanf(f, "%u", &b) != 1)
+				break;
+			c = fgetc(f);
+		}
+		if (b < a)
+			break;
+		n += b - a + 1;
+		if (c != ',')
+			break;
+	}
+	fclose(f);
+	return n;
+}
+
+static bool uring_enabled(void)
+{
+	const char *off = getenv("CJFS_NO_URING");
+	FILE *f;
+	int c;
+
+	if (off && *off && strcmp(off, "0") != 0)
+		return false;
+	f = fopen("/sys/module/fuse/parameters/enable_uring", "re");
+	if (!f)
+		return false;
+	c = fgetc(f);
+	fclose(f);
+	return c == 'Y' || c == '1';
+}
+
+static struct io_uring_sqe *cmd_sqe(struct fs_ring *r, uint32_t op, uint64_t commit_id)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+	struct kfuse_uring_cmd_req req = { .commit_id = commit_id, .qid = (uint16_t)r->qid };
+
+	if (!sqe)
+		return NULL;
+	memset(sqe, 0, 2 * sizeof(*sqe)); /* an SQE128 slot */
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = fuse_session_fd(r->fs->se);
+	sqe->cmd_op = op;
+	sqe->user_data = TAG_CMD;
+	memcpy(sqe->cmd, &req, sizeof(req));
+	return sqe;
+}
+
+/* Register the entry; with no buffer, an entry the kernel refuses, which turns the ring off. */
+static int ring_register(struct fs_ring *r)
+{
+	struct io_uring_sqe *sqe = cmd_sqe(r, KFUSE_IO_URING_CMD_REGISTER, 0);
+
+	if (!sqe)
+		return -EBUSY;
+	r->iov[0] = (struct iovec){ &r->hdr, sizeof(r->hdr) };
+	r->iov[1] = (struct iovec){ r->payload, r->cap };
+	sqe->addr = (uintptr_t)r->iov;
+	sqe->len = 2;
+	return 0;
+}
+
+/* Serve the request the kernel put in the entry, and queue its reply. */
+static void ring_serve(struct fs_ring *r)
+{
+	struct kfuse_in_header in;
+	uint32_t psz = r->hdr.ent.payload_sz;
+	struct io_uring_sqe *sqe;
+
+	memcpy(&in, r->hdr.in_out, sizeof(in));
+	r->unique = r->hdr.ent.commit_id;
+	r->replied = false;
+	if (in.len >= sizeof(in) + psz && in.len - sizeof(in) - psz <= sizeof(r->hdr.op_in) &&
+	    psz <= r->cap) {
+		size_t opsz = in.len - sizeof(in) - psz;
+		char *start = r->payload - opsz - sizeof(in);
+		struct fuse_buf buf = { .size = in.len, .mem = start };
+
+		memcpy(start, &in, sizeof(in));
+		memcpy(start + sizeof(in), r->hdr.op_in, opsz);
+		serving = r;
+		fuse_session_process_buf(r->fs->se, &buf);
+		serving = NULL;
+	}
+	if (!r->replied) {
+		struct kfuse_out_header out = { sizeof(out), -EIO, r->unique };
+
+		log_warn("FUSE request %u (%u bytes) over io_uring went unanswered: failed with EIO",
+			 in.opcode, in.len);
+		memcpy(r->hdr.in_out, &out, sizeof(out));
+		r->hdr.ent.payload_sz = 0;
+	}
+	sqe = cmd_sqe(r, KFUSE_IO_URING_CMD_COMMIT_AND_FETCH, r->unique);
+	if (!sqe)
+		log_warn("io_uring submission queue full: a FUSE reply is lost");
+}
+
+ssize_t fs_uring_reply(const struct iovec *iov, int count)
+{
+	struct fs_ring *r = serving;
+	struct kfuse_out_header out;
+	size_t n = 0;
+
+	if (!r || r->replied || count < 1 || iov[0].iov_len != sizeof(out))
+		return -1;
+	memcpy(&out, iov[0].iov_base, sizeof(out));
+	if (out.unique != r->unique)
+		return -1; /* not this request's reply: a notification */
+	for (int i = 1; i < count; i++) {
+		if (iov[i].iov_len > r->cap - n) {
+			out.error = -EIO;
+			n = 0;
+			break;
+		}
+		if (iov[i].iov_base != r->payload + n)
+			memmove(r->payload + n, iov[i].iov_base, iov[i].iov_len);
+		n += iov[i].iov_len;
+	}
+	out.len = (uint32_t)(sizeof(out) + n);
+	memcpy(r->hdr.in_out, &out, sizeof(out));
+	r->hdr.ent.payload_sz = (uint32_t)n;
+	r->replied = true;
+	return (ssize_t)out.len;
+}
+
+void *fs_uring_buf(size_t size)
+{
+	struct fs_ring *r = serving;
+
+	return r && size <= r->cap ? r->payload : NULL;
+}
+
+/* Wait until INIT decided; false if the ring is not to be used. */
+static bool ring_wait_go(struct fs *fs, bool set_up)
+{
+	int state;
+
+	pthread_mutex_lock(&fs->ur.lock);
+	if (set_up)
+		fs->ur.set_up++;
+	else
+		fs->ur.failed++;
+	pthread_cond_broadcast(&fs->ur.cond);
+	while (fs->ur.state == RING_WAIT)
+		pthread_cond_wait(&fs->ur.cond, &fs->ur.lock);
+	state = fs->ur.state;
+	pthread_mutex_unlock(&fs->ur.lock);
+	return set_up && state == RING_GO;
+}
+
+static void *ring_main(void *arg)
+{
+	struct fs_ring *r = arg;
+	struct fs *fs = r->fs;
+	struct io_uring_params p = { .flags = IORING_SETUP_SQE128 | IORING_SETUP_SINGLE_ISSUER |
+					      IORING_SETUP_DEFER_TASKRUN };
+	struct io_uring_cqe *cqe;
+	bool registered = false;
+	char name[16];
+	cpu_set_t cpus;
+	int e;
+
+	snprintf(name, sizeof(name), "cjfs-ring%u", r->qid % 10000);
+	(void)pthread_setname_np(pthread_self(), name);
+	/* Serve on the CPU whose requests this queue gets; where not allowed, anywhere. */
+	CPU_ZERO(&cpus);
+	CPU_SET(r->qid, &cpus);
+	(void)pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
+	e = io_uring_queue_init_params(4, &r->ring, &p);
+	if (e == -EINVAL) {
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_SQE128;
+		e = io_uring_queue_init_params(4, &r->ring, &p);
+	}
+	r->have_ring = e == 0;
+	if (!ring_wait_go(fs, r->have_ring))
+		goto out;
+
+	r->cap = fs->ur.payload;
+	r->mem = mmap(NULL, RING_HEAD_ROOM + r->cap, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r->mem == MAP_FAILED) {
+		r->mem = NULL;
+		r->cap = 0;
+	} else {
+		r->payload = r->mem + RING_HEAD_ROOM;
+	}
+	if (ring_register(r) < 0)
+		goto out;
+	{
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+		if (sqe) {
+			io_uring_prep_poll_add(sqe, fs->ur.stop_fd, POLLIN);
+			sqe->user_data = TAG_STOP;
+		}
+	}
+	for (;;) {
+		e = io_uring_submit_and_wait(&r->ring, 1);
+		if (e < 0 && e != -EINTR) {
+			log_warn("io_uring: %s; this thread stops serving FUSE requests",
+				 strerror(-e));
+			break;
+		}
+		while (io_uring_peek_cqe(&r->ring, &cqe) == 0) {
+			uint64_t tag = cqe->user_data;
+			int res = cqe->res;
+
+			io_uring_cqe_seen(&r->ring, cqe);
+			if (tag == TAG_STOP)
+				goto out;
+			if (res < 0) {
+				/* ENOTCONN: the file system was unmounted. */
+				if (!registered && res != -ENOTCONN && r->qid == 0)
+					log_info("FUSE over io_uring unavailable (%s): requests go "
+						 "through /dev/fuse",
+						 strerror(-res));
+				else if (registered && res != -ENOTCONN && res != -ECANCELED)
+					log_warn("FUSE over io_uring: %s", strerror(-res));
+				goto out;
+			}
+			registered = true;
+			ring_serve(r);
+		}
+	}
+out:
+	if (registered)
+		(void)io_uring_submit(&r->ring); /* the last reply, if one is queued */
+	if (r->have_ring)
+		io_uring_queue_exit(&r->ring);
+	if (r->mem)
+		munmap(r->mem, RING_HEAD_ROOM + r->cap);
+	return NULL;
+}
+
+void fs_uring_start(struct fs *fs)
+{
+	unsigned int nq = possible_cpus(), started = 0;
+
+	fs->ur.stop_fd = -1;
+	if (!nq || !uring_enabled())
+		return;
+	fs->ur.stop_fd = eventfd(0, EFD_CLOEXEC);
+	fs->ur.rings = calloc((size_t)nq * RING_THREADS_PER_QUEUE, sizeof(*fs->ur.rings));
+	if (fs->ur.stop_fd < 0 || !fs->ur.rings)
+		goto fail;
+	pthread_mutex_init(&fs->ur.lock, NULL);
+	pthread_cond_init(&fs->ur.cond, NULL);
+	fs->ur.state = RING_WAIT;
+	for (unsigned int i = 0; i < nq * RING_THREADS_PER_QUEUE; i++) {
+		struct fs_ring *r = &fs->ur.rings[i];
+
+		r->fs = fs;
+		r->qid = i % nq;
+		if (pthread_create(&r->thread, NULL, ring_main, r) != 0)
+			break;
+		started++;
+	}
+	fs->ur.n = started;
+	pthread_mutex_lock(&fs->ur.lock);
+	while (fs->ur.set_up + fs->ur.failed < started)
+		pthread_cond_wait(&fs->ur.cond, &fs->ur.lock);
+	fs->ur.offer = started == nq * RING_THREADS_PER_QUEUE && fs->ur.failed == 0;
+	pthread_mutex_unlock(&fs->ur.lock);
+	if (!fs->ur.offer)
+		log_info("cannot set up io_uring for FUSE requests: they go through /dev/fuse");
+	return;
+fail:
+	free(fs->ur.rings);
+	fs->ur.rings = NULL;
+	if (fs->ur.stop_fd >= 0)
+		util_close(fs->ur.stop_fd);
+	fs->ur.stop_fd = -1;
+}
+
+bool fs_uring_offer(struct fs *fs)
+{
+	return fs->ur.offer;
+}
+
+static void set_state(struct fs *fs, int state, size_t payload)
+{
+	if (!fs->ur.rings)
+		return;
+	pthread_mutex_lock(&fs->ur.lock);
+	if (fs->ur.state == RING_WAIT) {
+		fs->ur.payload = payload;
+		fs->ur.state = state;
+		pthread_cond_broadcast(&fs->ur.cond);
+	}
+	pthread_mutex_unlock(&fs->ur.lock);
+}
+
+void fs_uring_negotiated(struct fs *fs, size_t payload)
+{
+	set_state(fs, payload ? RING_GO : RING_STOP, payload);
+	if (payload)
+		log_debug("FUSE requests over io_uring: %u threads, %zu-byte payloads", fs->ur.n,
+			  payload);
+}
+
+void fs_uring_stop(struct fs *fs)
+{
+	uint64_t one = 1;
+
+	if (!fs->ur.rings)
+		return;
+	set_state(fs, RING_STOP, 0);
+	if (write(fs->ur.stop_fd, &one, sizeof(one)) < 0)
+		log_warn("cannot stop the io_uring threads: %s", strerror(errno));
+	for (unsigned int i = 0; i < fs->ur.n; i++)
+		pthread_join(fs->ur.rings[i].thread, NULL);
+	free(fs->ur.rings);
+	fs->ur.rings = NULL;
+	util_close(fs->ur.stop_fd);
+	fs->ur.stop_fd = -1;
+	pthread_mutex_destroy(&fs->ur.lock);
+	pthread_cond_destroy(&fs->ur.cond);
+}
