@@ -32,6 +32,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,6 +321,7 @@ static void *ring_main(void *arg)
 	}
 	for (;;) {
 		e = io_uring_submit_and_wait(&r->ring, 1);
+		/* EINTR: stopped and continued (SIGSTOP cannot be blocked). */
 		if (e < 0 && e != -EINTR) {
 			log_warn("io_uring: %s; this thread stops serving FUSE requests",
 				 strerror(-e));
@@ -334,7 +336,7 @@ static void *ring_main(void *arg)
 				goto out;
 			if (res < 0) {
 				/* ENOTCONN: the file system was unmounted. */
-				if (!registered && res != -ENOTCONN && r->qid == 0)
+				if (!registered && res != -ENOTCONN && r == fs->ur.rings)
 					log_info("FUSE over io_uring unavailable (%s): requests go "
 						 "through /dev/fuse",
 						 strerror(-res));
@@ -359,6 +361,7 @@ out:
 void fs_uring_start(struct fs *fs)
 {
 	unsigned int nq = possible_cpus(), started = 0;
+	sigset_t all, old;
 
 	fs->ur.stop_fd = -1;
 	if (!nq || !uring_enabled())
@@ -370,6 +373,9 @@ void fs_uring_start(struct fs *fs)
 	pthread_mutex_init(&fs->ur.lock, NULL);
 	pthread_cond_init(&fs->ur.cond, NULL);
 	fs->ur.state = RING_WAIT;
+	/* Signals are for libfuse's loop (SIGTERM ends it): the threads inherit a full mask. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (unsigned int i = 0; i < nq * RING_THREADS_PER_QUEUE; i++) {
 		struct fs_ring *r = &fs->ur.rings[i];
 
@@ -379,6 +385,7 @@ void fs_uring_start(struct fs *fs)
 			break;
 		started++;
 	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	fs->ur.n = started;
 	pthread_mutex_lock(&fs->ur.lock);
 	while (fs->ur.set_up + fs->ur.failed < started)
