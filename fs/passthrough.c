@@ -11,6 +11,8 @@
  * FOPEN_PASSTHROUGH flag and backing id. Registering a backing file takes
  * CAP_SYS_ADMIN; without it (or on an older kernel, or when the upper layer
  * is itself stacked too deep) every file stays on the ordinary request path.
+ * The same hooks offer FUSE over io_uring in the INIT reply and hand replies
+ * to requests that came over the ring to uring.c.
  *
  * Only upper objects are ever backing files, opened read-write by the daemon:
  * PKG is never written through the mount, and a handle opened on PKG before
