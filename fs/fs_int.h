@@ -266,6 +266,8 @@ void fs_origin_add(struct fs *fs, const struct stat *upper_st, const struct fs_k
 bool fs_origin_find(struct fs *fs, dev_t dev, ino_t ino, struct fs_key *ret);
 void fs_origin_remove(struct fs *fs, dev_t dev, ino_t ino);
 /* Fix the reported fields of a stat from the layers. */
+/* st_blksize of regular files through the mount (at least). */
+#define FS_IO_BLKSIZE (128 * 1024)
 void fs_fix_stat(struct fs *fs, struct fs_inode *inode, struct stat *st);
 
 /*

@@ -5,6 +5,7 @@
  * thread for the CPU the application runs on, which is the point of the
  * ring; data must cross it intact at the largest sizes the kernel sends;
  * and with the ring turned off everything goes through /dev/fuse as before.
+ * Fewer requests: regular files ask writers for big buffers.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -247,4 +248,29 @@ Test(uring, without_the_ring_requests_go_through_dev_fuse)
 		free(b);
 	}
 	big_data_then_commit();
+}
+
+/*
+ * Each write() to a FUSE file costs a request or two, so the mount tells
+ * writers (Python's io, coreutils) to use big buffers: regular files report
+ * st_blksize of at least 128 KiB, from PKG, created, and after a copy-up.
+ */
+Test(uring, regular_files_ask_for_big_writes)
+{
+	const char *names[] = { "a", "created", "a" };
+	struct stat st;
+	char path[PATH_MAX];
+
+	h_mount_fg(&env);
+	h_write(env.mnt, "created", "c\n");
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", env.mnt, names[i]);
+		CK(stat(path, &st));
+		cr_assert_geq(st.st_blksize, 128 * 1024, "%s: st_blksize %ld", names[i],
+			      (long)st.st_blksize);
+		if (i == 1)
+			h_write(env.mnt, "a", "copied up\n");
+	}
+	cr_assert_eq(h_cjfs(&env, "rollback", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_eq(h_wait_daemon(&env), 0, "%s", env.err);
 }
