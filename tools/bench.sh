@@ -16,7 +16,8 @@
 #     --scale     also run the cjfs-only growth measurements (mount time,
 #                 status/commit/rollback vs changed files, daemon RSS)
 #     -o FILE     append the markdown report to FILE as well
-# Needs: root for kernel overlayfs and dropping caches; black, clang-format,
+# Needs: root for kernel overlayfs, dropping caches and turning on the fuse
+# module's enable_uring for the run (put back after); black, clang-format,
 # git, fuse-overlayfs (tools/setup.sh --bench installs them).
 set -euo pipefail
 
@@ -66,7 +67,18 @@ work=$base/work
 results=$base/results.$(date +%Y%m%d-%H%M%S).tsv
 : >"$results"
 
+# FUSE over io_uring is off in the kernel by default; cjfs uses it when it is
+# on. As root the run turns it on (cjfs-devfuse shows cjfs without it) and
+# puts it back at the end.
+uring_param=/sys/module/fuse/parameters/enable_uring
+uring_was=
+if ((root)) && [[ -w $uring_param ]] && [[ $(cat "$uring_param") != Y ]]; then
+	uring_was=$(cat "$uring_param")
+	echo Y >"$uring_param" && echo "bench: fuse enable_uring turned on for this run" >&2
+fi
+
 cleanup_mounts() {
+	[[ -n $uring_was ]] && echo "$uring_was" >"$uring_param"
 	for m in "$work"/*/mnt; do
 		[[ -d $m ]] || continue
 		mountpoint -q "$m" 2>/dev/null && { umount "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || umount -l "$m"; }
