@@ -9,8 +9,8 @@ tools/setup.sh --tests || exit 1
 
 # FUSE over io_uring (fs/uring.c) is used when the fuse module allows it,
 # which is off by default: turn it on for the run, so that the suite covers
-# the ring, and put it back after. The nobody run below and test_uring cover
-# requests through /dev/fuse.
+# the ring, and put it back after. test_uring and one of the nobody runs
+# below cover requests through /dev/fuse.
 uring_param=/sys/module/fuse/parameters/enable_uring
 uring_was=
 if [[ $(id -u) == 0 && -w $uring_param ]]; then
@@ -34,26 +34,32 @@ run_suite() { # build-dir
 CJFS_TEST_FAULT_ALL=${CJFS_TEST_FAULT_ALL:-1} run_suite build
 
 # The transaction suite once more as an ordinary user, who mounts through the
-# setuid fusermount3 (root mounts directly), with requests through /dev/fuse. The binaries are self-contained;
-# copies in a world-readable directory let the user run them wherever this
-# clone lives. /dev/fuse is opened to others for the run if it is not already
-# (Debian's default is 0666; some containers ship 0600) and put back after.
+# setuid fusermount3 (root mounts directly): once over the ring (when the
+# kernel allows it) and once through /dev/fuse. The binaries are
+# self-contained; copies in a world-readable directory let the user run them
+# wherever this clone lives. /dev/fuse is opened to others for the run if it
+# is not already (Debian's default is 0666; some containers ship 0600) and
+# put back after.
 nonroot_log=$(mktemp /tmp/cjfs-nonroot.XXXXXX.log)
 run_nonroot() {
-	local dir mode
+	local dir mode rc=0 no_uring log
 	dir=$(mktemp -d /tmp/cjfs-nonroot.XXXXXX) || return 1
 	cp build/tests/itest_transaction build/tools/cjfs "$dir" && chmod 755 "$dir" || return 1
 	mode=$(stat -c %a /dev/fuse)
 	chmod o+rw /dev/fuse
-	echo "== itest_transaction as nobody"
-	(cd /tmp && timeout 600 setpriv --reuid=nobody --regid=nogroup --clear-groups \
-		env HOME=/tmp CJFS_NO_URING=1 CJFS_BIN="$dir/cjfs" "$dir/itest_transaction" --verbose=0) \
-		>"$nonroot_log" 2>&1
-	local rc=$?
+	log=$(mktemp /tmp/cjfs-nonroot.XXXXXX.log)
+	for no_uring in 0 1; do
+		echo "== itest_transaction as nobody (CJFS_NO_URING=$no_uring)"
+		(cd /tmp && timeout 600 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+			env HOME=/tmp CJFS_NO_URING=$no_uring CJFS_BIN="$dir/cjfs" \
+			"$dir/itest_transaction" --verbose=0) >"$log" 2>&1 || rc=1
+		cat "$log"
+		grep -q 'Synthesis:' "$log" ||
+			echo "Synthesis: Tested: 1 | Passing: 0 | Failing: 0 | Crashing: 1" >>"$log"
+		cat "$log" >>"$nonroot_log"
+	done
 	chmod "$mode" /dev/fuse
-	rm -rf "$dir"
-	cat "$nonroot_log"
-	grep -q 'Synthesis:' "$nonroot_log" || echo "Synthesis: Tested: 1 | Passing: 0 | Failing: 0 | Crashing: 1" >>"$nonroot_log"
+	rm -rf "$dir" "$log"
 	return $rc
 }
 if [[ $(id -u) == 0 && -c /dev/fuse ]] && id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null; then
