@@ -40,48 +40,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "kfuse.h"
 #include "log.h"
-
-/* include/uapi/linux/fuse.h, protocol 7.42: written out for older headers. */
-struct kfuse_in_header {
-	uint32_t len;
-	uint32_t opcode;
-	uint64_t unique;
-	uint64_t nodeid;
-	uint32_t uid, gid, pid;
-	uint16_t total_extlen;
-	uint16_t padding;
-};
-
-struct kfuse_out_header {
-	uint32_t len;
-	int32_t error;
-	uint64_t unique;
-};
-
-struct kfuse_uring_ent_in_out {
-	uint64_t flags;
-	uint64_t commit_id; /* the request's unique */
-	uint32_t payload_sz;
-	uint32_t padding;
-	uint64_t reserved;
-};
-
-struct kfuse_uring_req_header {
-	char in_out[128]; /* fuse_in_header, then fuse_out_header */
-	char op_in[128];  /* the operation's own header */
-	struct kfuse_uring_ent_in_out ent;
-};
-
-struct kfuse_uring_cmd_req {
-	uint64_t flags;
-	uint64_t commit_id;
-	uint16_t qid;
-	uint8_t padding[6];
-};
-
-#define KFUSE_IO_URING_CMD_REGISTER 1
-#define KFUSE_IO_URING_CMD_COMMIT_AND_FETCH 2
 
 /* Ring threads per CPU: a second one serves while the first waits on the disk. */
 #define RING_THREADS_PER_QUEUE 2
