@@ -61,8 +61,9 @@ int fs_touch(struct fs *fs, const char *path)
 		return 0;
 	/*
 	 * PKG's bytes as they are now go into the store (staged: one append to
-	 * the transaction's staging file) and their location is indexed with the
-	 * path's row, before any change is made.
+	 * the transaction's staging file) and the path's row, with their
+	 * location, into the transaction's change log (one more append), before
+	 * any change is made.
 	 */
 	start = util_mono_ns();
 	do {
@@ -72,9 +73,9 @@ int fs_touch(struct fs *fs, const char *path)
 	if (r < 0)
 		return log_debug_errno(r, "cannot store the original of '%s'", path);
 	__atomic_add_fetch(&fs->backup_ns, util_mono_ns() - start, __ATOMIC_RELAXED);
-	r = store_change_record_staged(fs->cfg->store, fs->cfg->txn, path, &orig, staged, off);
+	r = store_changelog_append(fs->cfg->store, fs->cfg->txn, path, &orig, staged, off);
 	if (r < 0)
-		return log_debug_errno(r, "cannot record '%s' in the index", path);
+		return log_debug_errno(r, "cannot record '%s' in the change log", path);
 	pthread_mutex_lock(&fs->touch_lock);
 	r = strset_add(&fs->touched, path);
 	pthread_mutex_unlock(&fs->touch_lock);

@@ -250,7 +250,9 @@ int fs_mount(const struct fs_config *cfg, struct fs **ret)
 	r = init_upper_root(fs);
 	if (r < 0)
 		goto out_free;
-	r = fs_load_touched(fs);
+	r = store_changelog_begin(cfg->store, cfg->txn);
+	if (r == 0)
+		r = fs_load_touched(fs);
 	if (r < 0)
 		goto out_free;
 
@@ -334,6 +336,8 @@ int fs_run(struct fs *fs)
 	fuse_remove_signal_handlers(fs->se);
 	fuse_loop_cfg_destroy(lc);
 	fuse_session_unmount(fs->se);
+	/* Whatever is not folded now is folded by the next reader of the change set. */
+	(void)store_changelog_end(fs->cfg->store, fs->cfg->txn);
 	/* Informational: lost if the daemon is killed, which then has other worries. */
 	(void)store_txn_add_backup(fs->cfg->store, fs->cfg->txn, fs->backup_ns);
 	return r < 0 ? r : r > 0 ? -EINTR : 0;

@@ -141,11 +141,18 @@ static const char schema_v3[] = "CREATE TABLE staged ("
 				" PRIMARY KEY (hash, txn)) WITHOUT ROWID;"
 				"CREATE INDEX staged_by_txn ON staged(txn);";
 
+/*
+ * Schema version 4: how far the change log of an open transaction
+ * (txn/<id>/changes, store/changelog.c) has been folded into change rows.
+ */
+static const char schema_v4[] = "ALTER TABLE txn ADD COLUMN changes_off INTEGER NOT NULL DEFAULT 0;";
+
 /* migrations[v] brings a store from version v to v + 1. */
 static const char *const migrations[DB_SCHEMA_VERSION] = {
 	schema_v1,
 	schema_v2,
 	schema_v3,
+	schema_v4,
 };
 
 int db_errno(int rc)

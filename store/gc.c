@@ -470,7 +470,10 @@ int store_gc(struct store *s, const struct store_gc_policy *p, struct store_gc_r
 	struct store_gc_report rep = { 0 };
 	int r;
 
-	r = gc_rows(s, p, &rep);
+	/* A change an open transaction has only logged still refers to its original. */
+	r = store_changelog_fold_open(s);
+	if (r == 0)
+		r = gc_rows(s, p, &rep);
 	if (r < 0) {
 		log_debug_errno(r, "gc: cannot drop history from the index");
 		goto out;

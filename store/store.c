@@ -64,12 +64,13 @@ int store_open(const char *dir, unsigned flags, struct store **ret)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->dirfd = s->objfd = s->tmpfd = s->txnfd = s->stage_fd = -1;
+	s->dirfd = s->objfd = s->tmpfd = s->txnfd = s->stage_fd = s->changelog_fd = -1;
 	pthread_mutexattr_init(&attr);
 	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&s->lock, &attr);
 	pthread_mutexattr_destroy(&attr);
 	pthread_mutex_init(&s->stage_lock, NULL);
+	pthread_mutex_init(&s->changelog_lock, NULL);
 
 	s->path = strdup(dir);
 	if (!s->path) {
@@ -157,8 +158,10 @@ void store_close(struct store *s)
 	util_close(s->tmpfd);
 	util_close(s->txnfd);
 	util_close(s->stage_fd);
+	util_close(s->changelog_fd);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->stage_lock);
+	pthread_mutex_destroy(&s->changelog_lock);
 	free(s->path);
 	free(s);
 }

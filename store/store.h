@@ -121,8 +121,7 @@ int store_blob_info(struct store *s, const uint8_t hash[HASH_LEN], uint64_t *ret
  * append the content of fd (from its current offset, as a whole regular
  * file) or of a buffer to txn/<txn>/originals, returning its hash, size and
  * offset there. Nothing is indexed yet: the caller records the location
- * with store_change_record_staged() in the same SQLite transaction as the
- * change row. -EAGAIN if the file changed size while it was read.
+ * with the change row (store_changelog_append()). -EAGAIN if the file changed size while it was read.
  */
 int store_stage_fd(struct store *s, int64_t txn, int fd, uint8_t ret_hash[HASH_LEN],
 		   uint64_t *ret_size, uint64_t *ret_off);
@@ -317,12 +316,21 @@ struct store_change {
 int store_change_record(struct store *s, int64_t txn, const char *path,
 			const struct store_entry *orig);
 /*
- * The same, for the daemon: with staged, the original's bytes are at offset
- * off of the transaction's staging file (store_stage_fd) and the location is
- * indexed in the same SQLite transaction as the row.
+ * The change log of an open transaction (changelog.c), for its daemon: a
+ * row appended with store_changelog_append() survives the death of the
+ * process as soon as the call returns, for ~1/20 of a SQLite commit; logs
+ * are folded into the index in batches, and by store_change_list() and
+ * store_recover() before they read it. store_changelog_begin() opens the
+ * log for appending (after folding what an earlier daemon left and cutting
+ * off a record it left torn); store_changelog_end() folds it and closes it.
  */
-int store_change_record_staged(struct store *s, int64_t txn, const char *path,
-			       const struct store_entry *orig, bool staged, uint64_t off);
+int store_changelog_begin(struct store *s, int64_t txn);
+int store_changelog_append(struct store *s, int64_t txn, const char *path,
+			   const struct store_entry *orig, bool staged, uint64_t off);
+int store_changelog_end(struct store *s, int64_t txn);
+/* Fold the log of one transaction, or of every open one, into the index. */
+int store_changelog_fold(struct store *s, int64_t txn);
+int store_changelog_fold_open(struct store *s);
 
 /* 1 if path has a row in the transaction, 0 if not. */
 int store_change_exists(struct store *s, int64_t txn, const char *path);

@@ -26,9 +26,25 @@ struct store {
 	int stage_fd; /* txn/<stage_txn>/originals, opened on first use, or -1 */
 	int64_t stage_txn;
 	uint64_t stage_end; /* where the next original goes */
+
+	/* The change log the daemon appends to (changelog.c); protected by changelog_lock. */
+	pthread_mutex_t changelog_lock;
+	int changelog_fd; /* txn/<changelog_txn>/changes, from store_changelog_begin(), or -1 */
+	int64_t changelog_txn;
+	uint64_t changelog_end;	   /* where the next record goes */
+	unsigned changelog_pending; /* records appended since the last fold */
+	bool changelog_broken;	   /* a failed append left bytes that could not be cut off */
 };
 
 void store_lock(struct store *s);
+/*
+ * Insert the change row of path (unless it has one) and, with staged, the
+ * location of its original in the staging file (txn.c); caller holds
+ * s->lock inside a batch.
+ */
+int store_change_insert_locked(struct store *s, int64_t txn, const char *path,
+			       const struct store_entry *orig, bool staged, uint64_t off);
+
 void store_unlock(struct store *s);
 
 /*

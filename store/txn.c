@@ -565,7 +565,7 @@ static void bind_entry(sqlite3_stmt *st, int i, const struct store_entry *e, boo
 		sqlite3_bind_null(st, i);
 }
 
-int store_change_record_staged(struct store *s, int64_t txn, const char *path,
+int store_change_insert_locked(struct store *s, int64_t txn, const char *path,
 			       const struct store_entry *orig, bool staged, uint64_t off)
 {
 	static const char q_staged[] = "INSERT OR IGNORE INTO staged(hash, txn, off, size)"
@@ -576,43 +576,45 @@ int store_change_record_staged(struct store *s, int64_t txn, const char *path,
 	sqlite3_stmt *st;
 	int r, added;
 
-	r = store_batch_begin(s);
-	if (r < 0)
-		return r;
 	st = db_stmt(s->db, q, &r);
 	if (!st)
-		goto out_rollback;
+		return r;
 	sqlite3_bind_int64(st, 1, txn);
 	db_bind_text(st, 2, path);
 	bind_entry(st, 3, orig, true);
 	r = db_step_done(s->db, st);
 	if (r < 0)
-		goto out_rollback;
+		return r;
 	added = sqlite3_changes(db_handle(s->db)) == 1;
 	if (added && staged && orig->has_hash) {
 		st = db_stmt(s->db, q_staged, &r);
 		if (!st)
-			goto out_rollback;
+			return r;
 		sqlite3_bind_blob(st, 1, orig->hash, HASH_LEN, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 2, txn);
 		sqlite3_bind_int64(st, 3, (int64_t)off);
 		sqlite3_bind_int64(st, 4, (int64_t)orig->size);
 		r = db_step_done(s->db, st);
 		if (r < 0)
-			goto out_rollback;
+			return r;
 	}
-	r = store_batch_commit(s);
-	return r < 0 ? r : added;
-
-out_rollback:
-	store_batch_rollback(s);
-	return r;
+	return added;
 }
 
 int store_change_record(struct store *s, int64_t txn, const char *path,
 			const struct store_entry *orig)
 {
-	return store_change_record_staged(s, txn, path, orig, false, 0);
+	int r = store_batch_begin(s), added;
+
+	if (r < 0)
+		return r;
+	added = store_change_insert_locked(s, txn, path, orig, false, 0);
+	if (added < 0) {
+		store_batch_rollback(s);
+		return added;
+	}
+	r = store_batch_commit(s);
+	return r < 0 ? r : added;
 }
 
 int store_change_exists(struct store *s, int64_t txn, const char *path)
@@ -670,8 +672,12 @@ int store_change_list(struct store *s, int64_t txn, bool only_changed, struct st
 	struct store_change *v = NULL;
 	size_t n = 0, cap = 0;
 	sqlite3_stmt *st;
-	int r = 0, rc;
+	int r, rc;
 
+	/* What the daemon has logged and not yet folded is part of the set. */
+	r = store_changelog_fold(s, txn);
+	if (r < 0)
+		return r;
 	store_lock(s);
 	st = db_stmt(s->db, only_changed ? q_changed : q_all, &r);
 	if (!st)

@@ -465,7 +465,9 @@ int store_verify(struct store *s, struct store_verify_report *ret)
 	struct verify v = { .s = s, .rep = &rep };
 	int r;
 
-	r = load_rows(&v);
+	r = store_changelog_fold_open(s);
+	if (r == 0)
+		r = load_rows(&v);
 	if (r == 0)
 		r = check_objects(&v);
 	if (r == 0)

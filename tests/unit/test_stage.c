@@ -18,6 +18,7 @@
 
 #include "store.h"
 #include "unit.h"
+#include "util.h"
 
 static char root[PATH_MAX], pkgpath[PATH_MAX];
 static struct store *s;
@@ -38,6 +39,8 @@ static void setup(void)
 	u_symlink(pkg, "a.txt", "link");
 	cr_assert_eq(fstat(pkg, &st), 0);
 	cr_assert_eq(store_txn_begin(s, pkgpath, &st, NULL, 0, 0, &txn, NULL), 0);
+	/* As the transaction's daemon does on start. */
+	cr_assert_eq(store_changelog_begin(s, txn), 0);
 }
 
 static void teardown(void)
@@ -52,14 +55,21 @@ static void teardown(void)
 
 TestSuite(store_stage, .init = setup, .fini = teardown);
 
-/* What fs_touch does: stage PKG's original and record the path with its location. */
-static void touch(const char *path, struct store_entry *ret)
+/* What fs_touch does: stage PKG's original and log the path with its location. */
+static void log_touch(const char *path, struct store_entry *ret)
 {
 	bool staged = false;
 	uint64_t off = 0;
 
 	cr_assert_eq(store_entry_stage_at(s, txn, pkg, path, ret, &staged, &off), 0);
-	cr_assert_eq(store_change_record_staged(s, txn, path, ret, staged, off), 1);
+	cr_assert_eq(store_changelog_append(s, txn, path, ret, staged, off), 0);
+}
+
+/* ...and what a reader of the index does first (store_recover, store_change_list). */
+static void touch(const char *path, struct store_entry *ret)
+{
+	log_touch(path, ret);
+	cr_assert_eq(store_changelog_fold(s, txn), 0);
 }
 
 static char *read_blob(const uint8_t hash[HASH_LEN], int *ret_err)
@@ -192,4 +202,183 @@ Test(store_stage, gc_indexes_a_referenced_blob_without_a_row_instead_of_deleting
 	cr_assert_eq(rep.orphans, 1);
 	store_gc_report_release(&rep);
 	close(objects);
+}
+
+/*
+ * The change log (store/changelog.c): the daemon logs each touched path with
+ * one append, and every reader of the change set folds the log first.
+ */
+static char *changes_path(char buf[PATH_MAX])
+{
+	snprintf(buf, PATH_MAX, "%s/store/txn/%lld/changes", root, (long long)txn);
+	return buf;
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	cr_assert_eq(stat(path, &st), 0, "%s: %s", path, strerror(errno));
+	return st.st_size;
+}
+
+/* Change rows of txn in the index, read directly (no fold). */
+static int64_t indexed_rows(void)
+{
+	char db[PATH_MAX];
+	sqlite3_stmt *st;
+	sqlite3 *h;
+	int64_t n;
+
+	snprintf(db, sizeof(db), "%s/store/index.db", root);
+	cr_assert_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(h, "SELECT count(*) FROM change WHERE txn = ?", -1, &st,
+					NULL),
+		     SQLITE_OK);
+	sqlite3_bind_int64(st, 1, txn);
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return n;
+}
+
+static size_t listed(struct store *from, const char *want)
+{
+	struct store_change *c;
+	size_t n, found = 0;
+
+	cr_assert_eq(store_change_list(from, txn, false, &c, &n), 0);
+	for (size_t i = 0; i < n; i++)
+		found += strcmp(c[i].path, want) == 0;
+	store_changes_free(c, n);
+	cr_assert_leq(found, 1, "%s listed twice", want);
+	return found ? n : 0;
+}
+
+Test(store_stage, logged_changes_are_in_the_change_set_before_the_daemon_folds_them)
+{
+	struct store_change *c;
+	struct store_entry a, b;
+	size_t n;
+
+	log_touch("a.txt", &a);
+	log_touch("gone/new.txt", &b);
+	cr_assert_eq(indexed_rows(), 0, "the daemon folded two records already");
+	cr_assert_eq(store_change_list(s, txn, false, &c, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(c[0].path, "a.txt");
+	cr_assert_eq(c[0].orig.mode, a.mode);
+	cr_assert_eq(c[0].orig.size, strlen("the original of a\n"));
+	cr_assert(c[0].orig.has_hash && !memcmp(c[0].orig.hash, a.hash, HASH_LEN));
+	cr_assert_str_eq(c[1].path, "gone/new.txt");
+	cr_assert_eq(c[1].orig.mode, 0, "an absent original is absent");
+	store_changes_free(c, n);
+	cr_assert_eq(indexed_rows(), 2);
+}
+
+Test(store_stage, another_process_folds_what_the_daemon_logged_once)
+{
+	char dir[PATH_MAX], *got;
+	struct store_recover_report rep = { 0 };
+	struct store_entry a, b;
+	struct store *cli = NULL;
+	int r;
+
+	snprintf(dir, sizeof(dir), "%s/store", root);
+	cr_assert_eq(store_open(dir, 0, &cli), 0);
+	log_touch("a.txt", &a);
+	/* What every command does on start makes the staged original readable. */
+	cr_assert_eq(store_recover(cli, &rep), 0);
+	cr_assert_eq(indexed_rows(), 1);
+	got = read_blob(a.hash, &r);
+	cr_assert_eq(r, 0);
+	cr_assert_str_eq(got, "the original of a\n");
+	free(got);
+	log_touch("b.txt", &b);
+	cr_assert_eq(listed(cli, "b.txt"), 2);
+	cr_assert_eq(listed(s, "b.txt"), 2);
+	cr_assert_eq(store_changelog_end(s, txn), 0);
+	cr_assert_eq(indexed_rows(), 2);
+	store_close(cli);
+}
+
+Test(store_stage, a_torn_record_is_not_folded_and_the_next_daemon_cuts_it_off)
+{
+	char path[PATH_MAX];
+	struct store_entry a, b;
+	off_t whole;
+	int fd;
+
+	log_touch("a.txt", &a);
+	whole = file_size(changes_path(path));
+	log_touch("b.txt", &b);
+	/* Killed in the middle of writing b's record: its change was never made. */
+	cr_assert_eq(truncate(path, whole + 20), 0);
+	cr_assert_eq(listed(s, "a.txt"), 1);
+	cr_assert_eq(listed(s, "b.txt"), 0, "a torn record was folded");
+	/* The next daemon of the transaction cuts it off and logs after a's. */
+	cr_assert_eq(store_changelog_begin(s, txn), 0);
+	cr_assert_eq(file_size(path), whole);
+	log_touch("b.txt", &b);
+	cr_assert_eq(listed(s, "b.txt"), 2);
+	/* A damaged byte stops the fold there: nothing after it is taken either. */
+	whole = file_size(path);
+	log_touch("link", &a);
+	log_touch("gone", &b);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	cr_assert(fd >= 0);
+	cr_assert_eq(pwrite(fd, "#", 1, whole + 30), 1);
+	close(fd);
+	cr_assert_eq(listed(s, "gone"), 0);
+	cr_assert_eq(indexed_rows(), 2);
+}
+
+Test(store_stage, the_daemon_folds_its_log_in_batches_by_itself)
+{
+	struct store_entry e;
+	char name[32];
+
+	for (int i = 0; i < 1500; i++) {
+		snprintf(name, sizeof(name), "new/%d", i);
+		log_touch(name, &e);
+	}
+	cr_assert_geq(indexed_rows(), 1024, "1500 records and no fold");
+	cr_assert_lt(indexed_rows(), 1500);
+	cr_assert_eq(store_changelog_end(s, txn), 0);
+	cr_assert_eq(indexed_rows(), 1500);
+}
+
+/* A disk that fills up in the middle of a record: half of it goes in. */
+static ssize_t pwrite_half(int fd, const void *buf, size_t n, off_t off)
+{
+	static bool second;
+
+	if (second || n < 2) {
+		second = false;
+		errno = ENOSPC;
+		return -1;
+	}
+	second = true;
+	return pwrite(fd, buf, n / 2, off);
+}
+
+Test(store_stage, a_failed_append_leaves_nothing_in_the_log)
+{
+	ssize_t (*real)(int, const void *, size_t, off_t) = util_sys.pwrite;
+	struct store_entry e = { .mode = 0100644, .size = 1 };
+	char path[PATH_MAX];
+	off_t before;
+	int r;
+
+	log_touch("a.txt", &e);
+	before = file_size(changes_path(path));
+	util_sys.pwrite = pwrite_half;
+	r = store_changelog_append(s, txn, "b.txt", &e, false, 0);
+	util_sys.pwrite = real;
+	cr_assert_eq(r, -ENOSPC);
+	cr_assert_eq(file_size(path), before, "half a record left in the log");
+	cr_assert_eq(store_changelog_append(s, txn, "c.txt", &e, false, 0), 0);
+	cr_assert_eq(listed(s, "c.txt"), 2);
+	cr_assert_eq(listed(s, "b.txt"), 0);
 }
