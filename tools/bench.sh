@@ -11,7 +11,9 @@
 #                 sed,clang-format,black,smallfiles,rmrf,stat,git,bigfile)
 #     -s LIST     systems (default: native,overlay,fuse-overlayfs,cjfs; also
 #                 cjfs-nopt: cjfs with kernel passthrough turned off,
-#                 cjfs-devfuse: cjfs with requests through /dev/fuse, not io_uring)
+#                 cjfs-devfuse: cjfs with requests through /dev/fuse, not io_uring,
+#                 cjfs-base: the cjfs binary named by $CJFS_BASE, say a build of
+#                 the commit before a change, for a before/after in one run)
 #     --tmpfs     put trees, layers and the cjfs store on a tmpfs
 #     --scale     also run the cjfs-only growth measurements (mount time,
 #                 status/commit/rollback vs changed files, daemon RSS)
@@ -128,6 +130,7 @@ cj() {
 	case $sys in
 	cjfs-nopt) CJFS_NO_PASSTHROUGH=1 "$CJFS" "$@" ;;
 	cjfs-devfuse) CJFS_NO_URING=1 "$CJFS" "$@" ;;
+	cjfs-base) "${CJFS_BASE:?cjfs-base needs CJFS_BASE=/path/to/cjfs}" "$@" ;;
 	*) "$CJFS" "$@" ;;
 	esac
 }
@@ -157,7 +160,7 @@ sys_down() {
 	case $sys in
 	overlay) umount "$d/mnt" ;;
 	fuse-overlayfs) fusermount3 -u "$d/mnt" ;;
-	cjfs*) CJFS_HOME=$d/store "$CJFS" rollback "$d/mnt" >/dev/null ;;
+	cjfs*) CJFS_HOME=$d/store cj "$sys" rollback "$d/mnt" >/dev/null ;;
 	esac
 	rm -rf "$d"
 }
@@ -170,9 +173,9 @@ sys_remount() {
 	fuse-overlayfs) fusermount3 -u "$d/mnt"; fuse-overlayfs -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/mnt" ;;
 	cjfs*)
 		local txn
-		txn=$(CJFS_HOME=$d/store "$CJFS" status --json | sed -n 's/.*"txn":\([0-9]*\).*/\1/p' | head -n1)
+		txn=$(CJFS_HOME=$d/store cj "$sys" status --json | sed -n 's/.*"txn":\([0-9]*\).*/\1/p' | head -n1)
 		fusermount3 -u "$d/mnt"
-		while CJFS_HOME=$d/store "$CJFS" status | grep -q "	open	"; do sleep 0.01; done
+		while CJFS_HOME=$d/store cj "$sys" status | grep -q "	open	"; do sleep 0.01; done
 		CJFS_HOME=$d/store cj "$sys" mount --resume "$txn" "$d/mnt" ;;
 	native) drop_caches ;;
 	esac
