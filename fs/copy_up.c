@@ -157,20 +157,31 @@ int fs_touch_tree(struct fs *fs, struct fs_inode *dir, const char *oldpath, cons
 }
 
 int fs_set_owner(struct fs *fs, fuse_req_t req, int dirfd, const char *name,
-		 struct fs_inode *parent)
+		 struct fs_inode *parent, struct stat *ret_st)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct stat pst, st;
 	gid_t gid = ctx->gid;
 
 	(void)parent;
-	if (!fs->root)
+	if (!fs->root && !ret_st)
 		return 0;
-	/* In a set-group-ID directory the new object keeps the directory's group. */
-	if (fstatat(dirfd, ".", &pst, 0) == 0 && (pst.st_mode & S_ISGID))
-		gid = pst.st_gid;
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
+	if (ret_st)
+		*ret_st = st;
+	if (!fs->root)
+		return 0;
+	/*
+	 * In a set-group-ID directory the new object keeps the directory's
+	 * group, which the kernel gave it already: a group other than the
+	 * daemon's says so. Only a new object of the daemon's group that should
+	 * be someone else's needs a look at the directory.
+	 */
+	if (st.st_gid != fs->gid)
+		gid = st.st_gid;
+	else if (gid != st.st_gid && fstatat(dirfd, ".", &pst, 0) == 0 && (pst.st_mode & S_ISGID))
+		gid = pst.st_gid;
 	if (st.st_uid == ctx->uid && st.st_gid == gid)
 		return 0;
 	if (fchownat(dirfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
@@ -178,6 +189,8 @@ int fs_set_owner(struct fs *fs, fuse_req_t req, int dirfd, const char *name,
 	/* chown clears set-user-ID and set-group-ID on files: put them back. */
 	if (!S_ISLNK(st.st_mode) && (st.st_mode & (S_ISUID | S_ISGID)) &&
 	    fchmodat(dirfd, name, st.st_mode & 07777, 0) < 0)
+		return -errno;
+	if (ret_st && fstatat(dirfd, name, ret_st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	return 0;
 }

@@ -22,6 +22,7 @@ struct child {
 	enum layer_where where;
 	struct stat st;
 	struct fs_key key;
+	struct layer_probe probe; /* what the lookup saw of the lower name and its whiteout */
 };
 
 static int child_state(struct fs *fs, struct fs_inode *dir, const char *name, struct child *c)
@@ -48,7 +49,7 @@ static int child_state(struct fs *fs, struct fs_inode *dir, const char *name, st
 			return l;
 		}
 	}
-	r = layer_lookup(u, l, name, &c->st, &c->where);
+	r = layer_lookup_probe(u, l, name, &c->st, &c->where, &c->probe);
 	fs_put_fd(u, uo);
 	fs_put_fd(l, lo);
 	if (r < 0)
@@ -88,6 +89,17 @@ static int lower_has(struct fs *fs, struct fs_inode *dir, const char *name)
 	r = fstatat(l, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? 1 : errno == ENOENT ? 0 : -errno;
 	fs_put_fd(l, lo);
 	return r;
+}
+
+/* lower_has(), answered from what child_state() saw when it can be. */
+static int child_lower_has(struct fs *fs, struct fs_inode *dir, const char *name,
+			   const struct child *c)
+{
+	if (c->where == LAYER_LOWER)
+		return 1;
+	if (c->probe.lower >= 0)
+		return c->probe.lower;
+	return lower_has(fs, dir, name);
 }
 
 /*
@@ -166,7 +178,8 @@ int fs_do_mknod(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const ch
 	const char *uname;
 	struct fs_inode *inode;
 	struct child c;
-	bool po = false;
+	struct stat st;
+	bool po = false, made = false;
 	int pu = -1, wh, r;
 
 	pthread_rwlock_wrlock(&fs->ns);
@@ -189,7 +202,7 @@ int fs_do_mknod(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const ch
 		goto out;
 	}
 	/* Absent in the merged view but present below: it was deleted and is whited out. */
-	wh = lower_has(fs, parent, name);
+	wh = child_lower_has(fs, parent, name, &c);
 	if (wh < 0) {
 		r = wh;
 		goto out;
@@ -207,7 +220,7 @@ int fs_do_mknod(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const ch
 		r = dfd < 0 ? dfd : layer_set_opaque(dfd);
 		util_close(dfd);
 		if (r == 0)
-			r = fs_set_owner(fs, req, fs->work_fd, tmp, parent);
+			r = fs_set_owner(fs, req, fs->work_fd, tmp, parent, NULL);
 		if (r == 0)
 			r = util_renameat(fs->work_fd, tmp, pu, uname);
 		if (r < 0) {
@@ -230,15 +243,19 @@ int fs_do_mknod(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const ch
 			r = mknodat(pu, uname, mode, rdev) < 0 ? -errno : 0;
 		if (r < 0)
 			goto out;
-		r = fs_set_owner(fs, req, pu, uname, parent);
+		r = fs_set_owner(fs, req, pu, uname, parent, &st);
 		if (r < 0) {
 			(void)unlinkat(pu, uname, S_ISDIR(mode) ? AT_REMOVEDIR : 0);
 			goto out;
 		}
+		made = !S_ISDIR(mode);
 	}
 	if (wh)
 		(void)layer_clear_whiteout(pu, name);
-	r = fs_lookup(fs, parent, name, &inode, &e->attr);
+	if (made)
+		r = fs_lookup_made(fs, parent, name, &st, &inode, &e->attr);
+	else
+		r = fs_lookup(fs, parent, name, &inode, &e->attr);
 	if (r == 0) {
 		e->ino = fs_inode_nodeid(fs, inode);
 		e->attr_timeout = e->entry_timeout = fs->timeout;
@@ -368,7 +385,7 @@ int fs_do_unlink(struct fs *fs, struct fs_inode *parent, const char *name, bool 
 		r = pu;
 		goto out;
 	}
-	wh = lower_has(fs, parent, name);
+	wh = child_lower_has(fs, parent, name, &c);
 	if (wh < 0) {
 		r = wh;
 		goto out;
@@ -616,7 +633,7 @@ int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
 		r = pu < 0 ? pu : npu;
 		goto out_forget;
 	}
-	wh = lower_has(fs, parent, name);
+	wh = child_lower_has(fs, parent, name, &sc);
 	if (wh < 0) {
 		r = wh;
 		goto out_forget;
@@ -649,7 +666,8 @@ int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
 			(void)layer_clear_whiteout(pu, name);
 		goto out_forget;
 	}
-	(void)layer_clear_whiteout(npu, newname);
+	if (dc.probe.whiteout != 0)
+		(void)layer_clear_whiteout(npu, newname);
 	if (dc.where == LAYER_UPPER && (S_ISDIR(dc.st.st_mode) || dc.st.st_nlink <= 1))
 		fs_origin_remove(fs, dc.st.st_dev, dc.st.st_ino);
 	if (dst && dst != src)

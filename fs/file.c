@@ -44,7 +44,7 @@ int fs_open_object(struct fs *fs, struct fs_inode *inode, int flags)
 }
 
 static int fh_new(struct fs *fs, struct fs_inode *inode, int fd, bool upper, int flags,
-		  struct fs_fh **ret)
+		  int fd_flags, struct fs_fh **ret)
 {
 	struct fs_fh *fh = calloc(1, sizeof(*fh));
 
@@ -54,6 +54,7 @@ static int fh_new(struct fs *fs, struct fs_inode *inode, int fd, bool upper, int
 	fh->old_fd = -1;
 	fh->upper = upper;
 	fh->flags = flags;
+	fh->fd_flags = fd_flags;
 	fh->inode = inode;
 	pthread_mutex_init(&fh->lock, NULL);
 	pthread_mutex_lock(&fs->table);
@@ -67,7 +68,7 @@ static int fh_new(struct fs *fs, struct fs_inode *inode, int fd, bool upper, int
 int fs_do_open(struct fs *fs, struct fs_inode *inode, int flags, struct fs_fh **ret)
 {
 	bool write = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-	int fd, r;
+	int fd, fd_flags = (flags & ~OPEN_STRIP) | (flags & O_TRUNC && write ? O_TRUNC : 0), r;
 
 	if (write) {
 		/* O_TRUNC: the data would be thrown away at once, so do not copy it. */
@@ -76,9 +77,8 @@ int fs_do_open(struct fs *fs, struct fs_inode *inode, int flags, struct fs_fh **
 			return r;
 	}
 	pthread_rwlock_rdlock(&fs->ns);
-	fd = fs_open_object(fs, inode,
-			    (flags & ~OPEN_STRIP) | (flags & O_TRUNC && write ? O_TRUNC : 0));
-	r = fd < 0 ? fd : fh_new(fs, inode, fd, inode->upper, flags, ret);
+	fd = fs_open_object(fs, inode, fd_flags);
+	r = fd < 0 ? fd : fh_new(fs, inode, fd, inode->upper, flags, fd_flags, ret);
 	pthread_rwlock_unlock(&fs->ns);
 	if (r < 0 && fd >= 0)
 		util_close(fd);
@@ -89,15 +89,15 @@ int fs_do_create(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const c
 		 mode_t mode, int flags, struct fs_fh **ret_fh, struct fuse_entry_param *e)
 {
 	struct fs_inode *inode;
-	int fd = -1, r;
+	int fd = -1, fd_flags = fs_pt_create_flags(fs, flags) & ~(O_NOCTTY | O_DIRECT), r;
 
-	r = fs_do_mknod(fs, req, parent, name, S_IFREG | (mode & 07777), 0, NULL,
-			fs_pt_create_flags(fs, flags), &fd, e);
+	r = fs_do_mknod(fs, req, parent, name, S_IFREG | (mode & 07777), 0, NULL, fd_flags, &fd,
+			e);
 	if (r < 0)
 		return r;
 	inode = fs_inode_get(fs, e->ino);
 	pthread_rwlock_rdlock(&fs->ns);
-	r = fh_new(fs, inode, fd, true, flags, ret_fh);
+	r = fh_new(fs, inode, fd, true, flags, fd_flags, ret_fh);
 	pthread_rwlock_unlock(&fs->ns);
 	if (r < 0) {
 		util_close(fd);

@@ -99,6 +99,16 @@ int layer_read_dirinfo(int upper_dirfd, bool *ret_opaque, struct strbuf *origin)
 int layer_lookup(int upper_dirfd, int lower_dirfd, const char *name, struct stat *st,
 		 enum layer_where *ret);
 
+/* What a lookup learnt on the way: 1 present, 0 absent, -1 not looked at. */
+struct layer_probe {
+	signed char lower;    /* the name in the lower directory (0 also without one) */
+	signed char whiteout; /* its whiteout in the upper directory */
+};
+
+/* layer_lookup(), saying what it saw, so that callers need not look again. */
+int layer_lookup_probe(int upper_dirfd, int lower_dirfd, const char *name, struct stat *st,
+		       enum layer_where *ret, struct layer_probe *probe);
+
 /*
  * After a directory was found: open its upper part (if in upper) and the lower
  * directory it merges (following opaque/origin markers). lower_root is PKG.
@@ -172,6 +182,7 @@ struct fs {
 	int work_fd;
 	dev_t lower_dev, upper_dev;
 	bool root;  /* the daemon runs as root: set owners of new objects */
+	gid_t gid;  /* the daemon's group: what new objects get outside set-group-ID directories */
 	bool tuned; /* atomic: fs_tune_once has run */
 
 	pthread_rwlock_t ns; /* see the lock order above */
@@ -289,6 +300,9 @@ int fs_dir_lower_fd(struct fs *fs, struct fs_inode *dir, bool *ret_owned);
 void fs_put_fd(int fd, bool owned);
 int fs_lookup(struct fs *fs, struct fs_inode *dir, const char *name, struct fs_inode **ret,
 	      struct stat *ret_st);
+/* fs_lookup() of a non-directory just made in dir's upper part, whose attributes are st. */
+int fs_lookup_made(struct fs *fs, struct fs_inode *dir, const char *name, const struct stat *st,
+		   struct fs_inode **ret, struct stat *ret_st);
 /* Parent fd and name of an inode's object in its layer (upper if copied up). */
 int fs_inode_at(struct fs *fs, struct fs_inode *inode, bool upper, int *ret_dirfd, bool *ret_owned,
 		char namebuf[NAME_MAX + 1], const char **ret_name);
@@ -314,9 +328,12 @@ void fs_free_touched(struct fs *fs);
 const char *fs_work_name(struct fs *fs, const char *prefix, char buf[64]);
 /* Copy user-visible xattrs of srcdir/src ("" = srcdir itself) to dstdir/dst; best effort. */
 void fs_copy_xattrs(int srcdir, const char *src, int dstdir, const char *dst);
-/* Set owner of a new object to the requesting user's (when root). */
+/*
+ * Set owner of a new object to the requesting user's (when root). With
+ * ret_st, also the object's attributes as they are after that.
+ */
 int fs_set_owner(struct fs *fs, fuse_req_t req, int dirfd, const char *name,
-		 struct fs_inode *parent);
+		 struct fs_inode *parent, struct stat *ret_st);
 
 /* dir.c */
 /*
@@ -364,7 +381,8 @@ struct fs_fh {
 	int fd;
 	int old_fd;
 	bool upper;
-	int flags;
+	int flags;    /* as the kernel sent them */
+	int fd_flags; /* what fd was opened with */
 	pthread_mutex_t lock; /* protects the switch from PKG to upper */
 	struct fs_inode *inode;
 	off_t next;  /* where a sequential reader reads next (racy hint, for readahead) */

@@ -194,46 +194,68 @@ int layer_read_dirinfo(int upper_dirfd, bool *ret_opaque, struct strbuf *origin)
 	return r;
 }
 
-int layer_lookup(int upper_dirfd, int lower_dirfd, const char *name, struct stat *st,
-		 enum layer_where *ret)
+int layer_lookup_probe(int upper_dirfd, int lower_dirfd, const char *name, struct stat *st,
+		       enum layer_where *ret, struct layer_probe *probe)
 {
+	struct layer_probe p = { .lower = -1, .whiteout = -1 };
+	int r = 0, wh;
+
 	if (strlen(name) > NAME_MAX)
 		return -ENAMETOOLONG;
+	*ret = LAYER_NONE;
 	if (upper_dirfd >= 0) {
 		char buf[NAME_MAX + 1];
 		const char *uname;
-		int r = layer_encode(name, buf, &uname);
 
+		r = layer_encode(name, buf, &uname);
 		if (r < 0)
 			return r;
 		if (fstatat(upper_dirfd, uname, st, AT_SYMLINK_NOFOLLOW) == 0) {
 			*ret = LAYER_UPPER;
-			return 0;
+			goto out;
 		}
 		if (errno != ENOENT)
 			return -errno;
-		if (lower_dirfd < 0) {
-			*ret = LAYER_NONE;
-			return 0;
-		}
-		r = layer_has_whiteout(upper_dirfd, name);
-		if (r < 0)
-			return r;
-		if (r == 1) {
-			*ret = LAYER_NONE;
-			return 0;
-		}
 	}
-	if (lower_dirfd >= 0) {
-		if (fstatat(lower_dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0) {
-			*ret = LAYER_LOWER;
-			return 0;
-		}
-		if (errno != ENOENT && errno != ENOTDIR)
-			return -errno;
+	if (lower_dirfd < 0) {
+		p.lower = 0;
+		goto out;
 	}
-	*ret = LAYER_NONE;
-	return 0;
+	/*
+	 * The lower name before its whiteout: a name in neither layer (every
+	 * file a tool creates) costs two lookups, not three.
+	 */
+	if (fstatat(lower_dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0) {
+		p.lower = 1;
+		*ret = LAYER_LOWER;
+	} else if (errno == ENOENT || errno == ENOTDIR) {
+		p.lower = 0;
+		goto out;
+	} else {
+		r = -errno; /* unless a whiteout hides the name anyway */
+	}
+	if (upper_dirfd < 0) {
+		p.whiteout = 0;
+		goto out;
+	}
+	wh = layer_has_whiteout(upper_dirfd, name);
+	if (wh < 0)
+		return wh;
+	p.whiteout = (signed char)wh;
+	if (wh) {
+		*ret = LAYER_NONE;
+		r = 0;
+	}
+out:
+	if (r == 0 && probe)
+		*probe = p;
+	return r;
+}
+
+int layer_lookup(int upper_dirfd, int lower_dirfd, const char *name, struct stat *st,
+		 enum layer_where *ret)
+{
+	return layer_lookup_probe(upper_dirfd, lower_dirfd, name, st, ret, NULL);
 }
 
 int layer_open_dir(int lower_root, int upper_dirfd, int lower_dirfd, const char *name,

@@ -278,6 +278,22 @@ int fs_lookup(struct fs *fs, struct fs_inode *dir, const char *name, struct fs_i
 	return 0;
 }
 
+int fs_lookup_made(struct fs *fs, struct fs_inode *dir, const char *name, const struct stat *st,
+		   struct fs_inode **ret, struct stat *ret_st)
+{
+	struct fs_found f = { .upper_fd = -1, .lower_fd = -1, .where = LAYER_UPPER, .st = *st };
+	struct fs_inode *inode;
+	int r;
+
+	r = fs_inode_found(fs, dir, name, &f, &inode);
+	if (r < 0)
+		return r;
+	fs_fix_stat(fs, inode, &f.st);
+	*ret = inode;
+	*ret_st = f.st;
+	return 0;
+}
+
 int fs_inode_at(struct fs *fs, struct fs_inode *inode, bool upper, int *ret_dirfd, bool *ret_owned,
 		char namebuf[NAME_MAX + 1], const char **ret_name)
 {

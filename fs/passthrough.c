@@ -168,11 +168,11 @@ void fs_pt_destroy(struct fs *fs)
 static int backing_open(struct fs *fs, struct fs_fh *fh)
 {
 	struct kfuse_backing_map map = { .fd = -1 };
-	int fl = fcntl(fh->fd, F_GETFL);
+	int fl = fh->fd_flags;
 	bool own = false;
 	int id;
 
-	if (fl >= 0 && (fl & (O_ACCMODE | O_APPEND | O_SYNC | O_DSYNC | O_DIRECT)) == O_RDWR) {
+	if ((fl & (O_ACCMODE | O_APPEND | O_SYNC | O_DSYNC | O_DIRECT)) == O_RDWR) {
 		map.fd = fh->fd;
 	} else {
 		map.fd = fs_open_object(fs, fh->inode, O_RDWR | O_CLOEXEC);

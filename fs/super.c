@@ -211,6 +211,7 @@ int fs_mount(const struct fs_config *cfg, struct fs **ret)
 	fs->upper_fd = cfg->upper_fd;
 	fs->work_fd = cfg->work_fd;
 	fs->root = geteuid() == 0;
+	fs->gid = getegid();
 	fs->timeout = FS_TIMEOUT;
 	fs->fd_budget = fd_budget();
 	pthread_rwlock_init(&fs->ns, NULL);

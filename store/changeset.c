@@ -80,9 +80,16 @@ static int entry_at(struct store *s, int dirfd, const char *path, struct keep *k
 	struct store_entry e;
 	const char *base;
 	struct stat st;
+	bool own = strchr(path, '/') != NULL;
 	int pfd, r = 0;
 
-	pfd = util_open_parent(dirfd, path, &base);
+	/* A name right in dirfd needs no directory of its own. */
+	if (own) {
+		pfd = util_open_parent(dirfd, path, &base);
+	} else {
+		pfd = dirfd;
+		base = path;
+	}
 	if (pfd == -ENOENT || pfd == -ENOTDIR) {
 		memset(ret, 0, sizeof(*ret));
 		return 0;
@@ -91,7 +98,8 @@ static int entry_at(struct store *s, int dirfd, const char *path, struct keep *k
 		return pfd;
 	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		r = -errno;
-		util_close(pfd);
+		if (own)
+			util_close(pfd);
 		if (r == -ENOENT || r == -ENOTDIR) {
 			memset(ret, 0, sizeof(*ret));
 			return 0;
@@ -126,7 +134,8 @@ static int entry_at(struct store *s, int dirfd, const char *path, struct keep *k
 		else
 			r = entry_hash_link(s, target, (size_t)n, k, &e);
 	}
-	util_close(pfd);
+	if (own)
+		util_close(pfd);
 	if (r < 0)
 		return r;
 	*ret = e;
