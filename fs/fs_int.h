@@ -165,6 +165,8 @@ struct fs_inode {
 
 	/* Atomic: fs->epoch when the kernel last looked it up (see reclaim.c). */
 	uint64_t used;
+	/* Atomic: fs->caps_gen when its upper object was seen without security.capability. */
+	uint64_t nocaps;
 };
 
 /* The upper object a lower one was copied up to, so st_ino stays the same. */
@@ -206,6 +208,7 @@ struct fs {
 	/* reclaim.c: keeping the inode table bounded whatever the tree size. */
 	size_t inode_cap; /* most inodes to keep; 0 = no limit */
 	uint64_t epoch;	  /* atomic: advances every reclaim period */
+	uint64_t caps_gen; /* atomic: advances when a security.capability is set or removed */
 	pthread_t reclaimer;
 	bool reclaiming; /* the thread runs; protected by reclaim_lock */
 	pthread_mutex_t reclaim_lock;

@@ -20,55 +20,113 @@ bool fs_xattr_private(const char *name)
 	       strncmp(name, "user.overlay.", 13) == 0;
 }
 
-/* O_PATH fd of the object and its /proc name; caller holds fs->ns. */
-static int object_path(struct fs *fs, struct fs_inode *inode, char path[64])
-{
-	int fd = fs_open_object(fs, inode, O_PATH);
+/*
+ * A path that reaches the object: its name below its directory's /proc fd
+ * (no fd of its own to open and close), or an anchored object's own fd.
+ * Caller holds fs->ns.
+ */
+struct xpath {
+	char path[32 + NAME_MAX];
+	bool follow; /* the path is a /proc fd link: the object is what it points to */
+	int dirfd;
+	bool owned;
+};
 
-	if (fd >= 0)
-		snprintf(path, 64, "/proc/self/fd/%d", fd);
-	return fd;
+static int xpath_get(struct fs *fs, struct fs_inode *inode, struct xpath *x)
+{
+	char nb[NAME_MAX + 1];
+	const char *name;
+	int r;
+
+	x->dirfd = -1;
+	x->owned = false;
+	if (inode->anchor_fd >= 0) {
+		snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d", inode->anchor_fd);
+		x->follow = true;
+		return 0;
+	}
+	r = fs_inode_at(fs, inode, inode->upper, &x->dirfd, &x->owned, nb, &name);
+	if (r < 0)
+		return r;
+	snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d/%s", x->dirfd, name);
+	x->follow = false;
+	return 0;
+}
+
+static void xpath_put(struct xpath *x)
+{
+	fs_put_fd(x->dirfd, x->owned);
+}
+
+/*
+ * The kernel asks for security.capability before every write() (to drop
+ * it), usually of a file the daemon made itself. The upper layer changes
+ * only through the daemon, so "none" is remembered per upper object until
+ * any security.capability is set or removed through the mount.
+ */
+static bool is_caps(const char *name)
+{
+	return strcmp(name, "security.capability") == 0;
+}
+
+/*
+ * After setting or removing one (not before: a lookup that started after
+ * the old generation was read and ended before the change could remember
+ * "none" under the new one).
+ */
+static void forget_caps(struct fs *fs, const char *name)
+{
+	if (is_caps(name))
+		__atomic_add_fetch(&fs->caps_gen, 1, __ATOMIC_ACQ_REL);
 }
 
 ssize_t fs_do_getxattr(struct fs *fs, struct fs_inode *inode, const char *name, char *buf,
 		       size_t size)
 {
-	char path[64];
+	uint64_t gen = __atomic_load_n(&fs->caps_gen, __ATOMIC_ACQUIRE);
+	struct xpath x;
 	ssize_t n;
-	int fd;
+	int r;
 
 	if (fs_xattr_private(name))
 		return -ENODATA;
+	if (is_caps(name) && __atomic_load_n(&inode->nocaps, __ATOMIC_ACQUIRE) == gen + 1)
+		return -ENODATA;
 	pthread_rwlock_rdlock(&fs->ns);
-	fd = object_path(fs, inode, path);
-	if (fd < 0) {
+	r = xpath_get(fs, inode, &x);
+	if (r < 0) {
 		pthread_rwlock_unlock(&fs->ns);
-		return fd;
+		return r;
 	}
-	n = getxattr(path, name, buf, size);
+	n = x.follow ? getxattr(x.path, name, buf, size) : lgetxattr(x.path, name, buf, size);
 	if (n < 0)
 		n = -errno;
-	util_close(fd);
+	if (n == -ENODATA && is_caps(name) && inode->upper && inode->anchor_fd < 0)
+		__atomic_store_n(&inode->nocaps, gen + 1, __ATOMIC_RELEASE);
+	xpath_put(&x);
 	pthread_rwlock_unlock(&fs->ns);
 	return n;
 }
 
 ssize_t fs_do_listxattr(struct fs *fs, struct fs_inode *inode, char *buf, size_t size)
 {
-	char path[64], *list = NULL;
+	char *list = NULL;
+	struct xpath x;
 	ssize_t n, out = 0;
-	int fd;
+	int r;
 
 	pthread_rwlock_rdlock(&fs->ns);
-	fd = object_path(fs, inode, path);
-	if (fd < 0) {
+	r = xpath_get(fs, inode, &x);
+	if (r < 0) {
 		pthread_rwlock_unlock(&fs->ns);
-		return fd;
+		return r;
 	}
-	n = listxattr(path, NULL, 0);
+	n = x.follow ? listxattr(x.path, NULL, 0) : llistxattr(x.path, NULL, 0);
 	if (n > 0) {
 		list = malloc((size_t)n);
-		n = list ? listxattr(path, list, (size_t)n) : -1;
+		n = !list ? -1
+		    : x.follow ? listxattr(x.path, list, (size_t)n)
+			       : llistxattr(x.path, list, (size_t)n);
 		if (!list)
 			errno = ENOMEM;
 	}
@@ -92,7 +150,7 @@ ssize_t fs_do_listxattr(struct fs *fs, struct fs_inode *inode, char *buf, size_t
 	}
 out:
 	free(list);
-	util_close(fd);
+	xpath_put(&x);
 	pthread_rwlock_unlock(&fs->ns);
 	return out;
 }
@@ -113,8 +171,8 @@ static int prepare_change(struct fs *fs, struct fs_inode *inode)
 int fs_do_setxattr(struct fs *fs, struct fs_inode *inode, const char *name, const char *value,
 		   size_t size, int flags)
 {
-	char path[64];
-	int fd, r;
+	struct xpath x;
+	int r;
 
 	if (fs_xattr_private(name))
 		return -EPERM;
@@ -122,17 +180,23 @@ int fs_do_setxattr(struct fs *fs, struct fs_inode *inode, const char *name, cons
 	if (r < 0)
 		return r;
 	pthread_rwlock_rdlock(&fs->ns);
-	fd = object_path(fs, inode, path);
-	r = fd < 0 ? fd : setxattr(path, name, value, size, flags) < 0 ? -errno : 0;
-	util_close(fd);
+	r = xpath_get(fs, inode, &x);
+	if (r == 0) {
+		r = (x.follow ? setxattr(x.path, name, value, size, flags)
+			      : lsetxattr(x.path, name, value, size, flags)) < 0
+			    ? -errno
+			    : 0;
+		xpath_put(&x);
+	}
+	forget_caps(fs, name);
 	pthread_rwlock_unlock(&fs->ns);
 	return r;
 }
 
 int fs_do_removexattr(struct fs *fs, struct fs_inode *inode, const char *name)
 {
-	char path[64];
-	int fd, r;
+	struct xpath x;
+	int r;
 
 	if (fs_xattr_private(name))
 		return -ENODATA;
@@ -140,9 +204,13 @@ int fs_do_removexattr(struct fs *fs, struct fs_inode *inode, const char *name)
 	if (r < 0)
 		return r;
 	pthread_rwlock_rdlock(&fs->ns);
-	fd = object_path(fs, inode, path);
-	r = fd < 0 ? fd : removexattr(path, name) < 0 ? -errno : 0;
-	util_close(fd);
+	r = xpath_get(fs, inode, &x);
+	if (r == 0) {
+		r = (x.follow ? removexattr(x.path, name) : lremovexattr(x.path, name)) < 0 ? -errno
+											 : 0;
+		xpath_put(&x);
+	}
+	forget_caps(fs, name);
 	pthread_rwlock_unlock(&fs->ns);
 	return r;
 }

@@ -453,6 +453,47 @@ PTEST(posix_xattr, user_attributes_round_trip_and_survive_copy_up)
 	}
 }
 
+/*
+ * File capabilities: the kernel asks for security.capability before each
+ * write() (cjfs remembers "none" for its upper files) and removes it on a
+ * write: one set through the mount must be seen, and a write must take it
+ * away, exactly as on a plain directory.
+ */
+static void sc_caps(struct pt *t)
+{
+	/* VFS_CAP_REVISION_2, CAP_NET_BIND_SERVICE permitted. */
+	static const uint32_t cap[5] = { 0x02000000, 1u << 10, 0, 0, 0 };
+	char p[PATH_MAX], buf[64];
+	ssize_t n;
+	int fd;
+
+	p_put(t, "capf", "one\n");
+	snprintf(p, sizeof(p), "%s/capf", t->root);
+	fd = OK(t, open(p, O_WRONLY | O_APPEND | O_CLOEXEC));
+	OK(t, write(fd, "two\n", 4));
+	ERR(t, getxattr(p, "security.capability", buf, sizeof(buf)), ENODATA);
+	OK(t, setxattr(p, "security.capability", cap, sizeof(cap), 0));
+	n = OK(t, getxattr(p, "security.capability", buf, sizeof(buf)));
+	EXPECT(t, n == (ssize_t)sizeof(cap) && !memcmp(buf, cap, sizeof(cap)),
+	       "security.capability reads back as %zd bytes", n);
+	/* The write drops it (the kernel must have seen it to do so). */
+	OK(t, write(fd, "three\n", 6));
+	ERR(t, getxattr(p, "security.capability", buf, sizeof(buf)), ENODATA);
+	/* Set again, on a file never written through this handle. */
+	OK(t, setxattr(p, "security.capability", cap, sizeof(cap), 0));
+	OK(t, close(fd));
+	n = OK(t, getxattr(p, "security.capability", NULL, 0));
+	EXPECT(t, n == (ssize_t)sizeof(cap), "size query gave %zd", n);
+	EXPECT_CONTENT(t, "capf", "one\ntwo\nthree\n");
+}
+
+PTEST(posix_xattr, file_capabilities_are_seen_and_dropped_by_writes)
+{
+	if (geteuid() != 0)
+		p_skip("setting security.capability needs CAP_SETFCAP");
+	p_both(sc_caps, 0);
+}
+
 /* ---- open flags ---- */
 
 static void sc_open_flags(struct pt *t)
