@@ -46,9 +46,9 @@ void fs_free_touched(struct fs *fs)
 	strset_release(&fs->touched);
 }
 
-int fs_touch(struct fs *fs, const char *path)
+static int touch(struct fs *fs, const char *path, bool absent)
 {
-	struct store_entry orig;
+	struct store_entry orig = { 0 };
 	bool seen, staged = false;
 	uint64_t off = 0;
 	int64_t start;
@@ -65,14 +65,16 @@ int fs_touch(struct fs *fs, const char *path)
 	 * location, into the transaction's change log (one more append), before
 	 * any change is made.
 	 */
-	start = util_mono_ns();
-	do {
-		r = store_entry_stage_at(fs->cfg->store, fs->cfg->txn, fs->lower_fd, path, &orig,
-					 &staged, &off);
-	} while (r == -EAGAIN && ++tries < 5);
-	if (r < 0)
-		return log_debug_errno(r, "cannot store the original of '%s'", path);
-	__atomic_add_fetch(&fs->backup_ns, util_mono_ns() - start, __ATOMIC_RELAXED);
+	if (!absent) {
+		start = util_mono_ns();
+		do {
+			r = store_entry_stage_at(fs->cfg->store, fs->cfg->txn, fs->lower_fd, path,
+						 &orig, &staged, &off);
+		} while (r == -EAGAIN && ++tries < 5);
+		if (r < 0)
+			return log_debug_errno(r, "cannot store the original of '%s'", path);
+		__atomic_add_fetch(&fs->backup_ns, util_mono_ns() - start, __ATOMIC_RELAXED);
+	}
 	r = store_changelog_append(fs->cfg->store, fs->cfg->txn, path, &orig, staged, off);
 	if (r < 0)
 		return log_debug_errno(r, "cannot record '%s' in the change log", path);
@@ -80,6 +82,16 @@ int fs_touch(struct fs *fs, const char *path)
 	r = strset_add(&fs->touched, path);
 	pthread_mutex_unlock(&fs->touch_lock);
 	return r < 0 ? r : 0;
+}
+
+int fs_touch(struct fs *fs, const char *path)
+{
+	return touch(fs, path, false);
+}
+
+int fs_touch_absent(struct fs *fs, const char *path)
+{
+	return touch(fs, path, true);
 }
 
 static int touch_level(struct fs *fs, int u, int l, struct strbuf *oldp, struct strbuf *newp,

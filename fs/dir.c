@@ -91,6 +91,19 @@ static int lower_has(struct fs *fs, struct fs_inode *dir, const char *name)
 	return r;
 }
 
+/*
+ * Is dir's lower part PKG's directory at dir's own path? Not below a
+ * renamed directory (which merges its old lower path) or an opaque one.
+ * Caller holds fs->ns.
+ */
+static bool lower_at_same_path(struct fs *fs, struct fs_inode *dir)
+{
+	for (; dir && dir != &fs->root_inode; dir = dir->parent)
+		if (dir->redirect || dir->opaque || dir->unlinked)
+			return false;
+	return dir == &fs->root_inode;
+}
+
 /* lower_has(), answered from what child_state() saw when it can be. */
 static int child_lower_has(struct fs *fs, struct fs_inode *dir, const char *name,
 			   const struct child *c)
@@ -192,7 +205,9 @@ int fs_do_mknod(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const ch
 		r = fs_copy_up_dir_locked(fs, parent);
 	if (r == 0)
 		r = fs_child_path(fs, parent, name, &path);
-	if (r == 0)
+	if (r == 0 && c.probe.lower == 0 && lower_at_same_path(fs, parent))
+		r = fs_touch_absent(fs, path.buf);
+	else if (r == 0)
 		r = fs_touch(fs, path.buf);
 	if (r < 0)
 		goto out;
@@ -605,7 +620,11 @@ int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
 			dst = fs_inode_find(fs, &dc.key);
 		}
 	}
-	r = fs_lookup(fs, parent, name, &src, &st);
+	/* An upper file is what child_state() saw; anything else needs its layers looked at. */
+	if (sc.where == LAYER_UPPER && !S_ISDIR(sc.st.st_mode))
+		r = fs_lookup_made(fs, parent, name, &sc.st, &src, &st);
+	else
+		r = fs_lookup(fs, parent, name, &src, &st);
 	if (r < 0)
 		goto out;
 	r = fs_child_path(fs, parent, name, &oldpath);

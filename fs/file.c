@@ -152,9 +152,10 @@ int fs_do_setattr(struct fs *fs, struct fs_inode *inode, struct stat *attr, int 
 	const int change = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |
 			   FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
 			   FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW;
-	char path[PATH_MAX];
+	char path[PATH_MAX], nb[NAME_MAX + 1];
+	const char *name = "";
 	int fd = -1, r = 0;
-	bool own_fd = false;
+	bool own_fd = false, dir_owned = false;
 
 	if (valid & change) {
 		if (inode->unlinked) {
@@ -183,6 +184,11 @@ int fs_do_setattr(struct fs *fs, struct fs_inode *inode, struct stat *attr, int 
 	pthread_rwlock_rdlock(&fs->ns);
 	if (fh && fh->upper) {
 		fd = fh->fd;
+	} else if (inode->anchor_fd < 0 && inode->type != S_IFLNK) {
+		/* By name in its directory: no fd of its own to open and close. */
+		r = fs_inode_at(fs, inode, inode->upper, &fd, &dir_owned, nb, &name);
+		if (r < 0)
+			goto out;
 	} else {
 		fd = fs_open_object(fs, inode, O_PATH);
 		if (fd < 0) {
@@ -191,10 +197,16 @@ int fs_do_setattr(struct fs *fs, struct fs_inode *inode, struct stat *attr, int 
 		}
 		own_fd = true;
 	}
-	/* The fd's /proc name reaches the object itself, even a symlink opened O_PATH. */
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	/*
+	 * The fd's /proc name reaches the object itself (even a symlink opened
+	 * O_PATH), or its directory's does with the name after it.
+	 */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d%s%s", fd, *name ? "/" : "", name);
 	if (valid & FUSE_SET_ATTR_MODE) {
-		r = fchmodat(AT_FDCWD, path, attr->st_mode & 07777, 0) < 0 ? -errno : 0;
+		r = (*name ? fchmodat(fd, name, attr->st_mode & 07777, 0)
+			   : fchmodat(AT_FDCWD, path, attr->st_mode & 07777, 0)) < 0
+			    ? -errno
+			    : 0;
 		if (r < 0)
 			goto out;
 	}
@@ -202,12 +214,14 @@ int fs_do_setattr(struct fs *fs, struct fs_inode *inode, struct stat *attr, int 
 		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 
-		r = fchownat(fd, "", uid, gid, AT_EMPTY_PATH) < 0 ? -errno : 0;
+		r = fchownat(fd, name, uid, gid, *name ? AT_SYMLINK_NOFOLLOW : AT_EMPTY_PATH) < 0
+			    ? -errno
+			    : 0;
 		if (r < 0)
 			goto out;
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
-		if (own_fd)
+		if (own_fd || *name)
 			r = truncate(path, attr->st_size) < 0 ? -errno : 0;
 		else
 			r = ftruncate(fd, attr->st_size) < 0 ? -errno : 0;
@@ -226,16 +240,22 @@ int fs_do_setattr(struct fs *fs, struct fs_inode *inode, struct stat *attr, int 
 			tv[1].tv_nsec = UTIME_NOW;
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			tv[1] = attr->st_mtim;
-		r = utimensat(AT_FDCWD, path, tv, 0) < 0 ? -errno : 0;
+		r = (*name ? utimensat(fd, name, tv, AT_SYMLINK_NOFOLLOW)
+			   : utimensat(AT_FDCWD, path, tv, 0)) < 0
+			    ? -errno
+			    : 0;
 		if (r < 0)
 			goto out;
 	}
-	r = fstatat(fd, "", ret, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	r = fstatat(fd, name, ret, (*name ? 0 : AT_EMPTY_PATH) | AT_SYMLINK_NOFOLLOW) < 0 ? -errno
+											    : 0;
 	if (r == 0)
 		fs_fix_stat(fs, inode, ret);
 out:
 	if (own_fd)
 		util_close(fd);
+	else if (*name)
+		fs_put_fd(fd, dir_owned);
 	pthread_rwlock_unlock(&fs->ns);
 	return r;
 }

@@ -303,7 +303,7 @@ int fs_dir_lower_fd(struct fs *fs, struct fs_inode *dir, bool *ret_owned);
 void fs_put_fd(int fd, bool owned);
 int fs_lookup(struct fs *fs, struct fs_inode *dir, const char *name, struct fs_inode **ret,
 	      struct stat *ret_st);
-/* fs_lookup() of a non-directory just made in dir's upper part, whose attributes are st. */
+/* fs_lookup() of a non-directory in dir's upper part whose attributes were just read: st. */
 int fs_lookup_made(struct fs *fs, struct fs_inode *dir, const char *name, const struct stat *st,
 		   struct fs_inode **ret, struct stat *ret_st);
 /* Parent fd and name of an inode's object in its layer (upper if copied up). */
@@ -324,6 +324,13 @@ int fs_copy_up_locked(struct fs *fs, struct fs_inode *inode, unsigned flags);
 int fs_copy_up_dir_locked(struct fs *fs, struct fs_inode *dir);
 /* Record path as touched with PKG's original state; caller holds fs->ns. */
 int fs_touch(struct fs *fs, const char *path);
+/*
+ * The same for a path the caller has just seen absent from PKG (a lookup
+ * under fs->ns found nothing in the lower directory at that very path):
+ * recorded absent without looking again. Should PKG gain the path in
+ * between, the commit's conflict check finds it.
+ */
+int fs_touch_absent(struct fs *fs, const char *path);
 int fs_touch_tree(struct fs *fs, struct fs_inode *dir, const char *oldpath, const char *newpath);
 int fs_load_touched(struct fs *fs);
 void fs_free_touched(struct fs *fs);

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -130,19 +131,41 @@ static int rec_fold(struct store *s, int64_t txn, const char *p)
 	return store_change_insert_locked(s, txn, path, &e, (r.flags & REC_STAGED) != 0, r.off);
 }
 
+/* The state of txn and how far its log is folded; caller holds s->lock. */
+static int folded(struct store *s, int64_t txn, int *ret_state, uint64_t *ret_off)
+{
+	static const char q[] = "SELECT state, changes_off FROM txn WHERE id = ?";
+	sqlite3_stmt *st;
+	int r = 0, rc;
+
+	st = db_stmt(s->db, q, &r);
+	if (!st)
+		return r;
+	*ret_state = 0;
+	*ret_off = 0;
+	sqlite3_bind_int64(st, 1, txn);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*ret_state = sqlite3_column_int(st, 0);
+		*ret_off = (uint64_t)sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_errno(rc);
+}
+
 /*
  * Fold the log of txn from its folded offset to its first incomplete
  * record, if txn is open. With ret_end, where that is.
  */
 static int fold(struct store *s, int64_t txn, uint64_t *ret_end)
 {
-	static const char q_get[] = "SELECT state, changes_off FROM txn WHERE id = ?";
 	static const char q_set[] = "UPDATE txn SET changes_off = ? WHERE id = ?";
 	char name[64], *buf = NULL;
 	uint64_t off = 0, start;
 	size_t have = 0;
+	struct stat fst;
 	sqlite3_stmt *st;
-	int fd, r, rc, state = 0;
+	int fd, r, state = 0;
 
 	log_name(txn, name);
 	fd = util_openat(s->txnfd, name, O_RDONLY | O_NOFOLLOW, 0);
@@ -153,20 +176,26 @@ static int fold(struct store *s, int64_t txn, uint64_t *ret_end)
 	}
 	if (fd < 0)
 		return fd;
+	/*
+	 * Nothing new (the common case for every command that starts while a
+	 * daemon or a commit runs): no write lock to wait for.
+	 */
+	if (fstat(fd, &fst) < 0) {
+		r = -errno;
+		goto out_close;
+	}
+	store_lock(s);
+	r = folded(s, txn, &state, &off);
+	store_unlock(s);
+	if (r < 0 || state != STORE_TXN_OPEN || off >= (uint64_t)fst.st_size) {
+		if (r == 0 && ret_end)
+			*ret_end = off;
+		goto out_close;
+	}
 	r = store_batch_begin(s);
 	if (r < 0)
 		goto out_close;
-	st = db_stmt(s->db, q_get, &r);
-	if (!st)
-		goto out_rollback;
-	sqlite3_bind_int64(st, 1, txn);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		state = sqlite3_column_int(st, 0);
-		off = (uint64_t)sqlite3_column_int64(st, 1);
-	}
-	r = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_errno(rc);
-	sqlite3_reset(st);
+	r = folded(s, txn, &state, &off);
 	if (r < 0 || state != STORE_TXN_OPEN)
 		goto out_rollback;
 	buf = malloc(FOLD_BUF);

@@ -31,6 +31,7 @@ struct keep {
 	int64_t txn;  /* stage for this transaction (instead of flags & PUT) */
 	bool staged;  /* out: content was staged */
 	uint64_t off; /* out: where */
+	uint64_t size; /* in: the size of the file being staged, from its fstat */
 };
 
 static int entry_hash_fd(struct store *s, int fd, struct keep *k, struct store_entry *e)
@@ -39,7 +40,7 @@ static int entry_hash_fd(struct store *s, int fd, struct keep *k, struct store_e
 	int r;
 
 	if (k->txn) {
-		r = store_stage_fd(s, k->txn, fd, e->hash, &size, &k->off);
+		r = store_stage_fd(s, k->txn, fd, k->size, e->hash, &size, &k->off);
 		k->staged = r == 0;
 	} else if (k->flags & STORE_ENTRY_PUT) {
 		r = store_put_fd(s, fd, e->hash, &size);
@@ -115,12 +116,14 @@ static int entry_at(struct store *s, int dirfd, const char *path, struct keep *k
 		if (fd < 0) {
 			r = fd;
 		} else {
-			if (fstat(fd, &st2) < 0)
+			if (fstat(fd, &st2) < 0) {
 				r = -errno;
-			else if (st2.st_ino != st.st_ino || st2.st_dev != st.st_dev)
+			} else if (st2.st_ino != st.st_ino || st2.st_dev != st.st_dev) {
 				r = -EAGAIN; /* replaced under us: the caller retries or reports */
-			else
+			} else {
+				k->size = (uint64_t)st2.st_size;
 				r = entry_hash_fd(s, fd, k, &e);
+			}
 			util_close(fd);
 		}
 	} else if ((flags & STORE_ENTRY_HASH) && S_ISLNK(st.st_mode)) {

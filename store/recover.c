@@ -246,7 +246,7 @@ int store_recover(struct store *s, struct store_recover_report *ret)
 	/* Readers of the index (gc, verify, stats, blob readers) see every logged change. */
 	r = store_changelog_fold_open(s);
 	if (r < 0)
-		log_warn("cannot fold the change logs of open transactions: %s", strerror(-r));
+		log_debug("cannot fold the change logs of open transactions now: %s", strerror(-r));
 	r = store_txn_list_state(s, STORE_TXN_COMMITTING, &ids, &n);
 	if (r < 0)
 		return r;

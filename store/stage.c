@@ -69,18 +69,14 @@ out:
 	return r;
 }
 
-int store_stage_fd(struct store *s, int64_t txn, int fd, uint8_t ret_hash[HASH_LEN],
-		   uint64_t *ret_size, uint64_t *ret_off)
+int store_stage_fd(struct store *s, int64_t txn, int fd, uint64_t size,
+		   uint8_t ret_hash[HASH_LEN], uint64_t *ret_size, uint64_t *ret_off)
 {
 	char *buf;
 	struct hash_ctx h = { 0 };
-	uint64_t size, pos = 0;
-	struct stat st;
+	uint64_t pos = 0;
 	int pack, r;
 
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	size = (uint64_t)st.st_size;
 	buf = malloc(STAGE_CHUNK);
 	if (!buf)
 		return -ENOMEM;

@@ -119,12 +119,14 @@ int store_blob_info(struct store *s, const uint8_t hash[HASH_LEN], uint64_t *ret
 /*
  * Staging of originals (stage.c), for the daemon of an open transaction:
  * append the content of fd (from its current offset, as a whole regular
- * file) or of a buffer to txn/<txn>/originals, returning its hash, size and
- * offset there. Nothing is indexed yet: the caller records the location
- * with the change row (store_changelog_append()). -EAGAIN if the file changed size while it was read.
+ * file of size bytes, as the caller's fstat of fd said) or of a buffer to
+ * txn/<txn>/originals, returning its hash, size and offset there. Nothing
+ * is indexed yet: the caller records the location with the change row
+ * (store_changelog_append()). -EAGAIN if the file changed size while it
+ * was read.
  */
-int store_stage_fd(struct store *s, int64_t txn, int fd, uint8_t ret_hash[HASH_LEN],
-		   uint64_t *ret_size, uint64_t *ret_off);
+int store_stage_fd(struct store *s, int64_t txn, int fd, uint64_t size,
+		   uint8_t ret_hash[HASH_LEN], uint64_t *ret_size, uint64_t *ret_off);
 int store_stage_buf(struct store *s, int64_t txn, const void *data, size_t n,
 		    uint8_t ret_hash[HASH_LEN], uint64_t *ret_off);
 /*
