@@ -271,6 +271,9 @@ int fs_do_mknod(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const ch
 		r = fs_lookup_made(fs, parent, name, &st, &inode, &e->attr);
 	else
 		r = fs_lookup(fs, parent, name, &inode, &e->attr);
+	/* Nothing gives a new file a security.capability (xattr.c asks for it at each write). */
+	if (r == 0 && S_ISREG(mode))
+		fs_xattr_no_caps(fs, inode);
 	if (r == 0) {
 		e->ino = fs_inode_nodeid(fs, inode);
 		e->attr_timeout = e->entry_timeout = fs->timeout;

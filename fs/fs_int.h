@@ -448,6 +448,8 @@ int fs_pt_reply_create(fuse_req_t req, const struct fuse_entry_param *e,
 
 /* xattr.c */
 bool fs_xattr_private(const char *name);
+/* The upper object of inode has no security.capability (see xattr.c). */
+void fs_xattr_no_caps(struct fs *fs, struct fs_inode *inode);
 /* Get/list: size 0 asks for the needed size; returns bytes or -errno. */
 ssize_t fs_do_getxattr(struct fs *fs, struct fs_inode *inode, const char *name, char *buf,
 		       size_t size);

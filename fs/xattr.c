@@ -80,6 +80,12 @@ static void forget_caps(struct fs *fs, const char *name)
 		__atomic_add_fetch(&fs->caps_gen, 1, __ATOMIC_ACQ_REL);
 }
 
+void fs_xattr_no_caps(struct fs *fs, struct fs_inode *inode)
+{
+	__atomic_store_n(&inode->nocaps, __atomic_load_n(&fs->caps_gen, __ATOMIC_ACQUIRE) + 1,
+			 __ATOMIC_RELEASE);
+}
+
 ssize_t fs_do_getxattr(struct fs *fs, struct fs_inode *inode, const char *name, char *buf,
 		       size_t size)
 {
