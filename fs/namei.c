@@ -231,11 +231,25 @@ static int dir_fds(struct fs *fs, struct fs_inode *dir, int *u, bool *uo, int *l
 	return 0;
 }
 
+/* The inode of what a lookup found, counted, and the attributes to report. */
+static int found_entry(struct fs *fs, struct fs_inode *dir, const char *name, struct fs_found *f,
+		       struct fs_inode **ret, struct stat *ret_st)
+{
+	struct fs_inode *inode;
+	int r = fs_inode_found(fs, dir, name, f, &inode);
+
+	if (r < 0)
+		return r;
+	fs_fix_stat(fs, inode, &f->st);
+	*ret = inode;
+	*ret_st = f->st;
+	return 0;
+}
+
 int fs_lookup(struct fs *fs, struct fs_inode *dir, const char *name, struct fs_inode **ret,
 	      struct stat *ret_st)
 {
 	struct fs_found f = { .upper_fd = -1, .lower_fd = -1 };
-	struct fs_inode *inode;
 	bool uo, lo;
 	int u, l, r;
 
@@ -269,29 +283,15 @@ int fs_lookup(struct fs *fs, struct fs_inode *dir, const char *name, struct fs_i
 		free(f.redirect);
 		return r;
 	}
-	r = fs_inode_found(fs, dir, name, &f, &inode);
-	if (r < 0)
-		return r;
-	fs_fix_stat(fs, inode, &f.st);
-	*ret = inode;
-	*ret_st = f.st;
-	return 0;
+	return found_entry(fs, dir, name, &f, ret, ret_st);
 }
 
 int fs_lookup_made(struct fs *fs, struct fs_inode *dir, const char *name, const struct stat *st,
 		   struct fs_inode **ret, struct stat *ret_st)
 {
 	struct fs_found f = { .upper_fd = -1, .lower_fd = -1, .where = LAYER_UPPER, .st = *st };
-	struct fs_inode *inode;
-	int r;
 
-	r = fs_inode_found(fs, dir, name, &f, &inode);
-	if (r < 0)
-		return r;
-	fs_fix_stat(fs, inode, &f.st);
-	*ret = inode;
-	*ret_st = f.st;
-	return 0;
+	return found_entry(fs, dir, name, &f, ret, ret_st);
 }
 
 int fs_inode_at(struct fs *fs, struct fs_inode *inode, bool upper, int *ret_dirfd, bool *ret_owned,

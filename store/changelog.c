@@ -306,7 +306,9 @@ int store_changelog_append(struct store *s, int64_t txn, const char *path,
 	bool full = false;
 	int r;
 
-	if (plen == 0 || plen > PATH_MAX)
+	if (plen == 0)
+		return -EINVAL;
+	if (plen > PATH_MAX)
 		return -ENAMETOOLONG;
 	rec = calloc(1, len);
 	if (!rec)
