@@ -97,7 +97,7 @@ static void teardown(void)
 	h_teardown(&env);
 }
 
-TestSuite(fault, .init = setup, .fini = teardown, .timeout = 600);
+TestSuite(fault, .init = setup, .fini = teardown, .timeout = 1200);
 
 static void reset(void)
 {
