@@ -27,10 +27,20 @@ bool fs_xattr_private(const char *name)
  */
 struct xpath {
 	char path[32 + NAME_MAX];
-	bool follow; /* the path is a /proc fd link: the object is what it points to */
-	int dirfd;
+	int dirfd; /* -1: path is an anchored object's /proc fd link, to be followed */
 	bool owned;
 };
+
+/* Does path end in the /proc link to follow, not in the object's own name? */
+static bool xpath_follow(const struct xpath *x)
+{
+	return x->dirfd < 0;
+}
+
+static ssize_t list_names(const struct xpath *x, char *buf, size_t size)
+{
+	return xpath_follow(x) ? listxattr(x->path, buf, size) : llistxattr(x->path, buf, size);
+}
 
 static int xpath_get(struct fs *fs, struct fs_inode *inode, struct xpath *x)
 {
@@ -42,14 +52,12 @@ static int xpath_get(struct fs *fs, struct fs_inode *inode, struct xpath *x)
 	x->owned = false;
 	if (inode->anchor_fd >= 0) {
 		snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d", inode->anchor_fd);
-		x->follow = true;
 		return 0;
 	}
 	r = fs_inode_at(fs, inode, inode->upper, &x->dirfd, &x->owned, nb, &name);
 	if (r < 0)
 		return r;
 	snprintf(x->path, sizeof(x->path), "/proc/self/fd/%d/%s", x->dirfd, name);
-	x->follow = false;
 	return 0;
 }
 
@@ -104,7 +112,8 @@ ssize_t fs_do_getxattr(struct fs *fs, struct fs_inode *inode, const char *name, 
 		pthread_rwlock_unlock(&fs->ns);
 		return r;
 	}
-	n = x.follow ? getxattr(x.path, name, buf, size) : lgetxattr(x.path, name, buf, size);
+	n = xpath_follow(&x) ? getxattr(x.path, name, buf, size)
+			     : lgetxattr(x.path, name, buf, size);
 	if (n < 0)
 		n = -errno;
 	if (n == -ENODATA && is_caps(name) && inode->upper && inode->anchor_fd < 0)
@@ -127,14 +136,15 @@ ssize_t fs_do_listxattr(struct fs *fs, struct fs_inode *inode, char *buf, size_t
 		pthread_rwlock_unlock(&fs->ns);
 		return r;
 	}
-	n = x.follow ? listxattr(x.path, NULL, 0) : llistxattr(x.path, NULL, 0);
+	n = list_names(&x, NULL, 0);
 	if (n > 0) {
 		list = malloc((size_t)n);
-		n = !list ? -1
-		    : x.follow ? listxattr(x.path, list, (size_t)n)
-			       : llistxattr(x.path, list, (size_t)n);
-		if (!list)
+		if (!list) {
 			errno = ENOMEM;
+			n = -1;
+		} else {
+			n = list_names(&x, list, (size_t)n);
+		}
 	}
 	if (n < 0) {
 		out = -errno;
@@ -188,8 +198,8 @@ int fs_do_setxattr(struct fs *fs, struct fs_inode *inode, const char *name, cons
 	pthread_rwlock_rdlock(&fs->ns);
 	r = xpath_get(fs, inode, &x);
 	if (r == 0) {
-		r = (x.follow ? setxattr(x.path, name, value, size, flags)
-			      : lsetxattr(x.path, name, value, size, flags)) < 0
+		r = (xpath_follow(&x) ? setxattr(x.path, name, value, size, flags)
+				      : lsetxattr(x.path, name, value, size, flags)) < 0
 			    ? -errno
 			    : 0;
 		xpath_put(&x);
@@ -212,8 +222,9 @@ int fs_do_removexattr(struct fs *fs, struct fs_inode *inode, const char *name)
 	pthread_rwlock_rdlock(&fs->ns);
 	r = xpath_get(fs, inode, &x);
 	if (r == 0) {
-		r = (x.follow ? removexattr(x.path, name) : lremovexattr(x.path, name)) < 0 ? -errno
-											 : 0;
+		r = (xpath_follow(&x) ? removexattr(x.path, name) : lremovexattr(x.path, name)) < 0
+			    ? -errno
+			    : 0;
 		xpath_put(&x);
 	}
 	forget_caps(fs, name);

@@ -47,8 +47,8 @@
 /* On disk, in the host's byte order (a log lives only while its transaction is open). */
 struct rec {
 	uint32_t magic;
-	uint32_t len;  /* of the whole record, header and path included */
-	uint64_t sum;  /* FNV-1a of everything after this field */
+	uint32_t len; /* of the whole record, header and path included */
+	uint64_t sum; /* FNV-1a of everything after this field */
 	uint32_t mode, uid, gid, flags;
 	uint64_t size;
 	int64_t mtime_ns, ctime_ns;
@@ -95,8 +95,8 @@ static size_t rec_check(const char *p, size_t avail)
 	if (avail < sizeof(r))
 		return 0;
 	memcpy(&r, p, sizeof(r));
-	if (r.magic != CHANGELOG_MAGIC || r.len < sizeof(r) + 1 ||
-	    r.len > sizeof(r) + PATH_MAX || r.len > avail)
+	if (r.magic != CHANGELOG_MAGIC || r.len < sizeof(r) + 1 || r.len > sizeof(r) + PATH_MAX ||
+	    r.len > avail)
 		return 0;
 	plen = r.len - sizeof(r);
 	if (rec_sum(p, r.len) != r.sum || memchr(p + sizeof(r), '\0', plen))
@@ -301,8 +301,12 @@ int store_changelog_begin(struct store *s, int64_t txn)
 int store_changelog_append(struct store *s, int64_t txn, const char *path,
 			   const struct store_entry *orig, bool staged, uint64_t off)
 {
+	union {
+		struct rec r;
+		char bytes[sizeof(struct rec) + PATH_MAX];
+	} buf;
+	struct rec *rec = &buf.r;
 	size_t plen = strlen(path), len = sizeof(struct rec) + plen;
-	struct rec *rec;
 	bool full = false;
 	int r;
 
@@ -310,9 +314,7 @@ int store_changelog_append(struct store *s, int64_t txn, const char *path,
 		return -EINVAL;
 	if (plen > PATH_MAX)
 		return -ENAMETOOLONG;
-	rec = calloc(1, len);
-	if (!rec)
-		return -ENOMEM;
+	memset(rec, 0, sizeof(*rec));
 	rec->magic = CHANGELOG_MAGIC;
 	rec->len = (uint32_t)len;
 	rec->mode = orig->mode;
@@ -340,15 +342,14 @@ int store_changelog_append(struct store *s, int64_t txn, const char *path,
 		if (r == 0) {
 			s->changelog_end += len;
 			full = ++s->changelog_pending >= CHANGELOG_BATCH;
+			if (full)
+				s->changelog_pending = 0;
 		} else if (util_ftruncate(s->changelog_fd, (off_t)s->changelog_end) < 0) {
 			/* A part of it may be there: nothing may follow it. */
 			s->changelog_broken = true;
 		}
 	}
-	if (full)
-		s->changelog_pending = 0;
 	pthread_mutex_unlock(&s->changelog_lock);
-	free(rec);
 	/* The record is written; a failed fold only leaves it for a later one. */
 	if (full && (r = fold(s, txn, NULL)) < 0) {
 		log_warn("cannot fold the change log of transaction %lld: %s", (long long)txn,
