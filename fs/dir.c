@@ -196,6 +196,7 @@ int fs_do_mknod(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const ch
 	int pu = -1, wh, r;
 
 	pthread_rwlock_wrlock(&fs->ns);
+	parent->dgen++; /* kept listings of parent are out of date */
 	r = child_state(fs, parent, name, &c);
 	if (r == 0 && c.where != LAYER_NONE)
 		r = -EEXIST;
@@ -303,6 +304,7 @@ int fs_do_link(struct fs *fs, struct fs_inode *inode, struct fs_inode *parent, c
 	if (inode->type == S_IFDIR)
 		return -EPERM;
 	pthread_rwlock_wrlock(&fs->ns);
+	parent->dgen++; /* kept listings of parent are out of date */
 	r = child_state(fs, parent, name, &c);
 	if (r == 0 && c.where != LAYER_NONE)
 		r = -EEXIST;
@@ -366,6 +368,7 @@ int fs_do_unlink(struct fs *fs, struct fs_inode *parent, const char *name, bool 
 	int pu = -1, wh, r;
 
 	pthread_rwlock_wrlock(&fs->ns);
+	parent->dgen++; /* kept listings of parent are out of date */
 	r = child_state(fs, parent, name, &c);
 	if (r == 0 && c.where == LAYER_NONE)
 		r = -ENOENT;
@@ -579,6 +582,8 @@ int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
 	if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))
 		return -EINVAL;
 	pthread_rwlock_wrlock(&fs->ns);
+	parent->dgen++; /* kept listings of both are out of date */
+	newparent->dgen++;
 	r = child_state(fs, parent, name, &sc);
 	if (r == 0 && sc.where == LAYER_NONE)
 		r = -ENOENT;

@@ -26,6 +26,7 @@
  *                 for writing. Copy-up is a namespace change: it takes it
  *                 for writing, which also serialises copy-ups.
  *   fs->table     mutex over the inode hash table and reference counts
+ *   fs->snaps.lock  mutex over kept directory listings (readdir.c)
  * fuse_reply_*() is never called with fs->table held (forget takes it).
  */
 #ifndef CJFS_FS_FS_INT_H
@@ -126,6 +127,8 @@ struct fs_key {
 	uint64_t alias; /* non-zero for lower files with several links: one inode per name */
 };
 
+struct fs_dirsnap;
+
 struct fs_inode {
 	/* Set at creation, then constant. */
 	struct fs_key key;
@@ -140,6 +143,7 @@ struct fs_inode {
 	bool opaque;		 /* directory whose lower part is hidden */
 	char *redirect;		 /* directory: its lower path, when not parent's + name */
 	bool unlinked;		 /* no name left in the merged tree */
+	uint64_t dgen;		 /* directory: advances whenever an entry is added or removed */
 	/*
 	 * O_PATH fd to the object, kept when it loses the name we reach it by
 	 * (a file or directory removed while open, or the first of several
@@ -162,6 +166,9 @@ struct fs_inode {
 	/* passthrough.c, protected by fs->table (and changed under fs->pt.lock). */
 	int backing_id; /* the kernel's id of its backing file, 0 when none */
 	uint32_t npass; /* handles in passthrough mode */
+
+	/* readdir.c: the directory's kept listing, protected by fs->snaps.lock. */
+	struct fs_dirsnap *snap;
 
 	/* Atomic: fs->epoch when the kernel last looked it up (see reclaim.c). */
 	uint64_t used;
@@ -213,6 +220,14 @@ struct fs {
 	bool reclaiming; /* the thread runs; protected by reclaim_lock */
 	pthread_mutex_t reclaim_lock;
 	pthread_cond_t reclaim_cond;
+
+	/* readdir.c: listings kept while readers walk them, most recently used first. */
+	struct {
+		pthread_mutex_t lock;
+		struct fs_dirsnap *head, *tail;
+		size_t ents; /* entries of all of them */
+	} snaps;
+	bool no_opendir; /* the kernel accepts ENOSYS for OPENDIR (and then sends no READDIR handle) */
 
 	/* passthrough.c: kernel passthrough of file data. */
 	struct {
@@ -365,6 +380,7 @@ struct fs_dirent {
 	char *name;
 	uint64_t ino;	    /* as st_ino would report it */
 	unsigned char type; /* DT_* */
+	uint64_t pos;	    /* readdir.c: position in the listing */
 };
 /*
  * The merged listing of a directory given its upper and lower fds (either
@@ -374,11 +390,12 @@ struct fs_dirent {
 int fs_list_merged(struct fs *fs, int upper_fd, int lower_fd, struct fs_dirent **ret,
 		   size_t *ret_n);
 void fs_dirents_free(struct fs_dirent *v, size_t n);
-struct fs_dirh;
-int fs_opendir(struct fs *fs, struct fs_inode *dir, struct fs_dirh **ret);
-void fs_releasedir(struct fs_dirh *dh);
-void fs_readdir(struct fs *fs, fuse_req_t req, struct fs_inode *dir, struct fs_dirh *dh,
-		size_t size, off_t off, bool plus);
+void fs_readdir(struct fs *fs, fuse_req_t req, struct fs_inode *dir, size_t size, off_t off,
+		bool plus);
+/* Kept listings (see readdir.c): set up, drop a directory's (inode freed), free all. */
+void fs_dirsnaps_init(struct fs *fs);
+void fs_dirsnap_drop(struct fs *fs, struct fs_inode *dir);
+void fs_dirsnaps_release(struct fs *fs);
 
 /* file.c */
 struct fs_fh {

@@ -336,6 +336,8 @@ static void maybe_free_locked(struct fs *fs, struct fs_inode *inode)
 		struct fs_inode *parent = inode->parent;
 
 		table_remove(fs, inode);
+		if (inode->type == S_IFDIR)
+			fs_dirsnap_drop(fs, inode);
 		if (inode->upper_fd >= 0)
 			__atomic_add_fetch(&fs->fd_budget, 1, __ATOMIC_RELAXED);
 		if (inode->lower_fd >= 0)

@@ -32,7 +32,9 @@ static struct fs_fh *req_fh(const struct fuse_file_info *fi)
 
 static void fs_ll_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs *fs = userdata;
+
+	fs->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
 	/* open(O_TRUNC) arrives as one request: copy-up can skip the doomed data. */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
@@ -348,43 +350,46 @@ static void fs_ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 
 static void fs_ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_dirh *dh;
-	int r = fs_opendir(req_fs(req), req_inode(req, ino), &dh);
-
-	if (r < 0) {
-		fuse_reply_err(req, -r);
+	(void)ino;
+	/*
+	 * Listings need no handle (readdir.c). Where the kernel accepts it, say
+	 * OPENDIR is not implemented: it then sends neither OPENDIR nor
+	 * RELEASEDIR again and keeps listings as if cache_readdir and
+	 * keep_cache were set below.
+	 */
+	if (req_fs(req)->no_opendir) {
+		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	fi->fh = (uintptr_t)dh;
 	/*
 	 * Let the kernel keep the listing: every change to a directory goes
 	 * through this mount, and the kernel drops its cached listing whenever
 	 * it changes one (its version moves), so the cache is never stale.
 	 */
+	fi->fh = 0;
 	fi->cache_readdir = 1;
 	fi->keep_cache = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		fs_releasedir(dh);
+	fuse_reply_open(req, fi);
 }
 
 static void fs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			  struct fuse_file_info *fi)
 {
-	fs_readdir(req_fs(req), req, req_inode(req, ino), (struct fs_dirh *)(uintptr_t)fi->fh, size,
-		   off, false);
+	(void)fi;
+	fs_readdir(req_fs(req), req, req_inode(req, ino), size, off, false);
 }
 
 static void fs_ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			      struct fuse_file_info *fi)
 {
-	fs_readdir(req_fs(req), req, req_inode(req, ino), (struct fs_dirh *)(uintptr_t)fi->fh, size,
-		   off, true);
+	(void)fi;
+	fs_readdir(req_fs(req), req, req_inode(req, ino), size, off, true);
 }
 
 static void fs_ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	fs_releasedir((struct fs_dirh *)(uintptr_t)fi->fh);
+	(void)fi;
 	fuse_reply_err(req, 0);
 }
 

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * Directory listings. A directory that exists only in PKG is streamed from
- * PKG with PKG's own offsets (no copy, seekdir works); a directory with an
- * upper part is listed once per rewind into a merged snapshot (upper wins,
- * markers and whited-out names hidden) served by index, which keeps offsets
- * stable while entries are created and removed concurrently.
+ * Directory listings. A directory is listed whole when a reader starts (or
+ * rewinds) it: upper entries win, markers and whited-out names are hidden.
+ * The listing is kept while the reader walks through it and served by
+ * positions derived from the names, so no open-directory handle is needed:
+ * the kernel is told OPENDIR is not implemented and sends neither it nor
+ * RELEASEDIR again (two round trips per directory walked).
  */
 #include "fs_int.h"
 
@@ -16,15 +17,6 @@
 
 #include "log.h"
 
-struct fs_dirh {
-	pthread_mutex_t lock; /* one reader at a time per handle */
-	DIR *dp;	      /* streaming a PKG-only directory */
-	off_t pos;	      /* dp's position, or -1 when unknown */
-	bool snap;	      /* snapshot mode */
-	struct fs_dirent *ents;
-	size_t n;
-	bool built;
-};
 
 void fs_dirents_free(struct fs_dirent *v, size_t n)
 {
@@ -153,59 +145,6 @@ int fs_list_merged(struct fs *fs, int upper_fd, int lower_fd, struct fs_dirent *
 	return 0;
 }
 
-int fs_opendir(struct fs *fs, struct fs_inode *dir, struct fs_dirh **ret)
-{
-	struct fs_dirh *dh = calloc(1, sizeof(*dh));
-	int r = 0;
-
-	if (!dh)
-		return -ENOMEM;
-	pthread_mutex_init(&dh->lock, NULL);
-	dh->pos = -1;
-	pthread_rwlock_rdlock(&fs->ns);
-	if (dir->unlinked) {
-		/* Like a removed directory on disk: it opens; the kernel then lists nothing. */
-		dh->snap = true;
-	} else if (!dir->upper && dir->lower && !dir->opaque) {
-		bool lo;
-		int l = fs_dir_lower_fd(fs, dir, &lo);
-		int fd = l < 0 ? l : util_openat(l, ".", O_RDONLY | O_DIRECTORY, 0);
-
-		if (l >= 0)
-			fs_put_fd(l, lo);
-		if (fd < 0) {
-			r = fd;
-		} else {
-			dh->dp = fdopendir(fd);
-			if (!dh->dp) {
-				r = -errno;
-				util_close(fd);
-			}
-			dh->pos = 0;
-		}
-	} else {
-		dh->snap = true;
-	}
-	pthread_rwlock_unlock(&fs->ns);
-	if (r < 0) {
-		fs_releasedir(dh);
-		return r;
-	}
-	*ret = dh;
-	return 0;
-}
-
-void fs_releasedir(struct fs_dirh *dh)
-{
-	if (!dh)
-		return;
-	if (dh->dp)
-		closedir(dh->dp);
-	fs_dirents_free(dh->ents, dh->n);
-	pthread_mutex_destroy(&dh->lock);
-	free(dh);
-}
-
 /*
  * st_ino of "." or ".." in dir. Never 0: readdir(3) skips entries whose
  * d_ino is 0, and ".." would vanish from listings. The mount root's ".."
@@ -218,10 +157,220 @@ static uint64_t dot_ino(struct fs *fs, struct fs_inode *dir, const char *name)
 	return dir->ino;
 }
 
-/* Build the snapshot: ".", "..", then the merged entries. Caller holds fs->ns. */
-static int snapshot(struct fs *fs, struct fs_inode *dir, struct fs_dirh *dh)
+/*
+ * Positions. The kernel hands a READDIR no handle (OPENDIR is answered with
+ * ENOSYS), so an entry's offset must find the rest of a listing in any
+ * listing of the directory, however it changed in between: it is derived
+ * from the entry's name, as ext4 derives its positions from a hash of the
+ * name. A listing is kept sorted by position and a READDIR at offset O
+ * answers the entries after O, so an entry that stays in the directory is
+ * listed exactly once per pass whatever was created or removed meanwhile.
+ * "." is 1 and ".." is 2; a name's position is 8 * (1 + 59 bits of its
+ * hash) + its rank (0-7) among names with the same 59 bits, ordered by name.
+ */
+#define POS_DOT 1
+#define POS_DOTDOT 2
+
+static uint64_t name_hash(const char *name)
+{
+	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a, then a full avalanche */
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return ((h >> 5) + 1) << 3;
+}
+
+static int by_pos(const void *a, const void *b)
+{
+	const struct fs_dirent *x = a, *y = b;
+
+	if (x->pos != y->pos)
+		return x->pos < y->pos ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/*
+ * A directory's listing, kept while a reader walks through it. It is only
+ * a cache: any listing serves any offset. Lives on fs->snaps' list (most
+ * recently used first) while attached to its directory.
+ */
+struct fs_dirsnap {
+	struct fs_inode *dir; /* NULL once detached; fields below protected by fs->snaps.lock */
+	struct fs_dirsnap *prev, *next;
+	unsigned int refs;
+	uint64_t gen;	      /* dir->dgen when listed */
+	struct timespec used; /* last served */
+	size_t n;
+	struct fs_dirent *ents;
+};
+
+/*
+ * A listing older than the directory's last change is reused for a READDIR
+ * past the start only while a reader is still walking it (served within
+ * this long): POSIX leaves entries added or removed after opendir() or
+ * rewinddir() unspecified, and a walk should not pay for a new listing per
+ * READDIR because a cleaner writes to the directory it walks.
+ */
+#define SNAP_STALE_NS 1000000000LL
+/* Entries all kept listings may hold together; more and the oldest go. */
+#define SNAP_CAP_ENTRIES (256 * 1024)
+
+static void snap_free(struct fs_dirsnap *s)
+{
+	fs_dirents_free(s->ents, s->n);
+	free(s);
+}
+
+/* Take s off its directory and the list; the list's reference is returned. Lock held. */
+static bool snap_detach_locked(struct fs *fs, struct fs_dirsnap *s)
+{
+	if (!s->dir)
+		return false;
+	s->dir->snap = NULL;
+	s->dir = NULL;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		fs->snaps.head = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	else
+		fs->snaps.tail = s->prev;
+	fs->snaps.ents -= s->n;
+	return --s->refs == 0;
+}
+
+static void snap_put(struct fs *fs, struct fs_dirsnap *s, bool done)
+{
+	bool free_it;
+
+	pthread_mutex_lock(&fs->snaps.lock);
+	if (done)
+		(void)snap_detach_locked(fs, s); /* the caller's reference keeps it */
+	free_it = --s->refs == 0;
+	pthread_mutex_unlock(&fs->snaps.lock);
+	if (free_it)
+		snap_free(s);
+}
+
+void fs_dirsnap_drop(struct fs *fs, struct fs_inode *dir)
+{
+	struct fs_dirsnap *s;
+	bool free_it = false;
+
+	pthread_mutex_lock(&fs->snaps.lock);
+	s = dir->snap;
+	if (s)
+		free_it = snap_detach_locked(fs, s);
+	pthread_mutex_unlock(&fs->snaps.lock);
+	if (free_it)
+		snap_free(s);
+}
+
+void fs_dirsnaps_init(struct fs *fs)
+{
+	pthread_mutex_init(&fs->snaps.lock, NULL);
+}
+
+void fs_dirsnaps_release(struct fs *fs)
+{
+	while (fs->snaps.head) {
+		struct fs_dirsnap *s = fs->snaps.head;
+
+		if (snap_detach_locked(fs, s))
+			snap_free(s);
+	}
+	pthread_mutex_destroy(&fs->snaps.lock);
+}
+
+static int64_t ns_between(const struct timespec *a, const struct timespec *b)
+{
+	return (b->tv_sec - a->tv_sec) * 1000000000LL + (b->tv_nsec - a->tv_nsec);
+}
+
+/* The kept listing of dir if it may serve offset off, with a reference. Caller holds fs->ns. */
+static struct fs_dirsnap *snap_get(struct fs *fs, struct fs_inode *dir, off_t off)
+{
+	struct fs_dirsnap *s;
+	struct timespec now;
+
+	if (off == 0)
+		return NULL; /* opendir() and rewinddir() see the directory as it is now */
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&fs->snaps.lock);
+	s = dir->snap;
+	if (s && (s->gen == dir->dgen || ns_between(&s->used, &now) < SNAP_STALE_NS)) {
+		s->refs++;
+		s->used = now;
+		if (s->prev) { /* to the front */
+			s->prev->next = s->next;
+			if (s->next)
+				s->next->prev = s->prev;
+			else
+				fs->snaps.tail = s->prev;
+			s->prev = NULL;
+			s->next = fs->snaps.head;
+			fs->snaps.head->prev = s;
+			fs->snaps.head = s;
+		}
+	} else {
+		s = NULL;
+	}
+	pthread_mutex_unlock(&fs->snaps.lock);
+	return s;
+}
+
+/* Attach a new listing to dir in place of its old one; returns it with the caller's reference. */
+static struct fs_dirsnap *snap_install(struct fs *fs, struct fs_inode *dir, struct fs_dirsnap *s)
+{
+	struct fs_dirsnap *old, *evict = NULL;
+
+	s->refs = 2; /* the caller's and the list's */
+	pthread_mutex_lock(&fs->snaps.lock);
+	old = dir->snap;
+	if (old && snap_detach_locked(fs, old))
+		evict = old;
+	s->dir = dir;
+	dir->snap = s;
+	s->prev = NULL;
+	s->next = fs->snaps.head;
+	if (s->next)
+		s->next->prev = s;
+	else
+		fs->snaps.tail = s;
+	fs->snaps.head = s;
+	fs->snaps.ents += s->n;
+	pthread_mutex_unlock(&fs->snaps.lock);
+	if (evict)
+		snap_free(evict);
+	/* Keep the total bounded: the least recently used go first. */
+	for (;;) {
+		struct fs_dirsnap *t;
+
+		pthread_mutex_lock(&fs->snaps.lock);
+		t = fs->snaps.tail;
+		if (fs->snaps.ents <= SNAP_CAP_ENTRIES || t == s) {
+			pthread_mutex_unlock(&fs->snaps.lock);
+			break;
+		}
+		evict = snap_detach_locked(fs, t) ? t : NULL;
+		pthread_mutex_unlock(&fs->snaps.lock);
+		if (evict)
+			snap_free(evict);
+	}
+	return s;
+}
+
+/* List dir: ".", "..", then the merged entries, sorted by position. Caller holds fs->ns. */
+static int snap_build(struct fs *fs, struct fs_inode *dir, struct fs_dirsnap **ret)
 {
 	struct fs_dirent *v = NULL, *all;
+	struct fs_dirsnap *s;
 	bool uo = false, lo = false;
 	int u = -1, l = -1, r = 0;
 	size_t n = 0;
@@ -246,24 +395,38 @@ static int snapshot(struct fs *fs, struct fs_inode *dir, struct fs_dirh *dh)
 	fs_put_fd(l, lo);
 	if (r < 0)
 		return r;
+	s = calloc(1, sizeof(*s));
 	all = realloc(v, (n + 2) * sizeof(*all));
-	if (!all) {
-		fs_dirents_free(v, n);
+	if (!s || !all) {
+		free(s);
+		fs_dirents_free(all ? all : v, n);
 		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		all[i].pos = name_hash(all[i].name);
+	qsort(all, n, sizeof(*all), by_pos);
+	for (size_t i = 1; i < n; i++) {
+		uint64_t rank = all[i - 1].pos & 7;
+
+		if ((all[i].pos & ~(uint64_t)7) == (all[i - 1].pos & ~(uint64_t)7) && rank < 7)
+			all[i].pos = (all[i - 1].pos & ~(uint64_t)7) + rank + 1;
 	}
 	memmove(all + 2, all, n * sizeof(*all));
-	all[0] = (struct fs_dirent){ .name = strdup("."), .ino = dir->ino, .type = DT_DIR };
+	all[0] = (struct fs_dirent){ .name = strdup("."), .ino = dir->ino, .type = DT_DIR,
+				     .pos = POS_DOT };
 	all[1] = (struct fs_dirent){ .name = strdup(".."),
 				     .ino = dot_ino(fs, dir, ".."),
-				     .type = DT_DIR };
+				     .type = DT_DIR,
+				     .pos = POS_DOTDOT };
+	s->ents = all;
+	s->n = n + 2;
 	if (!all[0].name || !all[1].name) {
-		fs_dirents_free(all, n + 2);
+		snap_free(s);
 		return -ENOMEM;
 	}
-	fs_dirents_free(dh->ents, dh->n);
-	dh->ents = all;
-	dh->n = n + 2;
-	dh->built = true;
+	s->gen = dir->dgen;
+	clock_gettime(CLOCK_MONOTONIC, &s->used);
+	*ret = s;
 	return 0;
 }
 
@@ -309,65 +472,47 @@ static size_t add_entry(struct fs *fs, fuse_req_t req, struct fs_inode *dir, cha
 	return sz;
 }
 
-void fs_readdir(struct fs *fs, fuse_req_t req, struct fs_inode *dir, struct fs_dirh *dh,
-		size_t size, off_t off, bool plus)
+/* First entry of s after position off. */
+static size_t snap_seek(const struct fs_dirsnap *s, off_t off)
 {
-	char *buf = malloc(size);
-	size_t rem = size;
+	size_t lo = 0, hi = s->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->ents[mid].pos <= (uint64_t)off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+void fs_readdir(struct fs *fs, fuse_req_t req, struct fs_inode *dir, size_t size, off_t off,
+		bool plus)
+{
+	struct fs_dirsnap *s;
+	char *buf = off < 0 ? NULL : malloc(size);
+	size_t rem = size, i = 0;
 	char *p = buf;
 	int r = 0;
 
 	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+		fuse_reply_err(req, off < 0 ? EINVAL : ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&dh->lock);
 	pthread_rwlock_rdlock(&fs->ns);
-	if (!dh->snap && off == 0 && (dir->upper || dir->opaque || !dir->lower)) {
-		/*
-		 * rewinddir() must show the directory as it is now: it has an
-		 * upper part since it was opened, so PKG's listing is stale.
-		 */
-		closedir(dh->dp);
-		dh->dp = NULL;
-		dh->snap = true;
-		dh->built = false;
+	s = snap_get(fs, dir, off);
+	if (!s) {
+		r = snap_build(fs, dir, &s);
+		if (r == 0)
+			s = snap_install(fs, dir, s);
 	}
-	if (!dh->snap) {
-		if (off != dh->pos) {
-			seekdir(dh->dp, off);
-			dh->pos = off;
-		}
-		for (;;) {
-			struct dirent *de;
-			size_t sz;
-
-			errno = 0;
-			de = readdir(dh->dp);
-			if (!de) {
-				r = errno ? -errno : 0;
-				break;
-			}
-			sz = add_entry(fs, req, dir, p, rem, de->d_name,
-				       is_dot(de->d_name)
-					       ? dot_ino(fs, dir, de->d_name)
-					       : fs_report_ino(fs, fs->lower_dev, de->d_ino),
-				       de->d_type, de->d_off, plus, &r);
-			if (sz > rem) {
-				dh->pos = -1; /* read one too many: seek before the next call */
-				break;
-			}
-			p += sz;
-			rem -= sz;
-			dh->pos = de->d_off;
-		}
-	} else {
-		if (off == 0 || !dh->built)
-			r = snapshot(fs, dir, dh);
-		for (size_t i = (size_t)off; r == 0 && i < dh->n; i++) {
-			size_t sz =
-				add_entry(fs, req, dir, p, rem, dh->ents[i].name, dh->ents[i].ino,
-					  dh->ents[i].type, (off_t)(i + 1), plus, &r);
+	if (r == 0) {
+		for (i = snap_seek(s, off); i < s->n; i++) {
+			const struct fs_dirent *e = &s->ents[i];
+			size_t sz = add_entry(fs, req, dir, p, rem, e->name, e->ino, e->type,
+					      (off_t)e->pos, plus, &r);
 
 			if (sz > rem)
 				break;
@@ -376,7 +521,9 @@ void fs_readdir(struct fs *fs, fuse_req_t req, struct fs_inode *dir, struct fs_d
 		}
 	}
 	pthread_rwlock_unlock(&fs->ns);
-	pthread_mutex_unlock(&dh->lock);
+	/* Nothing left to send: the walk is over, and its listing goes. */
+	if (s)
+		snap_put(fs, s, rem == size && i == s->n);
 	/* Entries already in the buffer are sent even if a later one failed. */
 	if (r < 0 && rem == size)
 		fuse_reply_err(req, -r);

@@ -220,6 +220,7 @@ int fs_mount(const struct fs_config *cfg, struct fs **ret)
 	pthread_mutex_init(&fs->reclaim_lock, NULL);
 	pthread_cond_init(&fs->reclaim_cond, NULL);
 	fs_pt_init(fs);
+	fs_dirsnaps_init(fs);
 	{
 		const char *cap = getenv("CJFS_INODE_CAP");
 		int64_t v;
@@ -357,6 +358,7 @@ void fs_free(struct fs *fs)
 		fuse_session_unmount(fs->se);
 		fuse_session_destroy(fs->se);
 	}
+	fs_dirsnaps_release(fs);
 	fs_free_tables(fs);
 	fs_free_touched(fs);
 	pthread_rwlock_destroy(&fs->ns);

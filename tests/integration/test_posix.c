@@ -1687,6 +1687,157 @@ PTEST(posix_readdir, stable_under_concurrent_create_and_unlink)
 	p_both(sc_readdir_churn, 0);
 }
 
+/*
+ * A walk through a directory of a few thousand entries (many READDIRs) while
+ * entries are created, removed and renamed in it: every entry left alone is
+ * listed exactly once, however the changes fall between READDIRs. Under
+ * cjfs the first change also turns a directory that was only in PKG into a
+ * merged one in the middle of the walk.
+ */
+#define WALK_N 3000
+
+static void make_entries(const char *root, const char *dir, int n)
+{
+	char p[PATH_MAX];
+	int dfd;
+
+	snprintf(p, sizeof(p), "%s/%s", root, dir);
+	cr_assert_eq(mkdir(p, 0755), 0);
+	dfd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	cr_assert(dfd >= 0);
+	for (int i = 0; i < n; i++) {
+		char name[64];
+		int fd;
+
+		snprintf(name, sizeof(name), "entry-with-a-longer-name-%05d", i);
+		fd = openat(dfd, name, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+		cr_assert(fd >= 0);
+		close(fd);
+	}
+	close(dfd);
+}
+
+struct walk {
+	int count[WALK_N];
+	bool touched[WALK_N];
+	int strays;
+};
+
+/* Read up to max entries of d (all if max < 0) into w; the last position is returned. */
+static long walk_read(struct pt *t, DIR *d, struct walk *w, int max)
+{
+	long pos = telldir(d);
+	struct dirent *de;
+
+	for (int k = 0; max < 0 || k < max; k++) {
+		int i;
+
+		errno = 0;
+		de = readdir(d);
+		if (!de) {
+			EXPECT(t, errno == 0, "readdir: %s", strerrorname_np(errno));
+			break;
+		}
+		pos = telldir(d);
+		if (sscanf(de->d_name, "entry-with-a-longer-name-%d", &i) == 1 && i >= 0 &&
+		    i < WALK_N)
+			w->count[i]++;
+		else if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			w->strays++;
+	}
+	return pos;
+}
+
+static void walk_check(struct pt *t, const struct walk *w, const char *what)
+{
+	for (int i = 0; i < WALK_N; i++) {
+		EXPECT(t, w->touched[i] ? w->count[i] <= 1 : w->count[i] == 1,
+		       "%s: entry %d listed %d times", what, i, w->count[i]);
+	}
+}
+
+static void walk_change(struct pt *t, struct walk *w, int from, const char *new_name)
+{
+	char a[64], b[64];
+
+	p_put(t, new_name, "n\n");
+	for (int i = from; i < from + 10; i++) {
+		snprintf(a, sizeof(a), "w/entry-with-a-longer-name-%05d", i);
+		OK(t, unlinkat(t->fd, a, 0));
+		w->touched[i] = true;
+	}
+	snprintf(a, sizeof(a), "w/entry-with-a-longer-name-%05d", from + 10);
+	snprintf(b, sizeof(b), "w/renamed-%05d", from + 10);
+	OK(t, renameat(t->fd, a, t->fd, b));
+	w->touched[from + 10] = true;
+}
+
+static DIR *walk_open(struct pt *t)
+{
+	DIR *d = fdopendir((int)OK(t, openat(t->fd, "w", O_RDONLY | O_DIRECTORY | O_CLOEXEC)));
+
+	EXPECT(t, d != NULL, "fdopendir: %s", strerrorname_np(errno));
+	return d;
+}
+
+static void sc_walk(struct pt *t)
+{
+	struct walk *w = calloc(1, sizeof(*w)), *w2 = calloc(1, sizeof(*w2));
+	DIR *a, *b;
+	long pos;
+
+	cr_assert(w && w2);
+	/* Changes in the middle of one walk. */
+	a = walk_open(t);
+	walk_read(t, a, w, 500);
+	walk_change(t, w, 0, "w/new-1");
+	pos = walk_read(t, a, w, 1000);
+	walk_change(t, w, 100, "w/new-2");
+	walk_read(t, a, w, -1);
+	walk_check(t, w, "one walk");
+	/* seekdir back in the same stream after more changes: the rest once more. */
+	memcpy(w2->touched, w->touched, sizeof(w->touched));
+	walk_change(t, w2, 200, "w/new-3");
+	memcpy(w->touched, w2->touched, sizeof(w->touched));
+	seekdir(a, pos);
+	walk_read(t, a, w2, -1);
+	for (int i = 0; i < WALK_N; i++) {
+		EXPECT(t, w2->count[i] <= 1 && (w->touched[i] || w2->count[i] <= w->count[i]),
+		       "after seekdir: entry %d listed %d times", i, w2->count[i]);
+	}
+	closedir(a);
+	/*
+	 * Two streams: the directory changes while one is in the middle, the
+	 * other walks all of it (under cjfs the kernel then drops its cached
+	 * listing and the first stream's next READDIR lands in a new listing),
+	 * then the first goes on.
+	 */
+	memset(w, 0, sizeof(*w));
+	memcpy(w->touched, w2->touched, sizeof(w->touched));
+	a = walk_open(t);
+	b = walk_open(t);
+	walk_read(t, a, w, 700);
+	walk_change(t, w, 300, "w/new-4");
+	memset(w2, 0, sizeof(*w2));
+	memcpy(w2->touched, w->touched, sizeof(w->touched));
+	walk_read(t, b, w2, -1);
+	walk_check(t, w2, "second stream");
+	walk_read(t, a, w, -1);
+	walk_check(t, w, "first stream");
+	closedir(a);
+	closedir(b);
+	free(w);
+	free(w2);
+}
+
+Test(posix_readdir, entries_left_alone_are_listed_once_while_the_directory_changes,
+     .init = p_setup, .fini = p_teardown, .timeout = 300)
+{
+	make_entries(p_env.pkg, "w", WALK_N);
+	make_entries(p_ctrl, "w", WALK_N);
+	p_both(sc_walk, 0);
+}
+
 #define BIG_N 100000
 
 static void make_big(const char *root)
