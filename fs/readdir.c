@@ -173,10 +173,8 @@ static uint64_t dot_ino(struct fs *fs, struct fs_inode *dir, const char *name)
 
 static uint64_t name_hash(const char *name)
 {
-	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a, then a full avalanche */
+	uint64_t h = util_fnv1a(name, strlen(name)); /* then a full avalanche */
 
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-		h = (h ^ *p) * 0x100000001b3ULL;
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;

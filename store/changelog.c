@@ -58,24 +58,12 @@ struct rec {
 	/* then the path, not NUL-terminated: len - sizeof(struct rec) bytes */
 };
 
-static uint64_t fnv1a(const void *p, size_t n)
-{
-	const unsigned char *b = p;
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
 /* The checksum of a record of len bytes at p: everything after its sum field. */
 static uint64_t rec_sum(const void *p, size_t len)
 {
 	size_t skip = offsetof(struct rec, sum) + sizeof(((struct rec *)0)->sum);
 
-	return fnv1a((const char *)p + skip, len - skip);
+	return util_fnv1a((const char *)p + skip, len - skip);
 }
 
 static void log_name(int64_t txn, char buf[64])

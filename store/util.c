@@ -648,6 +648,18 @@ char *util_xasprintf(const char *fmt, ...)
 	return n < 0 ? NULL : s;
 }
 
+uint64_t util_fnv1a(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
 int util_parse_i64(const char *s, int64_t *ret)
 {
 	char *end;

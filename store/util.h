@@ -158,6 +158,9 @@ uint64_t util_hash_mix(uint64_t h, uint64_t v);
 /* strdup/asprintf returning NULL on ENOMEM, for symmetry. */
 char *util_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* 64-bit FNV-1a of n bytes at p: a fast checksum or hash, not a cryptographic one. */
+uint64_t util_fnv1a(const void *p, size_t n);
+
 /* Parse a decimal int64; 0 or -EINVAL. */
 int util_parse_i64(const char *s, int64_t *ret);
 

@@ -1696,7 +1696,8 @@ PTEST(posix_readdir, stable_under_concurrent_create_and_unlink)
  */
 #define WALK_N 3000
 
-static void make_entries(const char *root, const char *dir, int n)
+/* dir in root with n empty files named prefix + i in digits digits. */
+static void make_entries(const char *root, const char *dir, const char *prefix, int digits, int n)
 {
 	char p[PATH_MAX];
 	int dfd;
@@ -1706,10 +1707,10 @@ static void make_entries(const char *root, const char *dir, int n)
 	dfd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	cr_assert(dfd >= 0);
 	for (int i = 0; i < n; i++) {
-		char name[64];
+		char name[NAME_MAX + 1];
 		int fd;
 
-		snprintf(name, sizeof(name), "entry-with-a-longer-name-%05d", i);
+		snprintf(name, sizeof(name), "%s%0*d", prefix, digits, i);
 		fd = openat(dfd, name, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
 		cr_assert(fd >= 0);
 		close(fd);
@@ -1833,8 +1834,8 @@ static void sc_walk(struct pt *t)
 Test(posix_readdir, entries_left_alone_are_listed_once_while_the_directory_changes,
      .init = p_setup, .fini = p_teardown, .timeout = 300)
 {
-	make_entries(p_env.pkg, "w", WALK_N);
-	make_entries(p_ctrl, "w", WALK_N);
+	make_entries(p_env.pkg, "w", "entry-with-a-longer-name-", 5, WALK_N);
+	make_entries(p_ctrl, "w", "entry-with-a-longer-name-", 5, WALK_N);
 	p_both(sc_walk, 0);
 }
 
@@ -1842,23 +1843,7 @@ Test(posix_readdir, entries_left_alone_are_listed_once_while_the_directory_chang
 
 static void make_big(const char *root)
 {
-	char p[PATH_MAX];
-	int dfd;
-
-	snprintf(p, sizeof(p), "%s/big", root);
-	cr_assert_eq(mkdir(p, 0755), 0);
-	dfd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	cr_assert(dfd >= 0);
-	for (int i = 0; i < BIG_N; i++) {
-		char name[32];
-		int fd;
-
-		snprintf(name, sizeof(name), "entry-%06d", i);
-		fd = openat(dfd, name, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-		cr_assert(fd >= 0);
-		close(fd);
-	}
-	close(dfd);
+	make_entries(root, "big", "entry-", 6, BIG_N);
 }
 
 static size_t count_big(struct pt *t, bool *seen)
