@@ -17,7 +17,6 @@
 
 #include "log.h"
 
-
 void fs_dirents_free(struct fs_dirent *v, size_t n)
 {
 	for (size_t i = 0; i < n && v; i++)
