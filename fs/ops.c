@@ -42,6 +42,17 @@ static void fs_ll_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/*
+	 * Permission checks are the kernel's (default_permissions), and without
+	 * this it would look at the mode bits only: an ACL entry granting or
+	 * denying another user would be ignored. With it the kernel asks for
+	 * a file's ACLs once and keeps them; they are xattrs like any other
+	 * here, copied up with the file, and the upper layer's file system
+	 * keeps mode and ACL in step and gives new objects their directory's
+	 * default ACL.
+	 */
+	if (conn->capable & FUSE_CAP_POSIX_ACL)
+		conn->want |= FUSE_CAP_POSIX_ACL;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)

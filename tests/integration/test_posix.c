@@ -2080,6 +2080,140 @@ PTEST(posix_perm, another_user_on_a_mount_made_with_o_allow_other)
 	p_both(sc_perm_o, P_O_ALLOW_OTHER);
 }
 
+/*
+ * POSIX ACLs (the kernel's own rules, as on a plain directory): an access
+ * ACL entry for another user grants what the mode alone would not, a
+ * directory's default ACL is inherited by what is created in it, and an
+ * ACL set through the mount on a file still only in PKG takes effect (on
+ * the upper copy; PKG's file keeps none).
+ */
+#define ACL_USER_OBJ 0x01
+#define ACL_USER 0x02
+#define ACL_GROUP_OBJ 0x04
+#define ACL_MASK 0x10
+#define ACL_OTHER 0x20
+
+/* The xattr form of "user::rw(x), user:uid:perm, group::---, mask::perm, other::---". */
+static size_t acl_blob(char *buf, unsigned uid, unsigned perm, bool dir)
+{
+	const struct {
+		uint16_t tag, perm;
+		uint32_t id;
+	} ents[] = {
+		{ ACL_USER_OBJ, dir ? 7 : 6, UINT32_MAX }, { ACL_USER, (uint16_t)perm, uid },
+		{ ACL_GROUP_OBJ, 0, UINT32_MAX },	   { ACL_MASK, (uint16_t)perm, UINT32_MAX },
+		{ ACL_OTHER, 0, UINT32_MAX },
+	};
+	uint32_t version = 2;
+
+	memcpy(buf, &version, 4);
+	memcpy(buf + 4, ents, sizeof(ents));
+	return 4 + sizeof(ents);
+}
+
+static void acl_set(const char *root, const char *path, const char *name, unsigned perm, bool dir)
+{
+	char p[PATH_MAX], blob[64];
+	size_t n = acl_blob(blob, NOBODY, perm, dir);
+
+	snprintf(p, sizeof(p), "%s/%s", root, path);
+	cr_assert_eq(setxattr(p, name, blob, n, 0), 0, "setxattr %s %s: %s", p, name,
+		     strerror(errno));
+}
+
+static void acl_as_nobody(int dfd, int out)
+{
+	int fd;
+
+	CK_OK(setgroups(0, NULL));
+	CK_OK(setgid(NOBODY));
+	CK_OK(setuid(NOBODY));
+	/* Mode 0600, and an ACL entry lets nobody read. */
+	fd = openat(dfd, "acl-r", O_RDONLY | O_CLOEXEC);
+	CK_OK(fd);
+	close(fd);
+	CK_ERR(openat(dfd, "acl-r", O_WRONLY), EACCES);
+	CK_ERR(openat(dfd, "plain600", O_RDONLY), EACCES);
+	/* A root directory whose ACL lets nobody in and create. */
+	fd = openat(dfd, "acl-d/mine", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	CK_OK(fd);
+	close(fd);
+	/* What root made in it inherited the default ACL. */
+	fd = openat(dfd, "acl-d/roots", O_RDONLY | O_CLOEXEC);
+	CK_OK(fd);
+	close(fd);
+	/* An ACL root set through the tree on a file from PKG. */
+	fd = openat(dfd, "a", O_WRONLY | O_APPEND | O_CLOEXEC);
+	CK_OK(fd);
+	CK_OK(write(fd, "nobody\n", 7));
+	close(fd);
+	_exit(0);
+}
+
+static void sc_acl(struct pt *t)
+{
+	char blob[64], val[64];
+	int pipefd[2], status, fd;
+	char msg[512] = "";
+	pid_t pid;
+
+	fd = (int)OK(t, openat(t->fd, "acl-d/roots", O_CREAT | O_WRONLY | O_CLOEXEC, 0640));
+	close(fd);
+	EXPECT(t, fgetxattr((int)OK(t, fd = openat(t->fd, "acl-d/roots", O_RDONLY | O_CLOEXEC)),
+			    "system.posix_acl_access", val, sizeof(val)) > 0,
+	       "a new file did not inherit the directory's default ACL: %s",
+	       strerrorname_np(errno));
+	close(fd);
+	fd = (int)OK(t, openat(t->fd, "a", O_RDONLY | O_CLOEXEC));
+	OK(t, fsetxattr(fd, "system.posix_acl_access", blob, acl_blob(blob, NOBODY, 6, false), 0));
+	close(fd);
+	cr_assert_eq(pipe2(pipefd, O_CLOEXEC), 0);
+	fflush(NULL);
+	pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		close(pipefd[0]);
+		acl_as_nobody(t->fd, pipefd[1]);
+	}
+	close(pipefd[1]);
+	(void)!read(pipefd[0], msg, sizeof(msg) - 1);
+	close(pipefd[0]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	EXPECT(t, WIFEXITED(status) && WEXITSTATUS(status) == 0, "as uid %d: %s", NOBODY, msg);
+	if (t->cjfs) {
+		char p[PATH_MAX];
+
+		snprintf(p, sizeof(p), "%s/a", p_env.pkg);
+		EXPECT(t, getxattr(p, "system.posix_acl_access", val, sizeof(val)) < 0,
+		       "the ACL set through the mount reached PKG");
+	}
+}
+
+Test(posix_perm, posix_acls_grant_and_are_inherited_as_on_a_plain_directory, .init = p_setup,
+     .fini = p_teardown, .timeout = 120)
+{
+	const char *roots[] = { p_env.pkg, p_ctrl };
+
+	if (geteuid() != 0)
+		p_skip("needs root to become another user");
+	for (int i = 0; i < 2; i++) {
+		char p[PATH_MAX];
+
+		snprintf(p, sizeof(p), "%s/acl-r", roots[i]);
+		h_write(roots[i], "acl-r", "r\n");
+		cr_assert_eq(chmod(p, 0600), 0);
+		h_write(roots[i], "plain600", "p\n");
+		snprintf(p, sizeof(p), "%s/plain600", roots[i]);
+		cr_assert_eq(chmod(p, 0600), 0);
+		acl_set(roots[i], "acl-r", "system.posix_acl_access", 4, false);
+		snprintf(p, sizeof(p), "%s/acl-d", roots[i]);
+		cr_assert_eq(mkdir(p, 0700), 0);
+		acl_set(roots[i], "acl-d", "system.posix_acl_access", 7, true);
+		acl_set(roots[i], "acl-d", "system.posix_acl_default", 7, true);
+	}
+	p_both(sc_acl, P_ALLOW_OTHER | P_NO_COMMIT);
+}
+
 /* ---- reading is not changing ---- */
 
 static void sc_reading(struct pt *t)
