@@ -2013,31 +2013,38 @@ static void as_nobody(int dfd, int out)
 	_exit(0);
 }
 
-static void sc_perm(struct pt *t)
+/* Run fn(tree fd, report fd) in a child that becomes nobody; its first failure fails t. */
+static void run_as_nobody(struct pt *t, void (*fn)(int dfd, int out))
 {
 	int pipefd[2], status;
 	char msg[512] = "";
-	struct stat st;
 	pid_t pid;
 
-	OK(t, mkdirat(t->fd, "t/sg", 02777));
-	OK(t, fchmodat(t->fd, "t/sg", 02777, 0));
-	OK(t, fchownat(t->fd, "t/sg", 0, 1234, 0));
-	p_put(t, "t/suid", "s\n");
-	OK(t, fchmodat(t->fd, "t/suid", 04777, 0));
 	cr_assert_eq(pipe2(pipefd, O_CLOEXEC), 0);
 	fflush(NULL);
 	pid = fork();
 	cr_assert(pid >= 0);
 	if (pid == 0) {
 		close(pipefd[0]);
-		as_nobody(t->fd, pipefd[1]);
+		fn(t->fd, pipefd[1]);
 	}
 	close(pipefd[1]);
 	(void)!read(pipefd[0], msg, sizeof(msg) - 1);
 	close(pipefd[0]);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	EXPECT(t, WIFEXITED(status) && WEXITSTATUS(status) == 0, "as uid %d: %s", NOBODY, msg);
+}
+
+static void sc_perm(struct pt *t)
+{
+	struct stat st;
+
+	OK(t, mkdirat(t->fd, "t/sg", 02777));
+	OK(t, fchmodat(t->fd, "t/sg", 02777, 0));
+	OK(t, fchownat(t->fd, "t/sg", 0, 1234, 0));
+	p_put(t, "t/suid", "s\n");
+	OK(t, fchmodat(t->fd, "t/suid", 04777, 0));
+	run_as_nobody(t, as_nobody);
 	st = LSTAT(t, "t/mine2");
 	EXPECT(t, st.st_uid == NOBODY && (st.st_mode & 07777) == 0600, "owner %u mode %o",
 	       st.st_uid, st.st_mode & 07777);
@@ -2153,9 +2160,7 @@ static void acl_as_nobody(int dfd, int out)
 static void sc_acl(struct pt *t)
 {
 	char blob[64], val[64];
-	int pipefd[2], status, fd;
-	char msg[512] = "";
-	pid_t pid;
+	int fd;
 
 	fd = (int)OK(t, openat(t->fd, "acl-d/roots", O_CREAT | O_WRONLY | O_CLOEXEC, 0640));
 	close(fd);
@@ -2167,19 +2172,7 @@ static void sc_acl(struct pt *t)
 	fd = (int)OK(t, openat(t->fd, "a", O_RDONLY | O_CLOEXEC));
 	OK(t, fsetxattr(fd, "system.posix_acl_access", blob, acl_blob(blob, NOBODY, 6, false), 0));
 	close(fd);
-	cr_assert_eq(pipe2(pipefd, O_CLOEXEC), 0);
-	fflush(NULL);
-	pid = fork();
-	cr_assert(pid >= 0);
-	if (pid == 0) {
-		close(pipefd[0]);
-		acl_as_nobody(t->fd, pipefd[1]);
-	}
-	close(pipefd[1]);
-	(void)!read(pipefd[0], msg, sizeof(msg) - 1);
-	close(pipefd[0]);
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	EXPECT(t, WIFEXITED(status) && WEXITSTATUS(status) == 0, "as uid %d: %s", NOBODY, msg);
+	run_as_nobody(t, acl_as_nobody);
 	if (t->cjfs) {
 		char p[PATH_MAX];
 
