@@ -191,6 +191,12 @@ static int serve(const char *dir, int64_t txn, const char *mnt, const struct cjf
 		.allow_other = o->allow_other,
 		.options = o->options,
 	};
+	/*
+	 * Modes arrive with the creator's umask applied by the kernel; the
+	 * daemon's own (the mounting shell's) must not take more away. Every
+	 * file the daemon makes for itself gives its mode explicitly.
+	 */
+	umask(0);
 	r = fs_mount(&cfg, &fs);
 	if (r < 0) {
 		log_errno(r, "cannot mount '%s'", mnt);

@@ -2207,6 +2207,41 @@ Test(posix_perm, posix_acls_grant_and_are_inherited_as_on_a_plain_directory, .in
 	p_both(sc_acl, P_ALLOW_OTHER | P_NO_COMMIT);
 }
 
+/*
+ * A new object's mode is the creator's request less the creator's umask,
+ * whatever umask the daemon was started with (p_both starts it with 022).
+ */
+static void sc_umask(struct pt *t)
+{
+	struct stat st;
+	int fd;
+
+	umask(002);
+	fd = (int)OK(t, openat(t->fd, "um-file", O_CREAT | O_WRONLY | O_CLOEXEC, 0666));
+	close(fd);
+	OK(t, mkdirat(t->fd, "um-dir", 0777));
+	OK(t, mkfifoat(t->fd, "um-fifo", 0666));
+	st = LSTAT(t, "um-file");
+	EXPECT(t, (st.st_mode & 07777) == 0664, "file %o, want 664", st.st_mode & 07777);
+	st = LSTAT(t, "um-dir");
+	EXPECT(t, (st.st_mode & 07777) == 0775, "directory %o, want 775", st.st_mode & 07777);
+	st = LSTAT(t, "um-fifo");
+	EXPECT(t, (st.st_mode & 07777) == 0664, "FIFO %o, want 664", st.st_mode & 07777);
+	OK(t, unlinkat(t->fd, "um-fifo", 0));
+	umask(0);
+	fd = (int)OK(t, openat(t->fd, "um-open", O_CREAT | O_WRONLY | O_CLOEXEC, 0666));
+	close(fd);
+	st = LSTAT(t, "um-open");
+	EXPECT(t, (st.st_mode & 07777) == 0666, "file %o with umask 0, want 666",
+	       st.st_mode & 07777);
+	umask(022);
+}
+
+PTEST(posix_mode, new_objects_get_the_creators_umask_not_the_daemons)
+{
+	p_both(sc_umask, 0);
+}
+
 /* ---- reading is not changing ---- */
 
 static void sc_reading(struct pt *t)
