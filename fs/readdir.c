@@ -223,13 +223,9 @@ static void snap_free(struct fs_dirsnap *s)
 	free(s);
 }
 
-/* Take s off its directory and the list; the list's reference is returned. Lock held. */
-static bool snap_detach_locked(struct fs *fs, struct fs_dirsnap *s)
+/* The list of kept listings, most recently used first; fs->snaps.lock held. */
+static void list_unlink(struct fs *fs, struct fs_dirsnap *s)
 {
-	if (!s->dir)
-		return false;
-	s->dir->snap = NULL;
-	s->dir = NULL;
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -238,6 +234,27 @@ static bool snap_detach_locked(struct fs *fs, struct fs_dirsnap *s)
 		s->next->prev = s->prev;
 	else
 		fs->snaps.tail = s->prev;
+}
+
+static void list_push_front(struct fs *fs, struct fs_dirsnap *s)
+{
+	s->prev = NULL;
+	s->next = fs->snaps.head;
+	if (s->next)
+		s->next->prev = s;
+	else
+		fs->snaps.tail = s;
+	fs->snaps.head = s;
+}
+
+/* Take s off its directory and the list; the list's reference is returned. Lock held. */
+static bool snap_detach_locked(struct fs *fs, struct fs_dirsnap *s)
+{
+	if (!s->dir)
+		return false;
+	s->dir->snap = NULL;
+	s->dir = NULL;
+	list_unlink(fs, s);
 	fs->snaps.ents -= s->n;
 	return --s->refs == 0;
 }
@@ -304,17 +321,8 @@ static struct fs_dirsnap *snap_get(struct fs *fs, struct fs_inode *dir, off_t of
 	if (s && (s->gen == dir->dgen || ns_between(&s->used, &now) < SNAP_STALE_NS)) {
 		s->refs++;
 		s->used = now;
-		if (s->prev) { /* to the front */
-			s->prev->next = s->next;
-			if (s->next)
-				s->next->prev = s->prev;
-			else
-				fs->snaps.tail = s->prev;
-			s->prev = NULL;
-			s->next = fs->snaps.head;
-			fs->snaps.head->prev = s;
-			fs->snaps.head = s;
-		}
+		list_unlink(fs, s);
+		list_push_front(fs, s);
 	} else {
 		s = NULL;
 	}
@@ -334,13 +342,7 @@ static struct fs_dirsnap *snap_install(struct fs *fs, struct fs_inode *dir, stru
 		evict = old;
 	s->dir = dir;
 	dir->snap = s;
-	s->prev = NULL;
-	s->next = fs->snaps.head;
-	if (s->next)
-		s->next->prev = s;
-	else
-		fs->snaps.tail = s;
-	fs->snaps.head = s;
+	list_push_front(fs, s);
 	fs->snaps.ents += s->n;
 	pthread_mutex_unlock(&fs->snaps.lock);
 	if (evict)

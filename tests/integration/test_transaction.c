@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +294,52 @@ Test(transaction, the_foreground_daemon_exits_cleanly_on_unmount)
 	s = h_read(env.pkg, "fg.txt");
 	cr_assert_not_null(s);
 	free(s);
+}
+
+/*
+ * The daemon runs under umask 0 (new objects get the creator's umask only),
+ * so the store files it writes itself must give their modes explicitly:
+ * every file of the store outside the layers (originals, change log, index,
+ * blobs) stays owner-only, whatever the umask of those who mount and commit.
+ */
+static int open_to_others; /* files of the store others may read or write */
+static char open_example[PATH_MAX];
+
+static int check_private(const char *path, const struct stat *st, int type, struct FTW *f)
+{
+	(void)f;
+	if (strstr(path, "/upper/") || strstr(path, "/work/"))
+		return 0; /* the layers mirror the user's tree and its modes */
+	if (type == FTW_F && (st->st_mode & 077)) {
+		open_to_others++;
+		snprintf(open_example, sizeof(open_example), "%s %o", path, st->st_mode & 07777);
+	}
+	return 0;
+}
+
+static void expect_store_private(const char *when)
+{
+	struct stat st;
+
+	open_to_others = 0;
+	cr_assert_eq(stat(env.store, &st), 0);
+	cr_assert_eq(st.st_mode & 077, 0, "%s: the store is %o", when, st.st_mode & 07777);
+	cr_assert_eq(nftw(env.store, check_private, 16, FTW_PHYS), 0);
+	cr_assert_eq(open_to_others, 0, "%s: %d store files open to others, e.g. %s", when,
+		     open_to_others, open_example);
+}
+
+Test(transaction, the_stores_files_stay_owner_only_under_a_permissive_umask)
+{
+	mode_t old = umask(0);
+
+	h_mount_fg(&env);
+	change_everything(env.mnt);
+	expect_store_private("with the transaction open");
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_eq(h_wait_daemon(&env), 0, "%s", env.err);
+	expect_store_private("after commit");
+	umask(old);
 }
 
 Test(transaction, fuse_unavailable_is_reported_and_changes_nothing)
