@@ -223,24 +223,41 @@ int fs_do_mknod(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const ch
 		r = wh;
 		goto out;
 	}
+	/*
+	 * The kernel leaves the creator's umask to us (fs->dont_mask): it does
+	 * not apply where the directory has a default ACL, which the upper file
+	 * system then applies itself (the daemon's own umask is 0).
+	 */
+	if (fs->dont_mask && !S_ISLNK(mode) && !fs_xattr_default_acl(parent, pu))
+		mode &= ~fuse_req_ctx(req)->umask;
 	if (S_ISDIR(mode) && wh) {
 		char tmp[64];
 		int dfd;
 
-		/* Built in work/ with its opaque marker, so it never shows the old content. */
-		fs_work_name(fs, "mkdir", tmp);
-		r = util_mkdirat(fs->work_fd, tmp, mode & 07777);
+		/*
+		 * Built under a hidden name in the upper directory, with its opaque
+		 * marker, and renamed over the name: it never shows the old content,
+		 * a daemon killed half way leaves only the hidden name, and it gets
+		 * what a new directory gets there (the default ACL, the group of a
+		 * set-group-ID directory).
+		 */
+		fs_work_name(fs, LAYER_PREFIX "mkdir", tmp);
+		r = util_mkdirat(pu, tmp, mode & 07777);
+		if (r == -EEXIST) { /* left by a daemon killed half way */
+			(void)util_rm_rf_at(pu, tmp);
+			r = util_mkdirat(pu, tmp, mode & 07777);
+		}
 		if (r < 0)
 			goto out;
-		dfd = util_openat(fs->work_fd, tmp, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+		dfd = util_openat(pu, tmp, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
 		r = dfd < 0 ? dfd : layer_set_opaque(dfd);
 		util_close(dfd);
 		if (r == 0)
-			r = fs_set_owner(fs, req, fs->work_fd, tmp, parent, NULL);
+			r = fs_set_owner(fs, req, pu, tmp, parent, NULL);
 		if (r == 0)
-			r = util_renameat(fs->work_fd, tmp, pu, uname);
+			r = util_renameat(pu, tmp, pu, uname);
 		if (r < 0) {
-			(void)util_rm_rf_at(fs->work_fd, tmp);
+			(void)util_rm_rf_at(pu, tmp);
 			goto out;
 		}
 	} else {

@@ -174,6 +174,15 @@ struct fs_inode {
 	uint64_t used;
 	/* Atomic: fs->caps_gen when its upper object was seen without security.capability. */
 	uint64_t nocaps;
+	/* Atomic, directories: enum fs_dacl, whether the upper copy has a default ACL. */
+	uint8_t dacl;
+};
+
+/* What a directory's upper copy is known to hold as default ACL (fs_inode.dacl). */
+enum fs_dacl {
+	FS_DACL_UNKNOWN,
+	FS_DACL_NONE,
+	FS_DACL_SOME,
 };
 
 /* The upper object a lower one was copied up to, so st_ino stays the same. */
@@ -228,6 +237,7 @@ struct fs {
 		size_t ents; /* entries of all of them */
 	} snaps;
 	bool no_opendir; /* the kernel accepts ENOSYS for OPENDIR (and then sends no READDIR handle) */
+	bool dont_mask; /* modes of new objects arrive without the creator's umask applied */
 
 	/* passthrough.c: kernel passthrough of file data. */
 	struct {
@@ -467,6 +477,7 @@ int fs_pt_reply_create(fuse_req_t req, const struct fuse_entry_param *e,
 bool fs_xattr_private(const char *name);
 /* The upper object of inode has no security.capability (see xattr.c). */
 void fs_xattr_no_caps(struct fs *fs, struct fs_inode *inode);
+bool fs_xattr_default_acl(struct fs_inode *dir, int pu);
 /* Get/list: size 0 asks for the needed size; returns bytes or -errno. */
 ssize_t fs_do_getxattr(struct fs *fs, struct fs_inode *inode, const char *name, char *buf,
 		       size_t size);

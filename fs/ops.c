@@ -53,6 +53,16 @@ static void fs_ll_init(void *userdata, struct fuse_conn_info *conn)
 	 */
 	if (conn->capable & FUSE_CAP_POSIX_ACL)
 		conn->want |= FUSE_CAP_POSIX_ACL;
+	/*
+	 * Where a directory has a default ACL the creator's umask does not
+	 * apply (the ACL's mask takes its place): the kernel then leaves the
+	 * umask to the daemon, which knows whether the upper directory has one
+	 * (dir.c).
+	 */
+	if ((conn->want & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK)) {
+		conn->want |= FUSE_CAP_DONT_MASK;
+		fs->dont_mask = true;
+	}
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)

@@ -94,6 +94,43 @@ void fs_xattr_no_caps(struct fs *fs, struct fs_inode *inode)
 			 __ATOMIC_RELEASE);
 }
 
+static bool is_default_acl(const char *name)
+{
+	return strcmp(name, "system.posix_acl_default") == 0;
+}
+
+/*
+ * Does a directory's upper copy (pu, its fd) have a default ACL? Asked for
+ * every object made in it, so remembered per directory: the upper layer
+ * changes only through the daemon, and setting or removing a default ACL
+ * through the mount forgets the answer. Caller holds fs->ns for writing
+ * (those two hold it for reading).
+ */
+bool fs_xattr_default_acl(struct fs_inode *dir, int pu)
+{
+	uint8_t v = __atomic_load_n(&dir->dacl, __ATOMIC_ACQUIRE);
+	char path[32];
+
+	if (v != FS_DACL_UNKNOWN)
+		return v == FS_DACL_SOME;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", pu);
+	if (getxattr(path, "system.posix_acl_default", NULL, 0) > 0)
+		v = FS_DACL_SOME;
+	else if (errno == ENODATA || errno == EOPNOTSUPP)
+		v = FS_DACL_NONE;
+	else
+		return false; /* not remembered: ask again next time */
+	__atomic_store_n(&dir->dacl, v, __ATOMIC_RELEASE);
+	return v == FS_DACL_SOME;
+}
+
+/* After setting or removing one (fs->ns held, so no object is being made meanwhile). */
+static void forget_default_acl(struct fs_inode *inode, const char *name)
+{
+	if (is_default_acl(name))
+		__atomic_store_n(&inode->dacl, FS_DACL_UNKNOWN, __ATOMIC_RELEASE);
+}
+
 ssize_t fs_do_getxattr(struct fs *fs, struct fs_inode *inode, const char *name, char *buf,
 		       size_t size)
 {
@@ -205,6 +242,7 @@ int fs_do_setxattr(struct fs *fs, struct fs_inode *inode, const char *name, cons
 		xpath_put(&x);
 	}
 	forget_caps(fs, name);
+	forget_default_acl(inode, name);
 	pthread_rwlock_unlock(&fs->ns);
 	return r;
 }
@@ -228,6 +266,7 @@ int fs_do_removexattr(struct fs *fs, struct fs_inode *inode, const char *name)
 		xpath_put(&x);
 	}
 	forget_caps(fs, name);
+	forget_default_acl(inode, name);
 	pthread_rwlock_unlock(&fs->ns);
 	return r;
 }

@@ -2242,6 +2242,108 @@ PTEST(posix_mode, new_objects_get_the_creators_umask_not_the_daemons)
 	p_both(sc_umask, 0);
 }
 
+/*
+ * In a directory with a default ACL the creator's umask does not apply: the
+ * ACL's entries, masked by the requested mode, decide (acl(5)); elsewhere it
+ * does. And a directory made where one was deleted gets what any new
+ * directory gets there: the default ACL, the group and set-group-ID bit of
+ * a set-group-ID directory. "acl-d" has the default ACL
+ * user::rwx user:nobody:rwx group::--- mask::rwx other::---.
+ */
+static void expect_mode(struct pt *t, int line, const char *path, mode_t want)
+{
+	struct stat st = p_lstat(t, line, path);
+
+	if ((st.st_mode & 07777) != want)
+		p_fail(t, line, "%s has mode %o, want %o", path, st.st_mode & 07777, want);
+}
+
+static bool has_xattr(struct pt *t, const char *path, const char *name)
+{
+	char p[PATH_MAX];
+
+	snprintf(p, sizeof(p), "%s/%s", t->root, path);
+	return lgetxattr(p, name, NULL, 0) > 0;
+}
+
+static void sc_umask_acl(struct pt *t)
+{
+	char blob[64];
+	struct stat st;
+	int fd;
+
+	umask(077);
+	fd = (int)OK(t, openat(t->fd, "acl-d/f", O_CREAT | O_WRONLY | O_CLOEXEC, 0666));
+	close(fd);
+	expect_mode(t, __LINE__, "acl-d/f", 0660);
+	OK(t, mkdirat(t->fd, "acl-d/nd", 0777));
+	expect_mode(t, __LINE__, "acl-d/nd", 0770);
+	EXPECT(t, has_xattr(t, "acl-d/nd", "system.posix_acl_default"),
+	       "a new directory did not inherit the default ACL");
+	OK(t, mkfifoat(t->fd, "acl-d/nd/p", 0666));
+	expect_mode(t, __LINE__, "acl-d/nd/p", 0660);
+	/* Outside it the umask applies. */
+	fd = (int)OK(t, openat(t->fd, "d/um", O_CREAT | O_WRONLY | O_CLOEXEC, 0666));
+	close(fd);
+	expect_mode(t, __LINE__, "d/um", 0600);
+	/* A directory made where one from PKG was removed. */
+	OK(t, unlinkat(t->fd, "acl-d/old", AT_REMOVEDIR));
+	OK(t, mkdirat(t->fd, "acl-d/old", 0755));
+	expect_mode(t, __LINE__, "acl-d/old", 0750);
+	EXPECT(t, has_xattr(t, "acl-d/old", "system.posix_acl_default"),
+	       "a directory made over a removed one did not inherit the default ACL");
+	OK(t, unlinkat(t->fd, "sg/old", AT_REMOVEDIR));
+	OK(t, mkdirat(t->fd, "sg/old", 0755));
+	st = LSTAT(t, "sg/old");
+	EXPECT(t, st.st_gid == NOBODY && (st.st_mode & 07777) == 02700,
+	       "a directory made over a removed one in a set-group-ID directory: group %u mode %o, "
+	       "want %u 2700",
+	       st.st_gid, st.st_mode & 07777, NOBODY);
+	/* A default ACL set and removed here changes what the next creation gets. */
+	OK(t, mkdirat(t->fd, "e/later", 0700));
+	fd = (int)OK(t, openat(t->fd, "e/later/before", O_CREAT | O_WRONLY | O_CLOEXEC, 0666));
+	close(fd);
+	expect_mode(t, __LINE__, "e/later/before", 0600);
+	fd = (int)OK(t, openat(t->fd, "e/later", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	OK(t, fsetxattr(fd, "system.posix_acl_default", blob, acl_blob(blob, NOBODY, 7, true), 0));
+	close(fd);
+	fd = (int)OK(t, openat(t->fd, "e/later/with", O_CREAT | O_WRONLY | O_CLOEXEC, 0666));
+	close(fd);
+	expect_mode(t, __LINE__, "e/later/with", 0660);
+	fd = (int)OK(t, openat(t->fd, "e/later", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	OK(t, fremovexattr(fd, "system.posix_acl_default"));
+	close(fd);
+	fd = (int)OK(t, openat(t->fd, "e/later/after", O_CREAT | O_WRONLY | O_CLOEXEC, 0666));
+	close(fd);
+	expect_mode(t, __LINE__, "e/later/after", 0600);
+	umask(022);
+}
+
+Test(posix_mode, a_default_acl_replaces_the_umask_and_new_directories_inherit_as_on_a_plain_one,
+     .init = p_setup, .fini = p_teardown, .timeout = 120)
+{
+	const char *roots[] = { p_env.pkg, p_ctrl };
+
+	if (geteuid() != 0)
+		p_skip("needs root to give a directory another group");
+	for (int i = 0; i < 2; i++) {
+		char p[PATH_MAX];
+
+		snprintf(p, sizeof(p), "%s/acl-d", roots[i]);
+		cr_assert_eq(mkdir(p, 0700), 0);
+		acl_set(roots[i], "acl-d", "system.posix_acl_default", 7, true);
+		snprintf(p, sizeof(p), "%s/acl-d/old", roots[i]);
+		cr_assert_eq(mkdir(p, 0700), 0);
+		snprintf(p, sizeof(p), "%s/sg", roots[i]);
+		cr_assert_eq(mkdir(p, 0775), 0);
+		cr_assert_eq(chown(p, 0, NOBODY), 0);
+		cr_assert_eq(chmod(p, 02775), 0);
+		snprintf(p, sizeof(p), "%s/sg/old", roots[i]);
+		cr_assert_eq(mkdir(p, 0700), 0);
+	}
+	p_both(sc_umask_acl, P_NO_COMMIT);
+}
+
 /* ---- reading is not changing ---- */
 
 static void sc_reading(struct pt *t)
