@@ -482,8 +482,8 @@ bool fs_xattr_default_acl(struct fs_inode *dir, int pu);
 ssize_t fs_do_getxattr(struct fs *fs, struct fs_inode *inode, const char *name, char *buf,
 		       size_t size);
 ssize_t fs_do_listxattr(struct fs *fs, struct fs_inode *inode, char *buf, size_t size);
-int fs_do_setxattr(struct fs *fs, struct fs_inode *inode, const char *name, const char *value,
-		   size_t size, int flags);
+int fs_do_setxattr(struct fs *fs, fuse_req_t req, struct fs_inode *inode, const char *name,
+		   const char *value, size_t size, int flags);
 int fs_do_removexattr(struct fs *fs, struct fs_inode *inode, const char *name);
 
 /* ops.c */

@@ -493,7 +493,7 @@ static void fs_ll_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *
 static void fs_ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			   size_t size, int flags)
 {
-	int r = fs_do_setxattr(req_fs(req), req_inode(req, ino), name, value, size, flags);
+	int r = fs_do_setxattr(req_fs(req), req, req_inode(req, ino), name, value, size, flags);
 
 	fuse_reply_err(req, -r);
 }

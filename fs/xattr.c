@@ -221,8 +221,48 @@ static int prepare_change(struct fs *fs, struct fs_inode *inode)
 	return r;
 }
 
-int fs_do_setxattr(struct fs *fs, struct fs_inode *inode, const char *name, const char *value,
-		   size_t size, int flags)
+/*
+ * Setting an access ACL clears set-group-ID when the caller is neither in
+ * the file's group nor root, as on a local file system (the kernel's
+ * posix_acl_update_mode()). The daemon sets the ACL with its own rights,
+ * under which the upper file system keeps the bit, and libfuse 3.14 cannot
+ * negotiate the request flag that would say to drop it: so it does that.
+ */
+static int acl_kill_sgid(fuse_req_t req, const struct xpath *x, const char *name)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[64], *g = groups;
+	int n, cap = 64, r = 0;
+	struct stat st;
+
+	if (strcmp(name, "system.posix_acl_access") != 0 || ctx->uid == 0)
+		return 0;
+	if ((xpath_follow(x) ? stat(x->path, &st) : lstat(x->path, &st)) < 0)
+		return -errno;
+	if (!(st.st_mode & S_ISGID) || S_ISLNK(st.st_mode) || st.st_gid == ctx->gid)
+		return 0;
+	n = fuse_req_getgroups(req, cap, g);
+	if (n > cap) {
+		cap = n;
+		g = malloc((size_t)cap * sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		n = fuse_req_getgroups(req, cap, g);
+	}
+	/* Groups that cannot be read count as none: the bit goes, as it would for an outsider. */
+	for (int i = 0; i < n && i < cap; i++)
+		if (g[i] == st.st_gid)
+			goto out;
+	if (chmod(x->path, st.st_mode & 07777 & ~S_ISGID) < 0)
+		r = -errno;
+out:
+	if (g != groups)
+		free(g);
+	return r;
+}
+
+int fs_do_setxattr(struct fs *fs, fuse_req_t req, struct fs_inode *inode, const char *name,
+		   const char *value, size_t size, int flags)
 {
 	struct xpath x;
 	int r;
@@ -239,6 +279,8 @@ int fs_do_setxattr(struct fs *fs, struct fs_inode *inode, const char *name, cons
 				      : lsetxattr(x.path, name, value, size, flags)) < 0
 			    ? -errno
 			    : 0;
+		if (r == 0)
+			r = acl_kill_sgid(req, &x, name);
 		xpath_put(&x);
 	}
 	forget_caps(fs, name);

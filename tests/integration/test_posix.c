@@ -2128,6 +2128,20 @@ static void acl_set(const char *root, const char *path, const char *name, unsign
 		     strerror(errno));
 }
 
+static void acl_set_sgid(int dfd, int out, const char *name, bool kept)
+{
+	char blob[64];
+	struct stat st;
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+
+	CK_OK(fd);
+	CK_OK(fsetxattr(fd, "system.posix_acl_access", blob, acl_blob(blob, 0, 4, false), 0));
+	CK_OK(fstat(fd, &st));
+	CK(!!(st.st_mode & S_ISGID) == kept, "%s: mode %o after its ACL was set, want set-group-ID %s",
+	   name, st.st_mode & 07777, kept ? "kept" : "dropped");
+	close(fd);
+}
+
 static void acl_as_nobody(int dfd, int out)
 {
 	int fd;
@@ -2154,6 +2168,9 @@ static void acl_as_nobody(int dfd, int out)
 	CK_OK(fd);
 	CK_OK(write(fd, "nobody\n", 7));
 	close(fd);
+	/* Setting an ACL drops set-group-ID unless the setter is in the file's group. */
+	acl_set_sgid(dfd, out, "sgid-root", false);
+	acl_set_sgid(dfd, out, "sgid-mine", true);
 	_exit(0);
 }
 
@@ -2203,6 +2220,15 @@ Test(posix_perm, posix_acls_grant_and_are_inherited_as_on_a_plain_directory, .in
 		cr_assert_eq(mkdir(p, 0700), 0);
 		acl_set(roots[i], "acl-d", "system.posix_acl_access", 7, true);
 		acl_set(roots[i], "acl-d", "system.posix_acl_default", 7, true);
+		/* nobody's, set-group-ID, one of root's group and one of nobody's. */
+		for (int k = 0; k < 2; k++) {
+			const char *n = k ? "sgid-mine" : "sgid-root";
+
+			h_write(roots[i], n, "s\n");
+			snprintf(p, sizeof(p), "%s/%s", roots[i], n);
+			cr_assert_eq(chown(p, NOBODY, k ? NOBODY : 0), 0);
+			cr_assert_eq(chmod(p, 02775), 0);
+		}
 	}
 	p_both(sc_acl, P_ALLOW_OTHER | P_NO_COMMIT);
 }
