@@ -15,6 +15,8 @@
 #                 cjfs-base: the cjfs binary named by $CJFS_BASE, say a build of
 #                 the commit before a change, for a before/after in one run)
 #     --tmpfs     put trees, layers and the cjfs store on a tmpfs
+#     --busy      keep one CPU busy for the whole run (a process spinning in
+#                 a loop), so cleaner and daemon share what is left
 #     --scale     also run the cjfs-only growth measurements (mount time,
 #                 status/commit/rollback vs changed files, daemon RSS)
 #     -o FILE     append the markdown report to FILE as well
@@ -29,6 +31,8 @@ rounds=5
 workloads=sed,clang-format,black,smallfiles,rmrf,stat,git,bigfile
 systems=native,overlay,fuse-overlayfs,cjfs
 use_tmpfs=0
+busy=0
+busy_pid=
 scale=0
 outfile=
 BLACK_FILES=${BLACK_FILES:-80}
@@ -42,9 +46,10 @@ while (($#)); do
 	-w) workloads=$2; shift 2 ;;
 	-s) systems=$2; shift 2 ;;
 	--tmpfs) use_tmpfs=1; shift ;;
+	--busy) busy=1; shift ;;
 	--scale) scale=1; shift ;;
 	-o) outfile=$2; shift 2 ;;
-	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,25p' "$0"; exit 0 ;;
 	*) echo "bench: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
@@ -80,6 +85,7 @@ if ((root)) && [[ -w $uring_param ]] && [[ $(cat "$uring_param") != Y ]]; then
 fi
 
 cleanup_mounts() {
+	[[ -n $busy_pid ]] && kill "$busy_pid" 2>/dev/null
 	[[ -n $uring_was ]] && echo "$uring_was" >"$uring_param"
 	for m in "$work"/*/mnt; do
 		[[ -d $m ]] || continue
@@ -93,6 +99,10 @@ cleanup_mounts() {
 	return 0
 }
 trap cleanup_mounts EXIT
+if ((busy)); then
+	(while :; do :; done) &
+	busy_pid=$!
+fi
 
 now() { date +%s%N; }
 drop_caches() { ((root)) && { sync; echo 3 >/proc/sys/vm/drop_caches; } || true; }
@@ -260,7 +270,7 @@ done
 
 # ---- report ----
 report() {
-	echo "### $(date -u +%Y-%m-%d) — $rounds rounds, $(nproc) CPUs, $(uname -r)$( ((use_tmpfs)) && echo ', all on tmpfs')"
+	echo "### $(date -u +%Y-%m-%d) — $rounds rounds, $(nproc) CPUs, $(uname -r)$( ((use_tmpfs)) && echo ', all on tmpfs')$( ((busy)) && echo ', one CPU kept busy')"
 	echo
 	echo "Versions: $("$CJFS" --version), $( (fuse-overlayfs --version 2>&1 || echo 'no fuse-overlayfs') | grep -m1 -E 'fuse-overlayfs'), black $(black --version 2>/dev/null | head -n1 | awk '{print $2}'), $(clang-format --version | awk '{print $NF}'), $(git --version)."
 	echo "Backing file system: $(df -T "$base" | awk 'NR==2 {print $2}'); fuse enable_uring: $(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null || echo absent). Median seconds (median of per-round ratio to native)."
