@@ -110,13 +110,15 @@ bool fs_xattr_default_acl(struct fs_inode *dir, int pu)
 {
 	uint8_t v = __atomic_load_n(&dir->dacl, __ATOMIC_ACQUIRE);
 	char path[32];
+	ssize_t n;
 
 	if (v != FS_DACL_UNKNOWN)
 		return v == FS_DACL_SOME;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", pu);
-	if (getxattr(path, "system.posix_acl_default", NULL, 0) > 0)
+	n = getxattr(path, "system.posix_acl_default", NULL, 0);
+	if (n > 0)
 		v = FS_DACL_SOME;
-	else if (errno == ENODATA || errno == EOPNOTSUPP)
+	else if (n == 0 || errno == ENODATA || errno == EOPNOTSUPP)
 		v = FS_DACL_NONE;
 	else
 		return false; /* not remembered: ask again next time */

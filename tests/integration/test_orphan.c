@@ -152,3 +152,41 @@ Test(orphan, an_orphaned_transaction_rolls_back_by_id_without_a_mount)
 	after = h_txn_state(&env, 1);
 	cr_assert_null(after, "transaction 1 is still listed as %s", after);
 }
+
+/*
+ * mkdir of a name whose PKG directory was removed builds the new directory
+ * under a hidden name beside it and renames it over the name (fs/dir.c): a
+ * daemon killed before the rename leaves such hidden directories in the
+ * upper layer. After a resume they stay hidden, a mkdir whose hidden name
+ * is taken by one replaces it, and the commit promotes none of them.
+ */
+Test(orphan, directories_half_made_by_a_killed_daemon_stay_hidden_and_are_not_promoted)
+{
+	char upper[PATH_MAX], *s;
+	int status;
+
+	h_mount_fg(&env);
+	cr_assert_eq(h_sh(env.mnt, "rm -r d"), 0);
+	cr_assert_eq(kill(env.daemon, SIGKILL), 0);
+	cr_assert_eq(waitpid(env.daemon, &status, 0), env.daemon);
+	env.daemon = 0;
+	snprintf(upper, sizeof(upper), "%s/txn/1/upper", env.store);
+	cr_assert_eq(h_sh(upper, "for i in $(seq 1 50); do mkdir '.cjfs~mkdir.'$i && "
+				 ": > '.cjfs~mkdir.'$i/'.cjfs~opaque' && "
+				 "echo half > '.cjfs~mkdir.'$i/half; done"),
+		     0);
+	cr_assert_eq(h_cjfs(&env, "mount", "--resume", "1", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_eq(h_sh(env.mnt, "test \"$(ls -A | tr '\\n' ' ')\" = 'a.txt b.txt '"), 0,
+		     "the listing after resume is not a.txt b.txt");
+	cr_assert_eq(h_sh(env.mnt, "mkdir d && test -z \"$(ls -A d)\""), 0,
+		     "mkdir over the removed directory failed or shows content");
+	cr_assert_eq(h_cjfs(&env, "status", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_null(strstr(env.out, "cjfs~"), "status lists a hidden name: %s", env.out);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_eq(h_count_names(env.pkg, ".cjfs~"), 0, "hidden names reached PKG");
+	cr_assert_eq(h_sh(env.pkg, "test -d d && test -z \"$(ls -A d)\""), 0,
+		     "PKG's d is not the empty directory the mount showed");
+	s = h_read(env.pkg, "a.txt");
+	cr_assert_str_eq(s, "a\n");
+	free(s);
+}
