@@ -376,7 +376,7 @@ static int copy_up_orphan(struct fs *fs, struct fs_inode *inode, unsigned flags)
 	fs_work_name(fs, "orphan", tmp);
 	switch (st.st_mode & S_IFMT) {
 	case S_IFREG:
-		src = util_openat(AT_FDCWD, src_path, O_RDONLY | O_NONBLOCK, 0);
+		src = util_openat_noatime(AT_FDCWD, src_path, O_RDONLY | O_NONBLOCK);
 		if (src < 0)
 			return src;
 		dst = util_openat(fs->work_fd, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
@@ -470,7 +470,7 @@ int fs_copy_up_locked(struct fs *fs, struct fs_inode *inode, unsigned flags)
 	fs_work_name(fs, "file", tmp);
 	switch (st.st_mode & S_IFMT) {
 	case S_IFREG:
-		src = util_openat(l, inode->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, 0);
+		src = util_openat_noatime(l, inode->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
 		if (src < 0) {
 			r = src;
 			goto out;

@@ -111,7 +111,7 @@ static int entry_at(struct store *s, int dirfd, const char *path, struct keep *k
 	if ((flags & STORE_ENTRY_HASH) && S_ISREG(st.st_mode)) {
 		struct stat st2;
 		/* O_NONBLOCK: if the name became a FIFO since fstatat, do not hang on it. */
-		int fd = util_openat(pfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0);
+		int fd = util_openat_noatime(pfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 
 		if (fd < 0) {
 			r = fd;

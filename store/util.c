@@ -194,6 +194,15 @@ int util_openat(int dirfd, const char *name, int flags, mode_t mode)
 	return fd < 0 ? -errno : fd;
 }
 
+int util_openat_noatime(int dirfd, const char *name, int flags)
+{
+	int fd = util_openat(dirfd, name, flags | O_NOATIME, 0);
+
+	if (fd == -EPERM) /* neither the owner nor CAP_FOWNER */
+		fd = util_openat(dirfd, name, flags, 0);
+	return fd;
+}
+
 static int open_walk(int dirfd, const char *path, int flags, mode_t mode)
 {
 	char comp[NAME_MAX + 1];

@@ -59,6 +59,13 @@ int util_pwrite_full(int fd, const void *buf, size_t n, off_t off);
 
 /* openat() with O_CLOEXEC added, retried on EINTR; returns fd or -errno. */
 int util_openat(int dirfd, const char *name, int flags, mode_t mode);
+/*
+ * util_openat() of an existing file for cjfs's own reading (originals to
+ * store, data to copy up, hashes): with O_NOATIME where the file's owner or
+ * CAP_FOWNER allows it, so that reading it for itself does not change the
+ * user's access times.
+ */
+int util_openat_noatime(int dirfd, const char *name, int flags);
 
 /*
  * Open path (relative, several components) below dirfd without following any

@@ -1151,6 +1151,62 @@ Test(posix_meta, the_mount_root_shows_the_attributes_of_pkgs_root, .init = p_set
 	p_both(sc_root_attrs, 0);
 }
 
+/*
+ * A change of metadata or a write copies a PKG file up, which reads it: that
+ * is cjfs's reading, not the user's, and changes no access time, neither of
+ * the file as the mount shows it nor of PKG's file (the test body gave a,
+ * d/f and d/g an atime of 1,500,000,000).
+ */
+#define OLD_ATIME 1500000000
+
+static void expect_atime(struct pt *t, int line, const char *root, const char *path)
+{
+	char p[PATH_MAX];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s", root, path);
+	if (lstat(p, &st) < 0)
+		p_fail(t, line, "lstat %s: %s", p, strerror(errno));
+	if (st.st_atim.tv_sec != OLD_ATIME)
+		p_fail(t, line, "%s: atime %lld, want %d", p, (long long)st.st_atim.tv_sec,
+		       OLD_ATIME);
+}
+
+static void sc_atime(struct pt *t)
+{
+	const char *names[] = { "a", "d/f", "d/g" };
+	char p[PATH_MAX];
+	int fd;
+
+	OK(t, fchmodat(t->fd, "a", 0600, 0));
+	snprintf(p, sizeof(p), "%s/d/f", t->root);
+	OK(t, truncate(p, 3));
+	fd = (int)OK(t, openat(t->fd, "d/g", O_WRONLY | O_APPEND | O_CLOEXEC));
+	OK(t, write(fd, "more\n", 5));
+	close(fd);
+	for (int i = 0; i < 3; i++) {
+		expect_atime(t, __LINE__, t->root, names[i]);
+		if (t->cjfs)
+			expect_atime(t, __LINE__, p_env.pkg, names[i]);
+	}
+}
+
+Test(posix_meta, copy_up_changes_no_access_time, .init = p_setup, .fini = p_teardown,
+     .timeout = 120)
+{
+	const char *roots[] = { p_env.pkg, p_ctrl }, *names[] = { "a", "d/f", "d/g" };
+	struct timespec tv[2] = { { OLD_ATIME, 0 }, { OLD_ATIME, 0 } };
+
+	for (int i = 0; i < 2; i++)
+		for (int k = 0; k < 3; k++) {
+			char p[PATH_MAX];
+
+			snprintf(p, sizeof(p), "%s/%s", roots[i], names[k]);
+			cr_assert_eq(utimensat(AT_FDCWD, p, tv, AT_SYMLINK_NOFOLLOW), 0);
+		}
+	p_both(sc_atime, 0);
+}
+
 static void sc_statfs(struct pt *t)
 {
 	struct statvfs sv;

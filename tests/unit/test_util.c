@@ -250,6 +250,50 @@ Test(util_open, opens_a_nested_file_below_the_directory)
 	cr_assert(eq(int, util_open_beneath(rootfd, "d/e/missing", O_RDONLY, 0), -ENOENT));
 }
 
+static time_t atime_after_read(const char *name, bool quietly)
+{
+	struct timespec tv[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+	struct stat st;
+	char buf[8];
+	int fd;
+
+	cr_assert_eq(utimensat(rootfd, name, tv, 0), 0);
+	fd = quietly ? util_openat_noatime(rootfd, name, O_RDONLY)
+		     : util_openat(rootfd, name, O_RDONLY, 0);
+	cr_assert(fd >= 0, "open failed: %s", strerror(-fd));
+	cr_assert(eq(int, (int)read(fd, buf, sizeof(buf)), 5));
+	close(fd);
+	cr_assert_eq(fstatat(rootfd, name, &st, 0), 0);
+	return st.st_atim.tv_sec;
+}
+
+/* cjfs reads PKG's files for itself (originals, copy-up): no access time changes. */
+Test(util_open, noatime_opens_read_without_changing_the_access_time)
+{
+	pid_t pid;
+	int status;
+	bool ok;
+
+	u_write(rootfd, "f", "hello", 0644);
+	if (atime_after_read("f", false) == 1000000000)
+		cr_skip_test("this file system does not update access times");
+	cr_assert_eq(atime_after_read("f", true), 1000000000, "reading changed the access time");
+	/* Someone else's file: O_NOATIME is refused (EPERM), a plain open is not. */
+	if (geteuid() != 0)
+		return;
+	cr_assert_eq(fchmod(rootfd, 0755), 0);
+	pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		if (setuid(65534) < 0)
+			_exit(2);
+		_exit(util_openat_noatime(rootfd, "f", O_RDONLY) >= 0 ? 0 : 1);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	cr_assert(ok, "another user's noatime open failed (status %d)", status);
+}
+
 Test(util_open, refuses_a_symlink_in_the_middle_of_the_path)
 {
 	int fd;
