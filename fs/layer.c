@@ -426,7 +426,7 @@ static int lview_open(void *ctx, const char *path)
 	r = layer_locate(ctx, path, &st, &dfd, buf, &name);
 	if (r < 0)
 		return r;
-	fd = util_openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0);
+	fd = util_openat_noatime(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	util_close(dfd);
 	return fd;
 }
