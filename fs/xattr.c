@@ -103,8 +103,9 @@ static bool is_default_acl(const char *name)
  * Does a directory's upper copy (pu, its fd) have a default ACL? Asked for
  * every object made in it, so remembered per directory: the upper layer
  * changes only through the daemon, and setting or removing a default ACL
- * through the mount forgets the answer. Caller holds fs->ns for writing
- * (those two hold it for reading).
+ * through the mount forgets the answer. The caller (fs_do_mknod) holds
+ * fs->ns for writing, fs_do_setxattr and fs_do_removexattr hold it for
+ * reading: no answer is remembered across a change.
  */
 bool fs_xattr_default_acl(struct fs_inode *dir, int pu)
 {
@@ -126,7 +127,7 @@ bool fs_xattr_default_acl(struct fs_inode *dir, int pu)
 	return v == FS_DACL_SOME;
 }
 
-/* After setting or removing one (fs->ns held, so no object is being made meanwhile). */
+/* After a default ACL is set or removed (fs->ns held for reading). */
 static void forget_default_acl(struct fs_inode *inode, const char *name)
 {
 	if (is_default_acl(name))
