@@ -79,13 +79,8 @@ Test(concurrency, a_commit_in_progress_refuses_a_second_commit_and_a_rollback)
 {
 	static const char *const phases[] = { "seal", "stage", "promote" };
 	char *new_tree = open_txn(0);
-	char tpkg[PATH_MAX], tstore[PATH_MAX];
 
-	snprintf(tpkg, sizeof(tpkg), "%s/tmpl-pkg", env.root);
-	snprintf(tstore, sizeof(tstore), "%s/tmpl-store", env.root);
-	cr_assert_eq(h_sh("/", "cp -a '%s' '%s' && cp -a '%s' '%s'", env.pkg, tpkg, env.store,
-			  tstore),
-		     0);
+	h_save_state(&env, "tmpl");
 	for (size_t k = 0; k < 3; k++) {
 		char *argv[] = { (char *)"commit", (char *)"1", NULL };
 		char fault[64], *fenv[] = { fault, NULL }, *now;
@@ -116,10 +111,7 @@ Test(concurrency, a_commit_in_progress_refuses_a_second_commit_and_a_rollback)
 		h_assert_one_line(&env, "1");
 		cr_assert(says_busy_or_finished(env.err), "%s", env.err);
 		/* Back to the open transaction for the next phase. */
-		h_restore_tree(tpkg, env.pkg);
-		cr_assert_eq(h_sh("/", "rm -rf '%s' && cp -a '%s' '%s'", env.store, tstore,
-				  env.store),
-			     0);
+		h_load_state(&env, "tmpl");
 	}
 	free(new_tree);
 }

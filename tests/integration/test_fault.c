@@ -22,7 +22,6 @@
 #include "harness.h"
 
 static struct h_env env;
-static char tmpl_pkg[PATH_MAX], tmpl_store[PATH_MAX];
 static char *old_tree, *new_tree;
 
 /* The phases a commit logs with CJFS_DEBUG=2, in order. */
@@ -82,11 +81,7 @@ static void prepare(void)
 	new_tree = h_snapshot(env.mnt, true);
 	cr_assert_eq(h_unmount(&env), 0, "the daemon did not exit cleanly");
 	/* The state every iteration starts from: PKG old, transaction 1 open, not mounted. */
-	snprintf(tmpl_pkg, sizeof(tmpl_pkg), "%s/tmpl-pkg", env.root);
-	snprintf(tmpl_store, sizeof(tmpl_store), "%s/tmpl-store", env.root);
-	cr_assert_eq(h_sh("/", "cp -a '%s' '%s' && cp -a '%s' '%s'", env.pkg, tmpl_pkg, env.store,
-			  tmpl_store),
-		     0);
+	h_save_state(&env, "tmpl");
 }
 
 static void teardown(void)
@@ -101,9 +96,7 @@ TestSuite(fault, .init = setup, .fini = teardown, .timeout = 1200);
 
 static void reset(void)
 {
-	h_restore_tree(tmpl_pkg, env.pkg);
-	cr_assert_eq(h_sh("/", "rm -rf '%s' && cp -a '%s' '%s'", env.store, tmpl_store, env.store),
-		     0);
+	h_load_state(&env, "tmpl");
 }
 
 /* Commit transaction 1 with CJFS_FAULT=N:KIND (or N+:KIND: from call N on). */
@@ -389,22 +382,17 @@ Test(fault, a_crash_or_error_during_recovery_is_recovered_too)
 {
 	char *recover[] = { (char *)"recover", NULL };
 	long stride = h_knob("CJFS_TEST_RECOVER_STRIDE", 8, 20);
-	char tpkg2[PATH_MAX], tstore2[PATH_MAX];
 	struct plan p;
 	size_t tried = 0;
 
 	make_plan(&p);
-	snprintf(tpkg2, sizeof(tpkg2), "%s/crashed-pkg", env.root);
-	snprintf(tstore2, sizeof(tstore2), "%s/crashed-store", env.root);
 	for (int k = 0; k < 2; k++) {
 		/* k = 0: crashed while staging; k = 1: crashed half way through the promote. */
 		long n = k == 0 ? (p.start[2] + p.start[3]) / 2 : (p.start[4] + p.total) / 2;
 
 		reset();
 		cr_assert_eq(commit_with_fault(n, "crash"), 128 + 9);
-		cr_assert_eq(h_sh("/", "rm -rf '%s' '%s' && cp -a '%s' '%s' && cp -a '%s' '%s'",
-				  tpkg2, tstore2, env.pkg, tpkg2, env.store, tstore2),
-			     0);
+		h_save_state(&env, "crashed");
 		for (int e = 0; e < 2; e++) {
 			const char *kind = e ? "ENOSPC" : "crash";
 
@@ -415,10 +403,7 @@ Test(fault, a_crash_or_error_during_recovery_is_recovered_too)
 				snprintf(what, sizeof(what),
 					 "commit crashed at %ld (%s), recovery %s at durable call %ld",
 					 n, phase_of(&p, n), kind, m);
-				h_restore_tree(tpkg2, env.pkg);
-				cr_assert_eq(h_sh("/", "rm -rf '%s' && cp -a '%s' '%s'", env.store,
-						  tstore2, env.store),
-					     0);
+				h_load_state(&env, "crashed");
 				snprintf(fault, sizeof(fault), "CJFS_FAULT=%ld:%s", m, kind);
 				rc = h_cjfsv_env(&env, fenv, recover);
 				tried++;

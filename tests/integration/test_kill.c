@@ -19,7 +19,6 @@
 #include "harness.h"
 
 static struct h_env env;
-static char tmpl_pkg[PATH_MAX], tmpl_store[PATH_MAX];
 static char *old_tree, *new_tree;
 
 static void setup(void)
@@ -65,18 +64,12 @@ static void prepare(void)
 		     0);
 	new_tree = h_snapshot(env.mnt, true);
 	cr_assert_eq(h_unmount(&env), 0, "the daemon did not exit cleanly");
-	snprintf(tmpl_pkg, sizeof(tmpl_pkg), "%s/tmpl-pkg", env.root);
-	snprintf(tmpl_store, sizeof(tmpl_store), "%s/tmpl-store", env.root);
-	cr_assert_eq(h_sh("/", "cp -a '%s' '%s' && cp -a '%s' '%s'", env.pkg, tmpl_pkg, env.store,
-			  tmpl_store),
-		     0);
+	h_save_state(&env, "tmpl");
 }
 
 static void reset(void)
 {
-	h_restore_tree(tmpl_pkg, env.pkg);
-	cr_assert_eq(h_sh("/", "rm -rf '%s' && cp -a '%s' '%s'", env.store, tmpl_store, env.store),
-		     0);
+	h_load_state(&env, "tmpl");
 }
 
 static uint64_t rng_state;

@@ -93,8 +93,27 @@ bool h_tmpfs(struct h_env *e, const char *dir, const char *size);
  */
 void h_setup_tmpfs(struct h_env *e, const char *size);
 
-/* Replace the content of dir with a copy of src (dir itself, its inode, stays). */
+/*
+ * Tree copies as cp -a makes them (contents, hard links, symbolic links,
+ * special files, extended attributes, owner, mode and times), made in the
+ * test's own process; each aborts the test on failure.
+ * h_restore_tree: replace the content of dir with a copy of src's (dir
+ * itself, its inode, stays; it takes src's mode and times).
+ * h_replace_tree: rm -rf dst, then cp -a src dst.
+ * h_remove_tree: rm -rf path (directories its user cannot write into too).
+ */
 void h_restore_tree(const char *src, const char *dir);
+void h_replace_tree(const char *src, const char *dst);
+void h_remove_tree(const char *path);
+
+/*
+ * Keep a copy of PKG and the store under root as NAME (h_save_state), put
+ * both back as they were then (h_load_state, any number of times; PKG keeps
+ * its inode) and remove the copy (h_drop_state). Nothing may be mounted.
+ */
+void h_save_state(struct h_env *e, const char *name);
+void h_load_state(struct h_env *e, const char *name);
+void h_drop_state(struct h_env *e, const char *name);
 
 /*
  * Start `cjfs mount -f pkg mnt` in the background and wait until mnt is a
@@ -116,7 +135,7 @@ void h_mount(struct h_env *e);
 /* The same with one extra option before PKG (e.g. "--allow-other"), or NULL. */
 void h_mount_opt(struct h_env *e, const char *opt);
 
-/* cp -a src dst (dst must not exist); aborts the test on failure. */
+/* cp -a src dst (dst must not exist), as above. */
 void h_copy_tree(const char *src, const char *dst);
 
 /*
