@@ -29,8 +29,7 @@ run_suite() { # build-dir
 }
 
 # The normal build's fault-injection suite fails every durable call of a
-# commit in turn, not a sample (7 to 15 minutes here, depending on how fast
-# the disk under /tmp is that day); the sanitizer build
+# commit in turn, not a sample (about 2 minutes here); the sanitizer build
 # keeps the sample. CJFS_TEST_FAULT_ALL=0 samples here too.
 CJFS_TEST_FAULT_ALL=${CJFS_TEST_FAULT_ALL:-1} run_suite build
 

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * Fault injection at every phase of a commit (guarantee 2). A transaction of
- * a few hundred changes (modified, added, deleted, renamed, new directories,
- * mode and type changes, symlinks) is committed with CJFS_FAULT=N:KIND for
+ * ~90 changes (modified, added, deleted, renamed, new directories, mode and
+ * type changes, symlinks; several of each kind, so the seal and stage
+ * workers on every CPU have work) is committed with CJFS_FAULT=N:KIND for
  * N over the commit's durable calls: open and lock, seal, stage, sync, the
  * promote after the commit point, and its final sync. After each fault:
  *   crash   -> recovery leaves PKG exactly old (before the commit point) or
@@ -51,7 +52,7 @@ static void prepare(void)
 {
 	cr_assert_eq(h_sh(env.pkg,
 			  "for d in src lib docs tests old; do mkdir -p $d/sub; "
-			  "  for i in $(seq 1 40); do printf 'line %%s %%s\\n' $d $i > $d/f$i.txt; done; "
+			  "  for i in $(seq 1 12); do printf 'line %%s %%s\\n' $d $i > $d/f$i.txt; done; "
 			  "  printf 'sub\\n' > $d/sub/s.txt; "
 			  "done && "
 			  "mkdir -p old/deep/er && printf 'deep\\n' > old/deep/er/d.txt && "
@@ -63,17 +64,17 @@ static void prepare(void)
 	old_tree = h_snapshot(env.pkg, true);
 	h_mount_fg(&env);
 	cr_assert_eq(h_sh(env.mnt,
-			  "for i in $(seq 1 40); do printf 'changed\\n' >> src/f$i.txt; done && "
-			  "for i in $(seq 1 20); do rm lib/f$i.txt; done && "
-			  "for i in $(seq 1 20); do mv docs/f$i.txt docs/sub/r$i.txt; done && "
-			  "for i in $(seq 1 20); do chmod 700 tests/f$i.txt; done && "
+			  "for i in $(seq 1 12); do printf 'changed\\n' >> src/f$i.txt; done && "
+			  "for i in $(seq 1 6); do rm lib/f$i.txt; done && "
+			  "for i in $(seq 1 6); do mv docs/f$i.txt docs/sub/r$i.txt; done && "
+			  "for i in $(seq 1 6); do chmod 700 tests/f$i.txt; done && "
 			  "rm -r old && "
 			  "mkdir -p new/a/b new/c && "
-			  "for i in $(seq 1 30); do printf 'new %%s\\n' $i > new/a/b/n$i.txt; "
+			  "for i in $(seq 1 8); do printf 'new %%s\\n' $i > new/a/b/n$i.txt; "
 			  "  printf 'other %%s\\n' $i > new/c/o$i.txt; done && "
 			  "printf 'x' >> big.bin && "
-			  "rm link-a && ln -s lib/f30.txt link-a && ln -s ../../src new/c/up && "
-			  "rm lib/f25.txt && mkdir lib/f25.txt && printf 'in\\n' > lib/f25.txt/inner && "
+			  "rm link-a && ln -s lib/f11.txt link-a && ln -s ../../src new/c/up && "
+			  "rm lib/f10.txt && mkdir lib/f10.txt && printf 'in\\n' > lib/f10.txt/inner && "
 			  "rm -r tests/sub && printf 'now a file\\n' > tests/sub && "
 			  "mv src/sub src/moved && chmod 750 lib && "
 			  "touch -d '2021-03-04 05:06:07' new/c/o1.txt"),
