@@ -357,48 +357,34 @@ static void copy_into(const char *src, const char *dst, bool exists)
 	free(l.v);
 }
 
-/* Remove what dir holds (and dir itself unless keep), like chmod -R u+rwx; rm -rf. */
-static void remove_tree(const char *dir, bool keep)
+void h_remove_tree(const char *path)
 {
-	DIR *d;
+	int r = util_rm_rf_at(AT_FDCWD, path);
+
+	cr_assert_eq(r, 0, "rm -rf '%s': %s", path, strerror(-r));
+}
+
+/* Remove everything dir holds; dir itself stays. */
+static void empty_tree(const char *dir)
+{
+	DIR *d = opendir(dir);
 	struct dirent *de;
 
-	(void)chmod(dir, 0700);
-	d = opendir(dir);
 	cr_assert_not_null(d, "open '%s': %s", dir, strerror(errno));
 	while ((de = readdir(d))) {
-		char p[PATH_MAX];
+		int r;
 
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-		if (unlink(p) == 0)
-			continue;
-		cr_assert(errno == EISDIR || errno == EPERM, "unlink '%s': %s", p, strerror(errno));
-		remove_tree(p, false);
+		r = util_rm_rf_at(dirfd(d), de->d_name);
+		cr_assert_eq(r, 0, "rm -rf '%s/%s': %s", dir, de->d_name, strerror(-r));
 	}
 	closedir(d);
-	if (!keep)
-		cr_assert_eq(rmdir(dir), 0, "rmdir '%s': %s", dir, strerror(errno));
-}
-
-void h_remove_tree(const char *path)
-{
-	struct stat st;
-
-	if (lstat(path, &st) < 0) {
-		cr_assert_eq(errno, ENOENT, "stat '%s': %s", path, strerror(errno));
-		return;
-	}
-	if (S_ISDIR(st.st_mode))
-		remove_tree(path, false);
-	else
-		cr_assert_eq(unlink(path), 0, "unlink '%s': %s", path, strerror(errno));
 }
 
 void h_restore_tree(const char *src, const char *dir)
 {
-	remove_tree(dir, true);
+	empty_tree(dir);
 	copy_into(src, dir, true);
 }
 

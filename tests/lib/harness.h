@@ -100,7 +100,7 @@ void h_setup_tmpfs(struct h_env *e, const char *size);
  * h_restore_tree: replace the content of dir with a copy of src's (dir
  * itself, its inode, stays; it takes src's mode and times).
  * h_replace_tree: rm -rf dst, then cp -a src dst.
- * h_remove_tree: rm -rf path (directories its user cannot write into too).
+ * h_remove_tree: rm -rf path.
  */
 void h_restore_tree(const char *src, const char *dir);
 void h_replace_tree(const char *src, const char *dst);
