@@ -21,11 +21,8 @@
 
 static struct h_env env;
 
-static void setup(void)
+static void make_pkg(void)
 {
-	if (!h_fuse_available())
-		cr_skip_test("/dev/fuse is not available");
-	h_setup(&env);
 	cr_assert_eq(h_sh(env.pkg,
 			  "mkdir -p src/pkg docs empty && "
 			  "printf 'def f( x ):\\n    return x  \\n' > src/pkg/mod.py && "
@@ -41,6 +38,23 @@ static void setup(void)
 		     0);
 }
 
+static void setup(void)
+{
+	if (!h_fuse_available())
+		cr_skip_test("/dev/fuse is not available");
+	h_setup(&env);
+	make_pkg();
+}
+
+/* The same on a tmpfs: the crash loop syncs at every step of ~40 undos. */
+static void setup_tmpfs(void)
+{
+	if (!h_fuse_available())
+		cr_skip_test("/dev/fuse is not available");
+	h_setup_tmpfs(&env, "256m");
+	make_pkg();
+}
+
 static void teardown(void)
 {
 	unsetenv("CJFS_FAULT");
@@ -49,7 +63,7 @@ static void teardown(void)
 
 TestSuite(history, .init = setup, .fini = teardown, .timeout = 300);
 /* Long ones get suites of their own: Criterion 2.4.1 leaks a per-test .timeout. */
-TestSuite(history_crash, .init = setup, .fini = teardown, .timeout = 900);
+TestSuite(history_crash, .init = setup_tmpfs, .fini = teardown, .timeout = 900);
 TestSuite(history_measure, .init = setup, .fini = teardown, .timeout = 900);
 
 /* Every kind of change, for a shell in a mount of PKG. */
@@ -835,20 +849,19 @@ Test(history, a_committed_run_records_its_commit_timings)
 
 Test(history_crash, an_undo_killed_at_any_durable_step_leaves_pkg_old_or_new)
 {
-	char fault[32];
+	char fault[32], *old_tree, *new_tree;
 	int n, r = -1;
 
-	/* A fresh commit each round; the undo dies at its n-th durable step. */
+	old_tree = h_snapshot(env.pkg, true);
+	commit_everything();
+	new_tree = h_snapshot(env.pkg, true);
+	h_save_state(&env, "committed");
+	/* The same commit each round; the undo dies at its n-th durable step. */
 	for (n = 1; n < 400; n++) {
-		char *old_tree, *new_tree, *now;
+		char *now;
 
-		if (n > 1) {
-			h_teardown(&env);
-			setup();
-		}
-		old_tree = h_snapshot(env.pkg, true);
-		commit_everything();
-		new_tree = h_snapshot(env.pkg, true);
+		if (n > 1)
+			h_load_state(&env, "committed");
 		snprintf(fault, sizeof(fault), "%d:crash", n);
 		setenv("CJFS_FAULT", fault, 1);
 		r = h_cjfs(&env, "undo", "1", NULL);
@@ -873,12 +886,12 @@ Test(history_crash, an_undo_killed_at_any_durable_step_leaves_pkg_old_or_new)
 		else
 			cr_assert_not_null(strstr(env.out, "{\"id\":1,\"state\":\"committed\""),
 					   "step %d: %s", n, env.out);
-		free(old_tree);
-		free(new_tree);
 		free(now);
 		if (r == 0)
 			break;
 	}
+	free(old_tree);
+	free(new_tree);
 	cr_assert_eq(r, 0, "the undo never finished");
 	cr_assert_gt(n, 10, "the crash points never hit the undo");
 	fprintf(stderr, "the undo has %d durable steps\n", n - 1);
