@@ -266,21 +266,25 @@ static void copy_data(const char *src, const char *dst)
 	cr_assert_eq(close(out), 0, "close '%s': %s", dst, strerror(errno));
 }
 
-/* What cp -a keeps: extended attributes (ACLs too), owner, mode, times. */
+/*
+ * What cp -a keeps: owner, extended attributes (ACLs too), mode, times; in
+ * this order, as a chown drops security.capability and the mode's
+ * set-user-ID and set-group-ID bits.
+ */
 static void copy_meta(const char *src, const char *dst, const struct stat *st)
 {
 	char names[4096], value[65536];
 	ssize_t len = llistxattr(src, names, sizeof(names));
 	struct timespec times[2] = { st->st_atim, st->st_mtim };
 
+	if (lchown(dst, st->st_uid, st->st_gid) < 0)
+		cr_assert_eq(errno, EPERM, "chown '%s': %s", dst, strerror(errno));
 	for (ssize_t i = 0; len > 0 && i < len; i += (ssize_t)strlen(names + i) + 1) {
 		ssize_t n = lgetxattr(src, names + i, value, sizeof(value));
 
 		if (n >= 0)
 			(void)lsetxattr(dst, names + i, value, (size_t)n, 0);
 	}
-	if (lchown(dst, st->st_uid, st->st_gid) < 0)
-		cr_assert_eq(errno, EPERM, "chown '%s': %s", dst, strerror(errno));
 	if (!S_ISLNK(st->st_mode))
 		cr_assert_eq(chmod(dst, st->st_mode & 07777), 0, "chmod '%s': %s", dst,
 			     strerror(errno));
