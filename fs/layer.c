@@ -307,15 +307,38 @@ out:
 
 /* ---- the offline view ---- */
 
+/*
+ * Seal and status read every changed path through this view, in path order,
+ * on every CPU: the directories they were last found in are kept open
+ * (LAYER_DIRS of them, least recently used first out), so a file costs its
+ * own lookup, not a walk from both roots that opens every directory above it
+ * and reads its markers (~20 system calls a file before). Nothing changes
+ * the layers while a view is in use (no mount is up), so what was resolved
+ * stays right.
+ */
+#define LAYER_DIRS 32
+
+struct layer_dir {
+	char *path; /* the directory, relative to the roots; NULL: free slot */
+	size_t len;
+	int u, lo;     /* its upper and lower parts, -1 when absent */
+	uint64_t used; /* atomic: l->tick when last used */
+};
+
 struct fs_layer {
 	int lower_fd;
 	int upper_fd;
 	struct store_view view;
+	pthread_rwlock_t lock; /* over dirs: read to use one, write to replace one */
+	struct layer_dir dirs[LAYER_DIRS];
+	uint64_t tick; /* atomic */
 };
 
+/* What a view operation does with the object it found (NULL: nothing more). */
+typedef int (*layer_fn)(int dirfd, const char *name, void *arg);
+
 /* Resolve the directory containing path: its upper and lower fds (either may be -1). */
-static int layer_resolve_parent(struct fs_layer *l, const char *path, int *ret_u, int *ret_l,
-				const char **ret_base)
+static int layer_resolve_parent(struct fs_layer *l, const char *path, int *ret_u, int *ret_l)
 {
 	int u = util_openat(l->upper_fd, ".", O_PATH | O_DIRECTORY, 0);
 	int lo = util_openat(l->lower_fd, ".", O_PATH | O_DIRECTORY, 0);
@@ -338,10 +361,8 @@ static int layer_resolve_parent(struct fs_layer *l, const char *path, int *ret_u
 			r = n ? -ENAMETOOLONG : -EINVAL;
 			goto out;
 		}
-		if (!slash) {
-			*ret_base = p;
+		if (!slash)
 			break;
-		}
 		memcpy(comp, p, n);
 		comp[n] = '\0';
 		r = layer_lookup(u, lo, comp, &st, &where);
@@ -373,83 +394,142 @@ out:
 	return r;
 }
 
-/* The fd of the directory holding path's object in the layer that has it, and its name there. */
-static int layer_locate(struct fs_layer *l, const char *path, struct stat *st, int *ret_dirfd,
-			char namebuf[NAME_MAX + 1], const char **ret_name)
+/* Look name up in the directory (u, lo) and run fn on it in the layer that has it. */
+static int layer_found(int u, int lo, const char *name, struct stat *st, layer_fn fn, void *arg)
 {
+	char buf[NAME_MAX + 1];
 	enum layer_where where;
-	const char *base;
-	int u, lo, r;
+	const char *uname;
+	int r = layer_lookup(u, lo, name, st, &where);
 
-	r = layer_resolve_parent(l, path, &u, &lo, &base);
-	if (r < 0)
-		return r;
-	r = layer_lookup(u, lo, base, st, &where);
 	if (r == 0 && where == LAYER_NONE)
 		r = -ENOENT;
-	if (r == 0 && where == LAYER_UPPER) {
-		r = layer_encode(base, namebuf, ret_name);
-		*ret_dirfd = u;
+	if (r < 0 || !fn)
+		return r;
+	if (where == LAYER_LOWER)
+		return fn(lo, name, arg);
+	r = layer_encode(name, buf, &uname);
+	return r < 0 ? r : fn(u, uname, arg);
+}
+
+/* The kept directory path[0, len), or NULL; caller holds l->lock. */
+static struct layer_dir *layer_dir_find(struct fs_layer *l, const char *path, size_t len)
+{
+	for (size_t i = 0; i < LAYER_DIRS; i++) {
+		struct layer_dir *d = &l->dirs[i];
+
+		if (d->path && d->len == len && memcmp(d->path, path, len) == 0)
+			return d;
+	}
+	return NULL;
+}
+
+static void layer_dir_drop(struct layer_dir *d)
+{
+	free(d->path);
+	d->path = NULL;
+	util_close(d->u);
+	util_close(d->lo);
+	d->u = d->lo = -1;
+}
+
+/* Keep (u, lo) as directory path[0, len), in place of the least recently used; owns them. */
+static void layer_dir_keep(struct fs_layer *l, const char *path, size_t len, int u, int lo)
+{
+	struct layer_dir *d, *victim = &l->dirs[0];
+	char *copy = strndup(path, len);
+
+	pthread_rwlock_wrlock(&l->lock);
+	if (!copy || layer_dir_find(l, path, len)) {
+		pthread_rwlock_unlock(&l->lock);
+		free(copy);
+		util_close(u);
 		util_close(lo);
+		return;
+	}
+	for (size_t i = 0; i < LAYER_DIRS; i++) {
+		d = &l->dirs[i];
+		if (!d->path) {
+			victim = d;
+			break;
+		}
+		if (d->used < victim->used)
+			victim = d;
+	}
+	layer_dir_drop(victim);
+	victim->path = copy;
+	victim->len = len;
+	victim->u = u;
+	victim->lo = lo;
+	victim->used = __atomic_add_fetch(&l->tick, 1, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&l->lock);
+}
+
+/* Find path's object (its attributes in *st) and run fn on it; fn's result. */
+static int layer_with(struct fs_layer *l, const char *path, struct stat *st, layer_fn fn, void *arg)
+{
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+	size_t len = slash ? (size_t)(slash - path) : 0;
+	struct layer_dir *d;
+	int u, lo, r;
+
+	if (*base == '\0' || (slash && len == 0))
+		return -EINVAL;
+	pthread_rwlock_rdlock(&l->lock);
+	d = slash ? layer_dir_find(l, path, len) : NULL;
+	if (!slash || d) {
+		if (d)
+			__atomic_store_n(&d->used,
+					 __atomic_add_fetch(&l->tick, 1, __ATOMIC_RELAXED),
+					 __ATOMIC_RELAXED);
+		r = layer_found(d ? d->u : l->upper_fd, d ? d->lo : l->lower_fd, base, st, fn, arg);
+		pthread_rwlock_unlock(&l->lock);
 		return r;
 	}
-	if (r == 0) {
-		*ret_name = base;
-		*ret_dirfd = lo;
-		util_close(u);
-		return 0;
-	}
-	util_close(u);
-	util_close(lo);
+	pthread_rwlock_unlock(&l->lock);
+	r = layer_resolve_parent(l, path, &u, &lo);
+	if (r < 0)
+		return r;
+	r = layer_found(u, lo, base, st, fn, arg);
+	layer_dir_keep(l, path, len, u, lo);
 	return r;
 }
 
 static int lview_lstat(void *ctx, const char *path, struct stat *st)
 {
-	char buf[NAME_MAX + 1];
-	const char *name;
-	int dfd, r;
+	return layer_with(ctx, path, st, NULL, NULL);
+}
 
-	r = layer_locate(ctx, path, st, &dfd, buf, &name);
-	if (r == 0)
-		util_close(dfd);
-	return r;
+static int open_fn(int dirfd, const char *name, void *arg)
+{
+	(void)arg;
+	return util_openat_noatime(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 }
 
 static int lview_open(void *ctx, const char *path)
 {
-	char buf[NAME_MAX + 1];
-	const char *name;
 	struct stat st;
-	int dfd, fd, r;
 
-	r = layer_locate(ctx, path, &st, &dfd, buf, &name);
-	if (r < 0)
-		return r;
-	fd = util_openat_noatime(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-	util_close(dfd);
-	return fd;
+	return layer_with(ctx, path, &st, open_fn, NULL);
+}
+
+static int readlink_fn(int dirfd, const char *name, void *arg)
+{
+	char target[PATH_MAX];
+	ssize_t n = readlinkat(dirfd, name, target, sizeof(target));
+
+	if (n < 0)
+		return -errno;
+	if ((size_t)n >= sizeof(target))
+		return -ENAMETOOLONG;
+	return strbuf_add(arg, target, (size_t)n);
 }
 
 static int lview_readlink(void *ctx, const char *path, struct strbuf *out)
 {
-	char buf[NAME_MAX + 1], target[PATH_MAX];
-	const char *name;
 	struct stat st;
-	ssize_t n;
-	int dfd, r;
 
-	r = layer_locate(ctx, path, &st, &dfd, buf, &name);
-	if (r < 0)
-		return r;
-	n = readlinkat(dfd, name, target, sizeof(target));
-	r = n < 0 ? -errno : 0;
-	util_close(dfd);
-	if (r < 0)
-		return r;
-	if ((size_t)n >= sizeof(target))
-		return -ENAMETOOLONG;
-	return strbuf_add(out, target, (size_t)n);
+	return layer_with(ctx, path, &st, readlink_fn, out);
 }
 
 int fs_layer_new(int lower_fd, int upper_fd, struct fs_layer **ret)
@@ -464,12 +544,20 @@ int fs_layer_new(int lower_fd, int upper_fd, struct fs_layer **ret)
 	l->view.lstat = lview_lstat;
 	l->view.open = lview_open;
 	l->view.readlink = lview_readlink;
+	pthread_rwlock_init(&l->lock, NULL);
+	for (size_t i = 0; i < LAYER_DIRS; i++)
+		l->dirs[i].u = l->dirs[i].lo = -1;
 	*ret = l;
 	return 0;
 }
 
 void fs_layer_free(struct fs_layer *l)
 {
+	if (!l)
+		return;
+	for (size_t i = 0; i < LAYER_DIRS; i++)
+		layer_dir_drop(&l->dirs[i]);
+	pthread_rwlock_destroy(&l->lock);
 	free(l);
 }
 

@@ -741,3 +741,102 @@ Test(layer_view, seal_reads_entries_through_it)
 	store_close(s);
 	fs_layer_free(lv.l);
 }
+
+/*
+ * The view keeps the directories it last found files in. 80 directories
+ * (more than it keeps), each with a lower file, a copied-up file, a deleted
+ * one and a new one, read in path order, in reverse and in a stride that
+ * revisits evicted directories, then all at once from every CPU: every
+ * answer must be the one a fresh walk from the roots gives.
+ */
+#define MANY_DIRS 80
+
+static const char *const many_names[] = { "low", "up", "gone", "new" };
+
+struct many_ctx {
+	struct lview *lv;
+	int bad; /* atomic */
+};
+
+/* Path k (directory k / 4, name k % 4) reads as it should: 0, else -1. */
+static int many_check(struct lview *lv, size_t k)
+{
+	char path[64], want[64], got[64];
+	size_t dir = k / 4, which = k % 4;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "d%zu/%s", dir, many_names[which]);
+	if (which == 2)
+		return vstat(lv, path, NULL) == -ENOENT ? 0 : -1;
+	snprintf(want, sizeof(want), "%s %zu\n", many_names[which], dir);
+	fd = lv->v.open(lv->v.ctx, path);
+	if (fd < 0)
+		return -1;
+	n = read(fd, got, sizeof(got) - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	got[n] = '\0';
+	return strcmp(got, want) == 0 ? 0 : -1;
+}
+
+static int many_worker(void *ctx, size_t i)
+{
+	struct many_ctx *c = ctx;
+
+	if (many_check(c->lv, i % (MANY_DIRS * 4)) < 0)
+		__atomic_store_n(&c->bad, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+Test(layer_view, kept_directories_give_the_same_answers_as_a_walk_from_the_roots)
+{
+	struct many_ctx c = { 0 };
+	struct lview lv;
+	char p[64], content[64];
+
+	for (size_t d = 0; d < MANY_DIRS; d++) {
+		int dfd;
+
+		snprintf(p, sizeof(p), "d%zu", d);
+		u_mkdir(lofd, p, 0755);
+		u_mkdir(upfd, p, 0755);
+		/* In PKG: low (as is), up (copied up below), gone (deleted below). */
+		snprintf(p, sizeof(p), "d%zu/low", d);
+		snprintf(content, sizeof(content), "low %zu\n", d);
+		u_write(lofd, p, content, 0644);
+		snprintf(p, sizeof(p), "d%zu/up", d);
+		u_write(lofd, p, "PKG's up\n", 0644);
+		snprintf(p, sizeof(p), "d%zu/gone", d);
+		u_write(lofd, p, "PKG's gone\n", 0644);
+		snprintf(p, sizeof(p), "d%zu/up", d);
+		snprintf(content, sizeof(content), "up %zu\n", d);
+		u_write(upfd, p, content, 0644);
+		snprintf(p, sizeof(p), "d%zu/new", d);
+		snprintf(content, sizeof(content), "new %zu\n", d);
+		u_write(upfd, p, content, 0644);
+		snprintf(p, sizeof(p), "d%zu", d);
+		dfd = openat(upfd, p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		cr_assert(dfd >= 0);
+		cr_assert(eq(int, layer_set_whiteout(dfd, "gone"), 0));
+		close(dfd);
+	}
+	lview_open_(&lv);
+	for (size_t k = 0; k < MANY_DIRS * 4; k++)
+		cr_assert(eq(int, many_check(&lv, k), 0), "in order, path %zu", k);
+	for (size_t k = MANY_DIRS * 4; k-- > 0;)
+		cr_assert(eq(int, many_check(&lv, k), 0), "in reverse, path %zu", k);
+	for (size_t k = 0; k < MANY_DIRS * 4; k++)
+		cr_assert(eq(int, many_check(&lv, (k * 37) % (MANY_DIRS * 4)), 0),
+			  "strided, step %zu", k);
+	c.lv = &lv;
+	cr_assert(eq(int, util_parallel_for(MANY_DIRS * 4 * 20, many_worker, &c), 0));
+	cr_assert(eq(int, c.bad, 0), "a parallel reader got a wrong answer");
+	/* A path below a file, and one whose directory is gone, still fail as before. */
+	cr_assert(eq(int, vstat(&lv, "d1/low/x", NULL), -ENOTDIR));
+	cr_assert(eq(int, vstat(&lv, "d1/gone/x", NULL), -ENOENT));
+	cr_assert(eq(int, vstat(&lv, "d1/", NULL), -EINVAL));
+	cr_assert(eq(int, vstat(&lv, "/d1", NULL), -EINVAL));
+	fs_layer_free(lv.l);
+}
