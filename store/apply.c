@@ -58,13 +58,19 @@ int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view
 
 		struct seal_work w = { .s = s, .view = view, .c = c + i };
 
-		/* Hash and store outside the SQLite transaction, on all CPUs: it can take a while. */
+		/*
+		 * Hash and write the blobs outside the SQLite transaction, on all
+		 * CPUs: it can take a while. Then publish them with the rows.
+		 */
+		store_put_defer(s);
 		r = util_parallel_for(end - i, seal_row, &w);
-		if (r < 0)
+		if (r == 0)
+			r = store_batch_begin(s);
+		if (r < 0) {
+			(void)store_put_publish(s, r);
 			goto out;
-		r = store_batch_begin(s);
-		if (r < 0)
-			goto out;
+		}
+		r = store_put_publish(s, 0);
 		for (size_t j = i; j < end && r == 0; j++)
 			r = store_change_set_new(s, t->id, &c[j]);
 		if (r < 0) {

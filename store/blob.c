@@ -182,8 +182,8 @@ static void tmp_name(char buf[64])
  * checking its row is gone (gc.c), so a row written here can never end up
  * pointing at a file that gc removed.
  */
-static int blob_publish(struct store *s, const char *tmp, const uint8_t hash[HASH_LEN],
-			uint64_t size, uint64_t stored, int encoding)
+static int blob_publish_now(struct store *s, const char *tmp, const uint8_t hash[HASH_LEN],
+			    uint64_t size, uint64_t stored, int encoding)
 {
 	char rel[72], dir[3];
 	struct stat st;
@@ -223,6 +223,89 @@ out_rollback:
 	store_batch_rollback(s);
 out_unlink:
 	(void)unlinkat(s->tmpfd, tmp, 0);
+	return r;
+}
+
+/* A blob written to tmp/ and waiting for store_put_publish(). */
+struct store_pending_blob {
+	char tmp[64];
+	uint8_t hash[HASH_LEN];
+	uint64_t size, stored;
+	int encoding;
+};
+
+/* Publish now, or queue while a deferral is on. */
+static int blob_publish(struct store *s, const char *tmp, const uint8_t hash[HASH_LEN],
+			uint64_t size, uint64_t stored, int encoding)
+{
+	struct store_pending_blob *p;
+
+	pthread_mutex_lock(&s->defer_lock);
+	if (!s->defer) {
+		pthread_mutex_unlock(&s->defer_lock);
+		return blob_publish_now(s, tmp, hash, size, stored, encoding);
+	}
+	if (s->n_pending == s->cap_pending) {
+		size_t cap = s->cap_pending ? 2 * s->cap_pending : 256;
+
+		p = realloc(s->pending, cap * sizeof(*p));
+		if (!p) {
+			pthread_mutex_unlock(&s->defer_lock);
+			(void)unlinkat(s->tmpfd, tmp, 0);
+			return -ENOMEM;
+		}
+		s->pending = p;
+		s->cap_pending = cap;
+	}
+	p = &s->pending[s->n_pending++];
+	snprintf(p->tmp, sizeof(p->tmp), "%s", tmp);
+	memcpy(p->hash, hash, HASH_LEN);
+	p->size = size;
+	p->stored = stored;
+	p->encoding = encoding;
+	pthread_mutex_unlock(&s->defer_lock);
+	return 0;
+}
+
+void store_put_defer(struct store *s)
+{
+	pthread_mutex_lock(&s->defer_lock);
+	s->defer = true;
+	pthread_mutex_unlock(&s->defer_lock);
+}
+
+int store_put_publish(struct store *s, int failed)
+{
+	bool began = false;
+	size_t i = 0;
+	int r = failed;
+
+	pthread_mutex_lock(&s->defer_lock);
+	s->defer = false;
+	pthread_mutex_unlock(&s->defer_lock);
+	/* No put queues any more: the queue is ours. */
+	if (r == 0 && s->n_pending) {
+		r = store_batch_begin(s);
+		began = r == 0;
+	}
+	/* Each publish drops its own temporary when it fails. */
+	for (; r == 0 && i < s->n_pending; i++) {
+		const struct store_pending_blob *p = &s->pending[i];
+
+		r = blob_publish_now(s, p->tmp, p->hash, p->size, p->stored, p->encoding);
+	}
+	/*
+	 * Rolled back, the files already moved to their addresses have no row:
+	 * gc removes them as orphans, a later put of the same bytes adopts them.
+	 */
+	if (began && r == 0)
+		r = store_batch_commit(s);
+	else if (began)
+		store_batch_rollback(s);
+	/* What was not published is dropped; after a crash, recovery removes it from tmp/. */
+	for (; i < s->n_pending; i++)
+		(void)unlinkat(s->tmpfd, s->pending[i].tmp, 0);
+	s->n_pending = 0;
 	return r;
 }
 

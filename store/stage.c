@@ -304,7 +304,10 @@ int store_stage_promote(struct store *s, int64_t txn)
 		store_changes_free(c, n);
 		return w.fd;
 	}
+	/* The new blobs are published together, in one SQLite transaction. */
+	store_put_defer(s);
 	r = util_parallel_for(n, promote_row, &w);
+	r = store_put_publish(s, r);
 	util_close(w.fd);
 	store_changes_free(c, n);
 	return r < 0 ? r : 0;

@@ -71,6 +71,7 @@ int store_open(const char *dir, unsigned flags, struct store **ret)
 	pthread_mutexattr_destroy(&attr);
 	pthread_mutex_init(&s->stage_lock, NULL);
 	pthread_mutex_init(&s->changelog_lock, NULL);
+	pthread_mutex_init(&s->defer_lock, NULL);
 
 	s->path = strdup(dir);
 	if (!s->path) {
@@ -162,6 +163,8 @@ void store_close(struct store *s)
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->stage_lock);
 	pthread_mutex_destroy(&s->changelog_lock);
+	pthread_mutex_destroy(&s->defer_lock);
+	free(s->pending);
 	free(s->path);
 	free(s);
 }

@@ -34,9 +34,29 @@ struct store {
 	uint64_t changelog_end;	   /* where the next record goes */
 	unsigned changelog_pending; /* records appended since the last fold */
 	bool changelog_broken;	   /* a failed append left bytes that could not be cut off */
+
+	/*
+	 * Blobs written but not yet published (blob.c): between
+	 * store_put_defer() and store_put_publish() puts from every thread
+	 * queue here, and are published in one SQLite transaction.
+	 */
+	pthread_mutex_t defer_lock;
+	bool defer;			  /* protected by defer_lock */
+	struct store_pending_blob *pending; /* protected by defer_lock */
+	size_t n_pending, cap_pending;
 };
 
 void store_lock(struct store *s);
+
+/*
+ * Queue the blobs that puts write from now on instead of publishing each in
+ * a SQLite transaction of its own, until store_put_publish() publishes them
+ * all in one (it must be called, also after a failure: it then drops them).
+ * For the parallel loops of a commit, whose thousands of small blobs would
+ * otherwise cost a SQLite commit each; nothing may read a queued blob.
+ */
+void store_put_defer(struct store *s);
+int store_put_publish(struct store *s, int failed);
 /*
  * Insert the change row of path (unless it has one) and, with staged, the
  * location of its original in the staging file (txn.c); caller holds

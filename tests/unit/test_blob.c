@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "store_int.h"
 #include "unit.h"
 
 static char root[PATH_MAX];
@@ -250,6 +251,62 @@ Test(blob_io, a_failed_put_leaves_nothing_behind)
 		cr_assert(eq(int, unlinkat(rootfd, path, 0), 0));
 	}
 	close(objfd);
+	close(tmpfd);
+}
+
+/*
+ * Deferred puts (a commit's seal and promote): blobs written from every
+ * thread wait in tmp/, unseen, and are published together, each with its
+ * row; after a failure, before or during publishing, tmp/ is left empty and
+ * no row names a blob that is not there.
+ */
+Test(blob_io, deferred_puts_are_published_together_or_dropped)
+{
+	static const char *const data[] = { "first\n", "second\n", "first\n" };
+	uint8_t h[3][HASH_LEN];
+	uint64_t size;
+	int tmpfd = store_fd("store/tmp"), r = -1;
+	long n;
+
+	store_put_defer(s);
+	for (int i = 0; i < 3; i++)
+		cr_assert(eq(int, store_put_buf(s, data[i], strlen(data[i]), h[i]), 0));
+	cr_assert(eq(int, store_has(s, h[0]), 0), "a deferred blob is visible before publishing");
+	cr_assert(eq(int, store_blob_info(s, h[1], &size, NULL, NULL), -ENOENT));
+	cr_assert(eq(sz, u_count_files(tmpfd), 3));
+	cr_assert(eq(int, store_put_publish(s, 0), 0));
+	cr_assert(eq(sz, u_count_files(tmpfd), 0), "a temporary outlived publishing");
+	for (int i = 0; i < 2; i++) {
+		cr_assert(eq(int, store_blob_verify(s, h[i]), 0));
+		cr_assert(eq(int, store_blob_info(s, h[i], &size, NULL, NULL), 0));
+		cr_assert(eq(u64, size, strlen(data[i])));
+	}
+	/* The loop that wrote them failed: nothing is published. */
+	store_put_defer(s);
+	cr_assert(eq(int, store_put_buf(s, "third\n", 6, h[2]), 0));
+	cr_assert(eq(int, store_put_publish(s, -EIO), -EIO));
+	cr_assert(eq(sz, u_count_files(tmpfd), 0));
+	cr_assert(eq(int, store_blob_info(s, h[2], &size, NULL, NULL), -ENOENT));
+	/* Publishing fails at its n-th durable call: no row is left for either blob. */
+	for (n = 1; n < 100; n++) {
+		uint8_t d[2][HASH_LEN];
+
+		store_put_defer(s);
+		cr_assert(eq(int, store_put_buf(s, "fourth\n", 7, d[0]), 0));
+		cr_assert(eq(int, store_put_buf(s, "fifth\n", 6, d[1]), 0));
+		util_fault_arm(n, ENOSPC);
+		r = store_put_publish(s, 0);
+		util_fault_arm(0, 0);
+		cr_assert(eq(sz, u_count_files(tmpfd), 0), "temporary left (call %ld)", n);
+		if (r == 0)
+			break;
+		cr_assert(eq(int, r, -ENOSPC), "publish failing at call %ld: %d", n, r);
+		for (int i = 0; i < 2; i++)
+			cr_assert(eq(int, store_blob_info(s, d[i], &size, NULL, NULL), -ENOENT),
+				  "a row for a blob that failed to publish (call %ld)", n);
+	}
+	cr_assert(eq(int, r, 0));
+	cr_assert(n > 2, "only %ld durable calls", n - 1);
 	close(tmpfd);
 }
 
