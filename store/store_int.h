@@ -49,15 +49,6 @@ struct store {
 void store_lock(struct store *s);
 
 /*
- * Queue the blobs that puts write from now on instead of publishing each in
- * a SQLite transaction of its own, until store_put_publish() publishes them
- * all in one (it must be called, also after a failure: it then drops them).
- * For the parallel loops of a commit, whose thousands of small blobs would
- * otherwise cost a SQLite commit each; nothing may read a queued blob.
- */
-void store_put_defer(struct store *s);
-int store_put_publish(struct store *s, int failed);
-/*
  * Insert the change row of path (unless it has one) and, with staged, the
  * location of its original in the staging file (txn.c); caller holds
  * s->lock inside a batch.
@@ -66,6 +57,18 @@ int store_change_insert_locked(struct store *s, int64_t txn, const char *path,
 			       const struct store_entry *orig, bool staged, uint64_t off);
 
 void store_unlock(struct store *s);
+
+/*
+ * Queue the blobs that puts write from now on instead of publishing each in
+ * a SQLite transaction of its own, until store_put_publish() publishes them
+ * all in one and returns 0 or -errno. It must be called, also after the loop
+ * that put them failed: given that -errno as failed, it drops them and
+ * returns it.
+ * For the parallel loops of a commit, whose thousands of small blobs would
+ * otherwise cost a SQLite commit each; nothing may read a queued blob.
+ */
+void store_put_defer(struct store *s);
+int store_put_publish(struct store *s, int failed);
 
 /*
  * Append an audit event (audit.c). Must run inside the same SQLite
