@@ -26,6 +26,8 @@
 #define STAGE_NAME "originals"
 /* Originals up to this size move into a blob through memory at seal. */
 #define STAGE_PROMOTE_INLINE (16u << 20)
+/* Rows whose originals become blobs together (one SQLite transaction). */
+#define PROMOTE_BATCH 512
 
 static bool all_zero(const char *buf, size_t n)
 {
@@ -297,17 +299,26 @@ int store_stage_promote(struct store *s, int64_t txn)
 	r = store_change_list(s, txn, true, &c, &n);
 	if (r < 0)
 		return r;
-	w.c = c;
 	/* Absent when nothing was staged (no daemon ran): promote_row then needs blobs. */
 	w.fd = stage_open(s, txn);
 	if (w.fd < 0 && w.fd != -ENOENT) {
 		store_changes_free(c, n);
 		return w.fd;
 	}
-	/* The new blobs are published together, in one SQLite transaction. */
-	store_put_defer(s);
-	r = util_parallel_for(n, promote_row, &w);
-	r = store_put_publish(s, r);
+	/*
+	 * The new blobs of each batch of rows are published together, in one
+	 * SQLite transaction; batches keep the queue and the transaction small
+	 * whatever the size of the commit.
+	 */
+	r = 0;
+	for (size_t i = 0; i < n && r == 0; i += PROMOTE_BATCH) {
+		size_t end = i + PROMOTE_BATCH < n ? i + PROMOTE_BATCH : n;
+
+		w.c = c + i;
+		store_put_defer(s);
+		r = util_parallel_for(end - i, promote_row, &w);
+		r = store_put_publish(s, r);
+	}
 	util_close(w.fd);
 	store_changes_free(c, n);
 	return r < 0 ? r : 0;
