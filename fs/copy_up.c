@@ -242,55 +242,6 @@ out:
 	free(val);
 }
 
-/* Copy data segment by segment so holes stay holes. */
-static int copy_data(int in, int out, off_t size)
-{
-	off_t pos = 0;
-
-	while (pos < size) {
-		off_t data = lseek(in, pos, SEEK_DATA);
-		off_t hole;
-
-		if (data < 0) {
-			if (errno == ENXIO)
-				break; /* only a hole is left */
-			data = pos;
-		}
-		hole = lseek(in, data, SEEK_HOLE);
-		if (hole < 0)
-			hole = size;
-		pos = data;
-		while (pos < hole) {
-			loff_t ip = pos, op = pos;
-			ssize_t n = copy_file_range(in, &ip, out, &op, (size_t)(hole - pos), 0);
-
-			if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
-				      errno == EOPNOTSUPP)) {
-				char buf[128 * 1024];
-				size_t want = (size_t)(hole - pos) < sizeof(buf)
-						      ? (size_t)(hole - pos)
-						      : sizeof(buf);
-
-				n = pread(in, buf, want, pos);
-				if (n > 0 && util_pwrite_full(out, buf, (size_t)n, pos) < 0)
-					return -errno ? -errno : -EIO;
-			}
-			if (n < 0) {
-				if (errno == EINTR)
-					continue;
-				return -errno;
-			}
-			if (n == 0)
-				break; /* the file shrank under us */
-			pos += n;
-		}
-	}
-	/* Restore the size (a trailing hole) in one step. */
-	if (ftruncate(out, size) < 0)
-		return -errno;
-	return 0;
-}
-
 int fs_copy_up_dir_locked(struct fs *fs, struct fs_inode *dir)
 {
 	struct timespec times[2];
@@ -385,7 +336,7 @@ static int copy_up_orphan(struct fs *fs, struct fs_inode *inode, unsigned flags)
 		else if (flags & FS_COPY_UP_NO_DATA)
 			r = 0;
 		else
-			r = copy_data(src, dst, st.st_size);
+			r = util_copy_sparse(src, dst, st.st_size);
 		break;
 	case S_IFDIR:
 		r = util_mkdirat(fs->work_fd, tmp, 0700);
@@ -481,7 +432,7 @@ int fs_copy_up_locked(struct fs *fs, struct fs_inode *inode, unsigned flags)
 			goto out;
 		}
 		if (!(flags & FS_COPY_UP_NO_DATA))
-			r = copy_data(src, dst, st.st_size);
+			r = util_copy_sparse(src, dst, st.st_size);
 		break;
 	case S_IFLNK: {
 		char target[PATH_MAX];

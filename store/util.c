@@ -476,6 +476,58 @@ int64_t util_copy_fd(int in, int out)
 	}
 }
 
+int util_copy_sparse(int in, int out, off_t size)
+{
+	off_t pos = 0;
+
+	while (pos < size) {
+		off_t data = lseek(in, pos, SEEK_DATA);
+		off_t hole;
+
+		if (data < 0) {
+			if (errno == ENXIO)
+				break; /* only a hole is left */
+			data = pos;
+		}
+		hole = lseek(in, data, SEEK_HOLE);
+		if (hole < 0)
+			hole = size;
+		pos = data;
+		while (pos < hole) {
+			loff_t ip = pos, op = pos;
+			ssize_t n = copy_file_range(in, &ip, out, &op, (size_t)(hole - pos), 0);
+
+			if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+				      errno == EOPNOTSUPP)) {
+				char buf[128 * 1024];
+				size_t want = (size_t)(hole - pos) < sizeof(buf)
+						      ? (size_t)(hole - pos)
+						      : sizeof(buf);
+
+				n = pread(in, buf, want, pos);
+				if (n > 0) {
+					int r = util_pwrite_full(out, buf, (size_t)n, pos);
+
+					if (r < 0)
+						return r;
+				}
+			}
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				return -errno;
+			}
+			if (n == 0)
+				break; /* the file shrank under us */
+			pos += n;
+		}
+	}
+	/* Restore the size (a trailing hole) in one step. */
+	if (ftruncate(out, size) < 0)
+		return -errno;
+	return 0;
+}
+
 int64_t util_timespec_ns(const struct timespec *ts)
 {
 	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;

@@ -104,6 +104,13 @@ int util_rm_rf_at(int dirfd, const char *name);
 /* Copy all of in (from its current offset) to out; returns bytes copied or -errno. */
 int64_t util_copy_fd(int in, int out);
 
+/*
+ * Copy the size bytes of in to the same offsets of out, data segment by data
+ * segment (SEEK_DATA/SEEK_HOLE), so holes stay holes; out ends size long.
+ * Stops early, without an error, if in shrinks meanwhile. 0 or -errno.
+ */
+int util_copy_sparse(int in, int out, off_t size);
+
 /* Nanoseconds since the epoch (CLOCK_REALTIME) and monotonic. */
 int64_t util_now_ns(void);
 int64_t util_mono_ns(void);

@@ -237,31 +237,15 @@ static const char *copied_link(const struct copied_links *l, const struct stat *
 /* Copy a file's data, holes kept as holes (as cp's --sparse=auto does). */
 static void copy_data(const char *src, const char *dst)
 {
-	int in = open(src, O_RDONLY | O_CLOEXEC), out;
+	int in = open(src, O_RDONLY | O_CLOEXEC), out, r;
 	struct stat st;
-	off_t data = 0, hole;
 
 	cr_assert(in >= 0, "open '%s': %s", src, strerror(errno));
 	cr_assert_eq(fstat(in, &st), 0);
 	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	cr_assert(out >= 0, "create '%s': %s", dst, strerror(errno));
-	while (data < st.st_size && (data = lseek(in, data, SEEK_DATA)) >= 0) {
-		hole = lseek(in, data, SEEK_HOLE);
-		cr_assert_geq(hole, data, "seek in '%s': %s", src, strerror(errno));
-		while (data < hole) {
-			char buf[65536];
-			size_t want = (size_t)(hole - data) < sizeof(buf) ? (size_t)(hole - data)
-									  : sizeof(buf);
-			ssize_t n = pread(in, buf, want, data);
-
-			cr_assert_gt(n, 0, "read '%s': %s", src, strerror(errno));
-			cr_assert_eq(pwrite(out, buf, (size_t)n, data), n, "write '%s': %s", dst,
-				     strerror(errno));
-			data += n;
-		}
-	}
-	cr_assert(data >= 0 || errno == ENXIO, "seek in '%s': %s", src, strerror(errno));
-	cr_assert_eq(ftruncate(out, st.st_size), 0, "truncate '%s': %s", dst, strerror(errno));
+	r = util_copy_sparse(in, out, st.st_size);
+	cr_assert_eq(r, 0, "copy '%s' to '%s': %s", src, dst, strerror(-r));
 	close(in);
 	cr_assert_eq(close(out), 0, "close '%s': %s", dst, strerror(errno));
 }
