@@ -337,7 +337,11 @@ scale_report() {
 			CJFS_HOME=$d/store "$CJFS" mount "$d/pkg" "$d/mnt"
 			find "$d/mnt" -type f >"$d/files.list"
 			head -n "$n" "$d/files.list" | while read -r f; do echo "changed $f" >>"$f"; done
-			[[ $op == status-offline ]] && fusermount3 -u "$d/mnt" && sleep 0.5
+			if [[ $op == status-offline ]]; then
+				# The mount down and its daemon gone: status reads the layers.
+				fusermount3 -u "$d/mnt"
+				while pgrep -f "cjfs mount $d/pkg" >/dev/null; do sleep 0.05; done
+			fi
 			t0=$(now)
 			case $op in
 			status) CJFS_HOME=$d/store "$CJFS" status "$d/mnt" >/dev/null ;;

@@ -27,14 +27,24 @@ static char root[PATH_MAX];
 static char dir[PATH_MAX]; /* the store */
 static struct store *s;
 
-static void setup(void)
+static void make_root(void)
 {
 	const char *tmp = getenv("TMPDIR");
 
 	snprintf(root, sizeof(root), "%s/cjfs-unit.XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	cr_assert_not_null(mkdtemp(root));
+}
+
+static void open_store(void)
+{
 	snprintf(dir, sizeof(dir), "%s/store", root);
 	cr_assert_eq(store_open(dir, STORE_OPEN_CREATE, &s), 0);
+}
+
+static void setup(void)
+{
+	make_root();
+	open_store();
 }
 
 static void teardown(void)
@@ -611,14 +621,10 @@ static bool scale_on_tmpfs;
  */
 static void setup_scale(void)
 {
-	const char *tmp = getenv("TMPDIR");
-
-	snprintf(root, sizeof(root), "%s/cjfs-unit.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	cr_assert_not_null(mkdtemp(root));
+	make_root();
 	scale_on_tmpfs = geteuid() == 0 &&
 			 mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1g,mode=0700") == 0;
-	snprintf(dir, sizeof(dir), "%s/store", root);
-	cr_assert_eq(store_open(dir, STORE_OPEN_CREATE, &s), 0);
+	open_store();
 }
 
 static void teardown_scale(void)
