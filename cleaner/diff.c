@@ -109,9 +109,11 @@ static int diff_one(struct cjfs *c, const struct store_view *view, FILE *out,
 	struct strbuf a = STRBUF_INIT, b = STRBUF_INIT;
 	char la[PATH_MAX + 8], lb[PATH_MAX + 8];
 	uint32_t om = e->orig.mode, nm = e->now.mode;
+	bool xattrs = e->orig.has_xattrs && e->now.has_xattrs &&
+		      memcmp(e->orig.xattrs, e->now.xattrs, HASH_LEN) != 0;
 	int r;
 
-	if (S_ISDIR(om) && S_ISDIR(nm) && (om & 07777) == (nm & 07777))
+	if (S_ISDIR(om) && S_ISDIR(nm) && (om & 07777) == (nm & 07777) && !xattrs)
 		return 0;
 	fprintf(out, "diff --cjfs a/%s b/%s\n", e->path, e->path);
 	if (!om)
@@ -120,6 +122,8 @@ static int diff_one(struct cjfs *c, const struct store_view *view, FILE *out,
 		fprintf(out, "deleted %s mode %06o\n", S_ISDIR(om) ? "directory" : "file", om);
 	else if (om != nm)
 		fprintf(out, "old mode %06o\nnew mode %06o\n", om, nm);
+	if (xattrs)
+		fprintf(out, "extended attributes changed\n");
 	r = side_content(c, NULL, e->path, &e->orig, &a);
 	if (r == 0)
 		r = side_content(c, view, e->path, &e->now, &b);

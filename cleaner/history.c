@@ -190,9 +190,11 @@ int cjfs_undo(struct cjfs *c, int64_t txn, unsigned flags, struct cjfs_result *r
 	}
 	/* The committed state becomes the original, the original the new state. */
 	for (size_t i = 0; i < n; i++) {
-		ch[k].path = rows[i].path; /* borrowed from rows */
+		ch[k].path = rows[i].path; /* borrowed from rows, as the xattr lists */
 		ch[k].orig = rows[i].new;
 		ch[k].new = rows[i].orig;
+		ch[k].orig_xattrs = rows[i].new_xattrs;
+		ch[k].new_xattrs = rows[i].orig_xattrs;
 		ch[k].status = store_entry_compare(&ch[k].orig, &ch[k].new);
 		if (ch[k].status)
 			k++;
@@ -376,6 +378,7 @@ static int restore_into_pkg(struct cjfs *c, const struct store_txn *t,
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
+		struct strbuf list = STRBUF_INIT;
 		struct store_entry now;
 		int tries = 0;
 
@@ -385,18 +388,25 @@ static int restore_into_pkg(struct cjfs *c, const struct store_txn *t,
 		do {
 			r = store_entry_at(s, pkg_fd, rows[i].path,
 					   STORE_ENTRY_HASH | STORE_ENTRY_PUT, &now);
+			if (r == 0)
+				r = store_entry_xattrs_at(pkg_fd, rows[i].path, &now, &list);
 		} while (r == -EAGAIN && ++tries < 5);
 		if (r < 0) {
+			strbuf_release(&list);
 			log_errno(r, "cannot %s: cannot keep the current '%s' in the store", what,
 				  rows[i].path);
 			goto out;
 		}
-		ch[k].path = rows[i].path; /* borrowed */
+		ch[k].path = rows[i].path; /* borrowed, as new_xattrs; orig_xattrs is ours */
 		ch[k].orig = now;
 		ch[k].new = rows[i].orig;
+		ch[k].new_xattrs = rows[i].orig_xattrs;
 		ch[k].status = store_entry_compare(&now, &rows[i].orig);
-		if (!ch[k].status)
+		if (!ch[k].status) {
+			strbuf_release(&list);
 			continue;
+		}
+		ch[k].orig_xattrs = list;
 		r = check_parents_in_pkg(c, pkg_fd, rows[i].path, ch, k);
 		if (r < 0)
 			goto out;
@@ -425,6 +435,9 @@ static int restore_into_pkg(struct cjfs *c, const struct store_txn *t,
 	r = commit_synthetic(c, t, &spec, ch, k, pkg_fd, 0, start, "the restore began", what, ret);
 out:
 	free(command);
+	/* Rows past k are zero, or the one a failed check left. */
+	for (size_t i = 0; ch && i < n; i++)
+		strbuf_release(&ch[i].orig_xattrs);
 	free(ch);
 	util_close(pkg_fd);
 	return r;
@@ -534,6 +547,9 @@ static int stage_original(struct cjfs *c, int sfd, size_t i, const struct store_
 	r = (int)store_blob_copy(cjfs_store(c), e->hash, fd);
 	if (r >= 0 && root && fchown(fd, e->uid, e->gid) < 0)
 		r = -errno;
+	/* Before fchmod: an access ACL sets mode bits, and the mode wins. */
+	if (r >= 0 && e->has_xattrs)
+		r = store_xattrs_apply_at(sfd, name, row->orig_xattrs.buf, row->orig_xattrs.len);
 	/* After fchown, which clears set-id bits. */
 	if (r >= 0 && fchmod(fd, e->mode & 07777) < 0)
 		r = -errno;

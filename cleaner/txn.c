@@ -456,6 +456,34 @@ static bool txn_finished(const struct store_txn *t)
 	       t->state == STORE_TXN_UNDONE || t->state == STORE_TXN_COMMITTING;
 }
 
+/*
+ * Has a file or directory whose bytes and metadata are the same got other
+ * xattrs? PKG's are the original's (the mount never writes PKG); PKG is
+ * opened on the first row that needs it.
+ */
+static int status_xattrs(struct tree_view *tv, const struct store_txn *t, int *pkg_fd,
+			 struct store_change *ch, struct store_entry *now, char *ret_st)
+{
+	struct strbuf list = STRBUF_INIT;
+	int r;
+
+	if ((!S_ISREG(now->mode) && !S_ISDIR(now->mode)) ||
+	    (now->mode & S_IFMT) != (ch->orig.mode & S_IFMT))
+		return 0;
+	if (*pkg_fd < 0) {
+		*pkg_fd = store_txn_open_pkg(t);
+		if (*pkg_fd < 0)
+			return *pkg_fd;
+	}
+	r = store_entry_xattrs_at(*pkg_fd, ch->path, &ch->orig, &ch->orig_xattrs);
+	if (r == 0)
+		r = store_entry_xattrs_from_view(&tv->view, ch->path, now, &list);
+	if (r == 0)
+		*ret_st = store_entry_compare(&ch->orig, now);
+	strbuf_release(&list);
+	return r;
+}
+
 int cjfs_status(struct cjfs *c, int64_t txn, struct cjfs_status_entry **ret, size_t *ret_n)
 {
 	struct cjfs_status_entry *v = NULL;
@@ -463,7 +491,7 @@ int cjfs_status(struct cjfs *c, int64_t txn, struct cjfs_status_entry **ret, siz
 	struct tree_view *tv = NULL;
 	struct store_txn *t = NULL;
 	size_t n = 0, k = 0;
-	int r;
+	int pkg_fd = -1, r;
 
 	r = store_txn_load(c->store, txn, &t);
 	if (r < 0)
@@ -504,6 +532,9 @@ int cjfs_status(struct cjfs *c, int64_t txn, struct cjfs_status_entry **ret, siz
 				if (r == 0)
 					st = store_entry_compare(&ch[i].orig, &now);
 			}
+			/* The same bytes and metadata: perhaps other xattrs. */
+			if (r == 0 && !st)
+				r = status_xattrs(tv, t, &pkg_fd, &ch[i], &now, &st);
 			if (r < 0) {
 				log_errno(r, "cannot read '%s'", ch[i].path);
 				goto out;
@@ -527,6 +558,7 @@ int cjfs_status(struct cjfs *c, int64_t txn, struct cjfs_status_entry **ret, siz
 	v = NULL;
 	r = 0;
 out:
+	util_close(pkg_fd);
 	cjfs_status_free(v, k);
 	store_changes_free(ch, n);
 	cjfs_tree_view_free(tv);

@@ -231,7 +231,7 @@ void fs_copy_xattrs(int srcdir, const char *src, int dstdir, const char *dst)
 		const char *name = list + i;
 		ssize_t vn;
 
-		if (fs_xattr_private(name))
+		if (store_xattr_private(name))
 			continue;
 		vn = lgetxattr(spath, name, val, 65536);
 		if (vn >= 0)
@@ -381,6 +381,20 @@ out:
 	inode->anchor_fd = anchor_fd;
 	__atomic_store_n(&inode->upper, true, __ATOMIC_RELEASE);
 	return 0;
+}
+
+int fs_copy_up_dir_touch_locked(struct fs *fs, struct fs_inode *dir)
+{
+	struct strbuf p = STRBUF_INIT;
+	int r = fs_copy_up_dir_locked(fs, dir);
+
+	/* The root's attributes are PKG's own, which a commit leaves alone. */
+	if (r == 0 && dir != &fs->root_inode)
+		r = fs_path(fs, dir, &p);
+	if (r == 0 && dir != &fs->root_inode)
+		r = fs_touch(fs, p.buf);
+	strbuf_release(&p);
+	return r;
 }
 
 /* Copy up; caller holds fs->ns for writing, which also serialises copy-ups. */

@@ -162,17 +162,9 @@ int fs_do_setattr(struct fs *fs, struct fs_inode *inode, struct stat *attr, int 
 			/* No name to record: its removal was recorded. */
 			r = fs_copy_up(fs, inode, 0);
 		} else if (inode->type == S_IFDIR) {
-			struct strbuf p = STRBUF_INIT;
-
-			/* A directory's own attributes are a change of that path. */
 			pthread_rwlock_wrlock(&fs->ns);
-			r = fs_copy_up_dir_locked(fs, inode);
-			if (r == 0 && inode != &fs->root_inode)
-				r = fs_path(fs, inode, &p);
-			if (r == 0 && inode != &fs->root_inode)
-				r = fs_touch(fs, p.buf);
+			r = fs_copy_up_dir_touch_locked(fs, inode);
 			pthread_rwlock_unlock(&fs->ns);
-			strbuf_release(&p);
 		} else {
 			bool trunc0 = (valid & FUSE_SET_ATTR_SIZE) && attr->st_size == 0;
 

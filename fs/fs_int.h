@@ -347,6 +347,12 @@ int fs_copy_up(struct fs *fs, struct fs_inode *inode, unsigned flags);
 int fs_copy_up_locked(struct fs *fs, struct fs_inode *inode, unsigned flags);
 /* Make a directory (and its ancestors) exist in upper; caller holds fs->ns for writing. */
 int fs_copy_up_dir_locked(struct fs *fs, struct fs_inode *dir);
+/*
+ * The same before a directory's own attributes (mode, owner, times, xattrs)
+ * change: its path is recorded too, but for the root's. Caller holds fs->ns
+ * for writing.
+ */
+int fs_copy_up_dir_touch_locked(struct fs *fs, struct fs_inode *dir);
 /* Record path as touched with PKG's original state; caller holds fs->ns. */
 int fs_touch(struct fs *fs, const char *path);
 /*
@@ -474,7 +480,6 @@ int fs_pt_reply_create(fuse_req_t req, const struct fuse_entry_param *e,
 		       const struct fuse_file_info *fi, struct fs_fh *fh);
 
 /* xattr.c */
-bool fs_xattr_private(const char *name);
 /* The upper object of inode has no security.capability (see xattr.c). */
 void fs_xattr_no_caps(struct fs *fs, struct fs_inode *inode);
 bool fs_xattr_default_acl(struct fs_inode *dir, int pu);

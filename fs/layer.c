@@ -532,6 +532,19 @@ static int lview_readlink(void *ctx, const char *path, struct strbuf *out)
 	return layer_with(ctx, path, &st, readlink_fn, out);
 }
 
+static int xattrs_fn(int dirfd, const char *name, void *arg)
+{
+	return store_xattrs_read_at(dirfd, name, arg);
+}
+
+static int lview_xattrs(void *ctx, const char *path, struct strbuf *out)
+{
+	struct stat st;
+
+	strbuf_reset(out);
+	return layer_with(ctx, path, &st, xattrs_fn, out);
+}
+
 int fs_layer_new(int lower_fd, int upper_fd, struct fs_layer **ret)
 {
 	struct fs_layer *l = calloc(1, sizeof(*l));
@@ -544,6 +557,7 @@ int fs_layer_new(int lower_fd, int upper_fd, struct fs_layer **ret)
 	l->view.lstat = lview_lstat;
 	l->view.open = lview_open;
 	l->view.readlink = lview_readlink;
+	l->view.xattrs = lview_xattrs;
 	pthread_rwlock_init(&l->lock, NULL);
 	for (size_t i = 0; i < LAYER_DIRS; i++)
 		l->dirs[i].u = l->dirs[i].lo = -1;

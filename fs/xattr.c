@@ -14,12 +14,6 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-bool fs_xattr_private(const char *name)
-{
-	return strncmp(name, "trusted.overlay.", 16) == 0 ||
-	       strncmp(name, "user.overlay.", 13) == 0;
-}
-
 /*
  * A path that reaches the object: its name below its directory's /proc fd
  * (no fd of its own to open and close), or an anchored object's own fd.
@@ -142,7 +136,7 @@ ssize_t fs_do_getxattr(struct fs *fs, struct fs_inode *inode, const char *name, 
 	ssize_t n;
 	int r;
 
-	if (fs_xattr_private(name))
+	if (store_xattr_private(name))
 		return -ENODATA;
 	if (is_caps(name) && __atomic_load_n(&inode->nocaps, __ATOMIC_ACQUIRE) == gen + 1)
 		return -ENODATA;
@@ -193,7 +187,7 @@ ssize_t fs_do_listxattr(struct fs *fs, struct fs_inode *inode, char *buf, size_t
 	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(list + i) + 1) {
 		size_t len = strlen(list + i) + 1;
 
-		if (fs_xattr_private(list + i))
+		if (store_xattr_private(list + i))
 			continue;
 		if (size) {
 			if ((size_t)out + len > size) {
@@ -219,7 +213,7 @@ static int prepare_change(struct fs *fs, struct fs_inode *inode)
 	if (inode->type != S_IFDIR || inode->unlinked)
 		return fs_copy_up(fs, inode, 0);
 	pthread_rwlock_wrlock(&fs->ns);
-	r = fs_copy_up_dir_locked(fs, inode);
+	r = fs_copy_up_dir_touch_locked(fs, inode);
 	pthread_rwlock_unlock(&fs->ns);
 	return r;
 }
@@ -270,7 +264,7 @@ int fs_do_setxattr(struct fs *fs, fuse_req_t req, struct fs_inode *inode, const 
 	struct xpath x;
 	int r;
 
-	if (fs_xattr_private(name))
+	if (store_xattr_private(name))
 		return -EPERM;
 	r = prepare_change(fs, inode);
 	if (r < 0)
@@ -297,7 +291,7 @@ int fs_do_removexattr(struct fs *fs, struct fs_inode *inode, const char *name)
 	struct xpath x;
 	int r;
 
-	if (fs_xattr_private(name))
+	if (store_xattr_private(name))
 		return -ENODATA;
 	r = prepare_change(fs, inode);
 	if (r < 0)

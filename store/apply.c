@@ -25,8 +25,28 @@
 struct seal_work {
 	struct store *s;
 	const struct store_view *view;
+	int pkg_fd;
 	struct store_change *c;
 };
+
+/*
+ * The original's xattrs, read from PKG now: PKG is not changed through the
+ * mount, so they are the ones the transaction started from unless someone
+ * changed the file in PKG since (then the commit's conflict check stops it,
+ * and they stay unknown).
+ */
+static int seal_orig_xattrs(const struct seal_work *w, struct store_change *c)
+{
+	struct store_entry now;
+	int r;
+
+	if (!S_ISREG(c->orig.mode) && !S_ISDIR(c->orig.mode))
+		return 0;
+	r = store_entry_at(w->s, w->pkg_fd, c->path, 0, &now);
+	if (r < 0 || !store_entry_same_file(&c->orig, &now))
+		return r;
+	return store_entry_xattrs_at(w->pkg_fd, c->path, &c->orig, &c->orig_xattrs);
+}
 
 static int seal_row(void *ctx, size_t i)
 {
@@ -35,8 +55,13 @@ static int seal_row(void *ctx, size_t i)
 	int r = store_entry_from_view(w->s, w->view, c->path, STORE_ENTRY_HASH | STORE_ENTRY_PUT,
 				      &c->new);
 
+	if (r == 0)
+		r = store_entry_xattrs_from_view(w->view, c->path, &c->new, &c->new_xattrs);
 	if (r < 0)
 		return log_debug_errno(r, "cannot read '%s' in the new tree", c->path);
+	r = seal_orig_xattrs(w, c);
+	if (r < 0)
+		return log_debug_errno(r, "cannot read the xattrs of '%s' in PKG", c->path);
 	c->status = store_entry_compare(&c->orig, &c->new);
 	return 0;
 }
@@ -46,17 +71,20 @@ int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view
 	struct store_change *c = NULL;
 	int64_t start = util_mono_ns();
 	size_t n = 0;
-	int r;
+	int pkg_fd, r;
 
+	pkg_fd = store_txn_open_pkg(t);
+	if (pkg_fd < 0)
+		return pkg_fd;
 	r = store_change_list(s, t->id, false, &c, &n);
 	if (r < 0)
-		return r;
+		goto out_close;
 	t->n_modified = t->n_added = t->n_deleted = t->bytes_new = 0;
 	t->n_orig = t->bytes_orig = 0;
 	for (size_t i = 0; i < n; i += SEAL_BATCH) {
 		size_t end = i + SEAL_BATCH < n ? i + SEAL_BATCH : n;
 
-		struct seal_work w = { .s = s, .view = view, .c = c + i };
+		struct seal_work w = { .s = s, .view = view, .pkg_fd = pkg_fd, .c = c + i };
 
 		/*
 		 * Hash and write the blobs outside the SQLite transaction, on all
@@ -114,6 +142,8 @@ int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view
 		t->state = STORE_TXN_SEALED;
 out:
 	store_changes_free(c, n);
+out_close:
+	util_close(pkg_fd);
 	return r;
 }
 
@@ -337,9 +367,12 @@ static int apply_load(struct apply *a, struct store *s, int64_t txn, int pkg_fd,
 		return r;
 	for (size_t i = 0; i < a->n; i++) {
 		struct store_entry tmp = a->c[i].orig;
+		struct strbuf list = a->c[i].orig_xattrs;
 
 		a->c[i].orig = a->c[i].new;
 		a->c[i].new = tmp;
+		a->c[i].orig_xattrs = a->c[i].new_xattrs;
+		a->c[i].new_xattrs = list;
 		if (a->c[i].status)
 			a->c[i].status = store_entry_compare(&a->c[i].orig, &a->c[i].new);
 	}
@@ -490,7 +523,10 @@ static int stage_one(struct apply *a, size_t i)
 		goto out_unlink;
 	}
 	/* Before fchmod: an access ACL sets mode bits, and the mode wins. */
-	r = keep_xattrs(a, c, fd);
+	if (c->new.has_xattrs)
+		r = store_xattrs_apply_at(sfd, tmp, c->new_xattrs.buf, c->new_xattrs.len);
+	else
+		r = keep_xattrs(a, c, fd); /* a row from before cjfs recorded xattrs */
 	if (r < 0)
 		goto out_unlink;
 	/* After fchown, which clears set-id bits. */
@@ -679,6 +715,12 @@ static int promote_dir(struct apply *a, size_t i)
 	if (a->root && (st.st_uid != c->new.uid || st.st_gid != c->new.gid) &&
 	    fchownat(pfd, base, c->new.uid, c->new.gid, AT_SYMLINK_NOFOLLOW) < 0)
 		r = -errno;
+	/* Before the mode, which an access ACL would change. */
+	if (r == 0 && c->new.has_xattrs) {
+		r = store_xattrs_apply_at(pfd, base, c->new_xattrs.buf, c->new_xattrs.len);
+		if (r == 0 && fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			r = -errno;
+	}
 	/*
 	 * A directory its owner may not write into (0555) gets that mode only
 	 * after everything has been renamed into it (promote_dir_modes): the
@@ -716,23 +758,10 @@ static int promote_dir_modes(struct apply *a)
 	return 0;
 }
 
-/* Does PKG already hold row i's new state (an earlier run got that far)? */
-static int promote_done(struct apply *a, size_t i)
-{
-	struct store_entry now;
-	int r = store_entry_at(a->s, a->pkg_fd, a->c[i].path, 0, &now);
-
-	if (r < 0)
-		return r;
-	r = pkg_matches(a->s, a->pkg_fd, a->c[i].path, &now, &a->c[i].new);
-	if (r == 1 && (now.mode & 07777) != (a->c[i].new.mode & 07777))
-		r = 0;
-	return r;
-}
-
-/* Does PKG hold e (content, type, permission bits) at row i's path? */
+/* Does PKG hold e (content, type, permission bits, xattrs where known) at row i's path? */
 static int pkg_holds(struct apply *a, size_t i, const struct store_entry *e)
 {
+	struct strbuf list = STRBUF_INIT;
 	struct store_entry now;
 	int r = store_entry_at(a->s, a->pkg_fd, a->c[i].path, 0, &now);
 
@@ -741,7 +770,19 @@ static int pkg_holds(struct apply *a, size_t i, const struct store_entry *e)
 	r = pkg_matches(a->s, a->pkg_fd, a->c[i].path, &now, e);
 	if (r == 1 && (now.mode & 07777) != (e->mode & 07777))
 		r = 0;
+	if (r == 1 && e->has_xattrs) {
+		r = store_entry_xattrs_at(a->pkg_fd, a->c[i].path, &now, &list);
+		if (r == 0)
+			r = memcmp(now.xattrs, e->xattrs, HASH_LEN) == 0;
+		strbuf_release(&list);
+	}
 	return r;
+}
+
+/* Does PKG already hold row i's new state (an earlier run got that far)? */
+static int promote_done(struct apply *a, size_t i)
+{
+	return pkg_holds(a, i, &a->c[i].new);
 }
 
 int store_txn_pkg_state(struct store *s, int64_t txn, int pkg_fd)

@@ -223,6 +223,9 @@ char store_entry_compare(const struct store_entry *orig, const struct store_entr
 		if (orig->has_hash && now->has_hash && memcmp(orig->hash, now->hash, HASH_LEN) != 0)
 			return 'M';
 	}
+	if (orig->has_xattrs && now->has_xattrs &&
+	    memcmp(orig->xattrs, now->xattrs, HASH_LEN) != 0)
+		return 'M';
 	return 0;
 }
 
@@ -277,10 +280,16 @@ static int dirview_readlink(void *ctx, const char *path, struct strbuf *out)
 	return strbuf_add(out, target, (size_t)n);
 }
 
+static int dirview_xattrs(void *ctx, const char *path, struct strbuf *out)
+{
+	return store_xattrs_read_below(*(int *)ctx, path, out);
+}
+
 void store_view_dir(struct store_view *v, int *dirfd)
 {
 	v->ctx = dirfd;
 	v->lstat = dirview_lstat;
 	v->open = dirview_open;
 	v->readlink = dirview_readlink;
+	v->xattrs = dirview_xattrs;
 }

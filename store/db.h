@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 /* The schema this binary writes; PRAGMA user_version of a current store. */
-#define DB_SCHEMA_VERSION 4
+#define DB_SCHEMA_VERSION 5
 
 struct db;
 

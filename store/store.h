@@ -298,6 +298,13 @@ struct store_entry {
 	uint64_t dev, ino;
 	bool has_hash;
 	uint8_t hash[HASH_LEN];
+	/*
+	 * Regular files and directories: the extended attributes (ACLs
+	 * included) are known, and xattrs fingerprints their list (zero when
+	 * there are none). Rows written before cjfs recorded them have none.
+	 */
+	bool has_xattrs;
+	uint8_t xattrs[HASH_LEN];
 };
 
 /* One path touched by a transaction. */
@@ -307,6 +314,8 @@ struct store_change {
 	struct store_entry new;	 /* the state the transaction leaves (valid once sealed) */
 	char status;		 /* 'M', 'A', 'D', or 0 for unchanged; valid once sealed */
 	bool applied;		 /* promoted into PKG (journal progress) */
+	/* The xattr lists (store_xattrs_read_at()) where orig/new.has_xattrs. */
+	struct strbuf orig_xattrs, new_xattrs;
 };
 
 /*
@@ -420,6 +429,8 @@ struct store_view {
 	int (*open)(void *ctx, const char *path);
 	/* Append a symlink's target to out. */
 	int (*readlink)(void *ctx, const char *path, struct strbuf *out);
+	/* Read a file's or directory's xattr list into out (store_xattrs_read_at). */
+	int (*xattrs)(void *ctx, const char *path, struct strbuf *out);
 };
 
 /* A view of a plain directory tree (dirfd is borrowed). */
@@ -447,9 +458,45 @@ int store_entry_stage_at(struct store *s, int64_t txn, int dirfd, const char *pa
 			 struct store_entry *ret, bool *ret_staged, uint64_t *ret_off);
 
 /*
+ * Extended attributes (xattrs.c). A list holds every attribute of a file
+ * but the private ones (store_xattr_private: the overlay's own), sorted by
+ * name: "name\0", the value's length (4 bytes, little-endian), the value.
+ */
+bool store_xattr_private(const char *name);
+/* The list of dirfd/name (not followed); empty where the file system keeps none. */
+int store_xattrs_read_at(int dirfd, const char *name, struct strbuf *out);
+/* The same for a path below dirfd. */
+int store_xattrs_read_below(int dirfd, const char *path, struct strbuf *out);
+/*
+ * The attribute of a list at *pos, which moves on to the next; false at the
+ * end (or where the list is torn).
+ */
+bool store_xattrs_next(const char *list, size_t len, size_t *pos, const char **ret_name,
+		       const char **ret_value, size_t *ret_size);
+/* Does a list hold name? */
+bool store_xattrs_has(const char *list, size_t len, const char *name);
+/*
+ * Give dirfd/name (not followed) exactly the attributes of a list. Those
+ * the file system or the caller's rights refuse are skipped (as a copy
+ * skips them); running out of space or an I/O error is an error.
+ */
+int store_xattrs_apply_at(int dirfd, const char *name, const char *list, size_t len);
+/* Mark e's xattrs known, with the fingerprint of list. */
+void store_entry_set_xattrs(struct store_entry *e, const struct strbuf *list);
+/*
+ * Read the xattrs of path (below dirfd, or in a view) into out and mark
+ * them known in e, whose mode says what path is: only regular files and
+ * directories have theirs recorded (out stays empty for the rest).
+ */
+int store_entry_xattrs_at(int dirfd, const char *path, struct store_entry *e, struct strbuf *out);
+int store_entry_xattrs_from_view(const struct store_view *v, const char *path,
+				 struct store_entry *e, struct strbuf *out);
+
+/*
  * Compare an original with a new state: 'A' added, 'D' deleted, 'M' content,
- * type, mode or target changed, 0 if the same. Both must carry hashes for
- * regular files and symlinks (sizes are compared first).
+ * type, mode, owner, target or xattrs changed, 0 if the same. Both must
+ * carry hashes for regular files and symlinks (sizes are compared first);
+ * xattrs are compared where both are known.
  */
 char store_entry_compare(const struct store_entry *orig, const struct store_entry *now);
 

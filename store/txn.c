@@ -565,6 +565,29 @@ static void bind_entry(sqlite3_stmt *st, int i, const struct store_entry *e, boo
 		sqlite3_bind_null(st, i);
 }
 
+/* A row's xattr list: NULL when not known, else the list (empty is not NULL). */
+static void bind_xattrs(sqlite3_stmt *st, int i, const struct store_entry *e,
+			const struct strbuf *list)
+{
+	if (!e->has_xattrs)
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_blob(st, i, list->buf ? list->buf : "", (int)list->len, SQLITE_STATIC);
+}
+
+static int xattrs_from_row(sqlite3_stmt *st, int i, struct store_entry *e, struct strbuf *list)
+{
+	int r;
+
+	*list = (struct strbuf)STRBUF_INIT;
+	if (sqlite3_column_type(st, i) == SQLITE_NULL)
+		return 0;
+	r = strbuf_add(list, sqlite3_column_blob(st, i), (size_t)sqlite3_column_bytes(st, i));
+	if (r == 0)
+		store_entry_set_xattrs(e, list);
+	return r;
+}
+
 int store_change_insert_locked(struct store *s, int64_t txn, const char *path,
 			       const struct store_entry *orig, bool staged, uint64_t off)
 {
@@ -663,12 +686,12 @@ int store_change_list(struct store *s, int64_t txn, bool only_changed, struct st
 {
 	static const char q_all[] =
 		"SELECT path, o_mode, o_uid, o_gid, o_size, o_mtime_ns, o_ctime_ns, o_dev, o_ino,"
-		" o_hash, n_mode, n_uid, n_gid, n_size, n_mtime_ns, n_hash, status, applied"
-		" FROM change WHERE txn = ? ORDER BY path";
+		" o_hash, n_mode, n_uid, n_gid, n_size, n_mtime_ns, n_hash, status, applied,"
+		" o_xattrs, n_xattrs FROM change WHERE txn = ? ORDER BY path";
 	static const char q_changed[] =
 		"SELECT path, o_mode, o_uid, o_gid, o_size, o_mtime_ns, o_ctime_ns, o_dev, o_ino,"
-		" o_hash, n_mode, n_uid, n_gid, n_size, n_mtime_ns, n_hash, status, applied"
-		" FROM change WHERE txn = ? AND status != '' ORDER BY path";
+		" o_hash, n_mode, n_uid, n_gid, n_size, n_mtime_ns, n_hash, status, applied,"
+		" o_xattrs, n_xattrs FROM change WHERE txn = ? AND status != '' ORDER BY path";
 	struct store_change *v = NULL;
 	size_t n = 0, cap = 0;
 	sqlite3_stmt *st;
@@ -710,6 +733,11 @@ int store_change_list(struct store *s, int64_t txn, bool only_changed, struct st
 		status = sqlite3_column_text(st, 16);
 		c->status = status && status[0] ? (char)status[0] : 0;
 		c->applied = sqlite3_column_int(st, 17) != 0;
+		if (xattrs_from_row(st, 18, &c->orig, &c->orig_xattrs) < 0 ||
+		    xattrs_from_row(st, 19, &c->new, &c->new_xattrs) < 0) {
+			r = -ENOMEM;
+			break;
+		}
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = db_errno(rc);
@@ -729,8 +757,11 @@ void store_changes_free(struct store_change *c, size_t n)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		free(c[i].path);
+		strbuf_release(&c[i].orig_xattrs);
+		strbuf_release(&c[i].new_xattrs);
+	}
 	free(c);
 }
 
@@ -738,7 +769,8 @@ int store_change_set_new(struct store *s, int64_t txn, const struct store_change
 {
 	static const char q[] =
 		"UPDATE change SET n_mode = ?, n_uid = ?, n_gid = ?, n_size = ?,"
-		" n_mtime_ns = ?, n_hash = ?, status = ? WHERE txn = ? AND path = ?";
+		" n_mtime_ns = ?, n_hash = ?, status = ?, o_xattrs = ?, n_xattrs = ?"
+		" WHERE txn = ? AND path = ?";
 	char status[2] = { c->status, '\0' };
 	sqlite3_stmt *st;
 	int r = 0;
@@ -748,8 +780,10 @@ int store_change_set_new(struct store *s, int64_t txn, const struct store_change
 	if (st) {
 		bind_entry(st, 1, &c->new, false);
 		db_bind_text(st, 7, status);
-		sqlite3_bind_int64(st, 8, txn);
-		db_bind_text(st, 9, c->path);
+		bind_xattrs(st, 8, &c->orig, &c->orig_xattrs);
+		bind_xattrs(st, 9, &c->new, &c->new_xattrs);
+		sqlite3_bind_int64(st, 10, txn);
+		db_bind_text(st, 11, c->path);
 		r = db_step_done(s->db, st);
 	}
 	store_unlock(s);
@@ -813,7 +847,8 @@ int store_txn_begin_sealed(struct store *s, const struct store_txn_synth *spec,
 	static const char q_change[] =
 		"INSERT INTO change(txn, path, o_mode, o_uid, o_gid, o_size, o_mtime_ns,"
 		" o_ctime_ns, o_dev, o_ino, o_hash, n_mode, n_uid, n_gid, n_size, n_mtime_ns,"
-		" n_hash, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+		" n_hash, status, o_xattrs, n_xattrs)"
+		" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 	int64_t cnt[3] = { 0 }, bytes_new = 0, n_orig = 0, bytes_orig = 0, id;
 	sqlite3_stmt *st;
 	int lock = -1, r;
@@ -880,6 +915,8 @@ int store_txn_begin_sealed(struct store *s, const struct store_txn_synth *spec,
 		bind_entry(st, 3, &c[i].orig, true);
 		bind_entry(st, 12, &c[i].new, false);
 		db_bind_text(st, 18, status);
+		bind_xattrs(st, 19, &c[i].orig, &c[i].orig_xattrs);
+		bind_xattrs(st, 20, &c[i].new, &c[i].new_xattrs);
 		r = db_step_done(s->db, st);
 		if (r < 0)
 			goto out_rollback;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -292,6 +293,67 @@ Test(history, restore_into_pkg_is_a_transaction_and_can_be_undone)
 	cr_assert_eq(h_cjfs(&env, "restore", "1", "run.sh", NULL), 0, "%s", env.err);
 	cr_assert_eq(h_cjfs(&env, "restore", "1", "run.sh", NULL), 0, "%s", env.err);
 	cr_assert_not_null(strstr(env.out, "nothing to restore"), "%s", env.out);
+}
+
+static char *xattr_of(const char *dir, const char *rel, const char *name)
+{
+	char path[PATH_MAX], val[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	n = getxattr(path, name, val, sizeof(val) - 1);
+	if (n < 0)
+		return NULL;
+	val[n] = '\0';
+	return strdup(val);
+}
+
+/* What a commit did to xattrs, restore undoes, into PKG and into a directory. */
+Test(history, restore_brings_back_the_xattrs_a_commit_changed)
+{
+	char path[PATH_MAX], out[PATH_MAX], *v;
+
+	snprintf(path, sizeof(path), "%s/docs/notes.txt", env.pkg);
+	if (setxattr(path, "user.k", "orig", 4, 0) < 0) {
+		h_teardown(&env); /* no .fini after a skip in the body */
+		cr_skip_test("the file system of '%s' has no user xattrs", env.pkg);
+	}
+	h_mount(&env);
+	snprintf(path, sizeof(path), "%s/docs/notes.txt", env.mnt);
+	cr_assert_eq(setxattr(path, "user.k", "new", 3, 0), 0);
+	cr_assert_eq(h_sh(env.mnt, "printf 'x\\n' >> src/pkg/mod.py"), 0);
+	snprintf(path, sizeof(path), "%s/src/pkg/mod.py", env.mnt);
+	cr_assert_eq(setxattr(path, "user.m", "m", 1, 0), 0);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	v = xattr_of(env.pkg, "docs/notes.txt", "user.k");
+	cr_assert_str_eq(v, "new");
+	free(v);
+
+	snprintf(out, sizeof(out), "%s/out", env.root);
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "--to", out, NULL), 0, "%s", env.err);
+	v = xattr_of(out, "docs/notes.txt", "user.k");
+	cr_assert_not_null(v, "restore --to lost the original's xattr");
+	cr_assert_str_eq(v, "orig");
+	free(v);
+	cr_assert_null(xattr_of(out, "src/pkg/mod.py", "user.m"));
+
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "docs/notes.txt", "src/pkg/mod.py", NULL), 0,
+		     "%s", env.err);
+	v = xattr_of(env.pkg, "docs/notes.txt", "user.k");
+	cr_assert_not_null(v);
+	cr_assert_str_eq(v, "orig");
+	free(v);
+	cr_assert_null(xattr_of(env.pkg, "src/pkg/mod.py", "user.m"));
+	/* And undoing the restore gives the committed ones back. */
+	cr_assert_eq(h_cjfs(&env, "undo", "2", NULL), 0, "%s", env.err);
+	v = xattr_of(env.pkg, "docs/notes.txt", "user.k");
+	cr_assert_not_null(v);
+	cr_assert_str_eq(v, "new");
+	free(v);
+	v = xattr_of(env.pkg, "src/pkg/mod.py", "user.m");
+	cr_assert_not_null(v);
+	cr_assert_str_eq(v, "m");
+	free(v);
 }
 
 Test(history, restore_refuses_paths_that_leave_the_target)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "hash.h"
+#include "store.h"
 #include "util.h"
 
 const char *h_cjfs_bin(void)
@@ -809,6 +810,28 @@ static void lines_add(struct lines *l, char *s)
 	l->v[l->n++] = s;
 }
 
+/* A snapshot line with the object's xattrs (ACLs too): "\txattrs NAME=HEX ...". */
+static char *add_xattrs(char *line, int dfd, const char *name, const char *rel)
+{
+	struct strbuf list = STRBUF_INIT, sb = STRBUF_INIT;
+	const char *attr, *value;
+	size_t pos = 0, n;
+
+	cr_assert_eq(store_xattrs_read_at(dfd, name, &list), 0, "xattrs of '%s'", rel);
+	if (!list.len)
+		return line;
+	strbuf_adds(&sb, line);
+	strbuf_adds(&sb, "\txattrs");
+	while (store_xattrs_next(list.buf, list.len, &pos, &attr, &value, &n)) {
+		strbuf_addf(&sb, " %s=", attr);
+		for (size_t i = 0; i < n; i++)
+			strbuf_addf(&sb, "%02x", (uint8_t)value[i]);
+	}
+	free(line);
+	strbuf_release(&list);
+	return strbuf_detach(&sb);
+}
+
 static void walk(int dfd, const char *prefix, bool with_mtime, struct lines *l)
 {
 	DIR *d = fdopendir(dfd);
@@ -854,6 +877,8 @@ static void walk(int dfd, const char *prefix, bool with_mtime, struct lines *l)
 			line = util_xasprintf("%s\t%s\t%04o", rel, desc,
 					      S_ISLNK(st.st_mode) ? 0
 								  : (unsigned)(st.st_mode & 07777));
+		if (line && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))
+			line = add_xattrs(line, dirfd(d), de->d_name, rel);
 		lines_add(l, line);
 		if (S_ISDIR(st.st_mode)) {
 			int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

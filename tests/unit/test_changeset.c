@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -413,4 +414,104 @@ Test(changeset_seal, sealing_twice_is_refused)
 	t->state = STORE_TXN_OPEN;
 	cr_assert(eq(int, store_txn_seal(s, t, &v), -ESTALE));
 	store_txn_free(t);
+}
+
+TestSuite(changeset_xattrs, .init = setup, .fini = teardown);
+
+static bool user_xattrs(int dirfd, const char *name)
+{
+	char path[64 + NAME_MAX];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dirfd, name);
+	return lsetxattr(path, "user.probe", "", 0, 0) == 0 &&
+	       lremovexattr(path, "user.probe") == 0;
+}
+
+static void set_at(int dirfd, const char *name, const char *attr, const char *value)
+{
+	char path[64 + NAME_MAX];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dirfd, name);
+	cr_assert(eq(int, lsetxattr(path, attr, value, strlen(value), 0), 0), "%s: %s", attr,
+		  strerror(errno));
+}
+
+Test(changeset_xattrs, the_list_is_sorted_without_private_names_and_round_trips)
+{
+	static const char want[] = "user.a\0\1\0\0\0A"
+				   "user.b\0\2\0\0\0BB";
+	struct strbuf l = STRBUF_INIT, l2 = STRBUF_INIT;
+
+	u_write(oldfd, "f", "x\n", 0644);
+	u_write(newfd, "f", "x\n", 0644);
+	if (!user_xattrs(oldfd, "f"))
+		cr_skip_test("no user xattrs here");
+	set_at(oldfd, "f", "user.b", "BB");
+	set_at(oldfd, "f", "user.overlay.origin", "hidden");
+	set_at(oldfd, "f", "user.a", "A");
+	cr_assert(eq(int, store_xattrs_read_at(oldfd, "f", &l), 0));
+	cr_assert(eq(sz, l.len, sizeof(want) - 1));
+	cr_assert(eq(int, memcmp(l.buf, want, l.len), 0), "not the canonical list");
+	cr_assert(store_xattrs_has(l.buf, l.len, "user.b"));
+	cr_assert(not(store_xattrs_has(l.buf, l.len, "user.overlay.origin")));
+	/* Applied elsewhere, exactly: what the target had and the list lacks goes. */
+	set_at(newfd, "f", "user.stale", "s");
+	set_at(newfd, "f", "user.b", "old");
+	cr_assert(eq(int, store_xattrs_apply_at(newfd, "f", l.buf, l.len), 0));
+	cr_assert(eq(int, store_xattrs_read_at(newfd, "f", &l2), 0));
+	cr_assert(eq(sz, l2.len, l.len));
+	cr_assert(eq(int, memcmp(l2.buf, l.buf, l.len), 0), "apply did not give exactly the list");
+	/* An empty list clears them all; a torn list sets nothing past the tear. */
+	cr_assert(eq(int, store_xattrs_apply_at(newfd, "f", "", 0), 0));
+	cr_assert(eq(int, store_xattrs_read_at(newfd, "f", &l2), 0));
+	cr_assert(eq(sz, l2.len, 0));
+	cr_assert(eq(int, store_xattrs_apply_at(newfd, "f", l.buf, 9), 0));
+	cr_assert(eq(int, store_xattrs_read_at(newfd, "f", &l2), 0));
+	cr_assert(eq(sz, l2.len, 0));
+	strbuf_release(&l);
+	strbuf_release(&l2);
+}
+
+Test(changeset_xattrs, an_xattr_only_change_is_sealed_as_modified_with_both_lists)
+{
+	struct store_change *c = NULL;
+	struct store_txn *t = NULL;
+	struct store_view v;
+	struct store_entry e;
+	struct stat st;
+	int64_t id = 0, other = 0;
+	size_t n = 0;
+	int nfd = newfd;
+
+	u_write(oldfd, "f", "same\n", 0644);
+	u_write(newfd, "f", "same\n", 0644);
+	u_write(oldfd, "g", "same\n", 0644);
+	u_write(newfd, "g", "same\n", 0644);
+	if (!user_xattrs(oldfd, "f"))
+		cr_skip_test("no user xattrs here");
+	set_at(oldfd, "f", "user.k", "before");
+	set_at(newfd, "f", "user.k", "after");
+	set_at(oldfd, "g", "user.k", "same");
+	set_at(newfd, "g", "user.k", "same");
+	cr_assert(eq(int, fstat(oldfd, &st), 0));
+	cr_assert(eq(int, store_txn_begin(s, pkg, &st, NULL, 0, 0, &id, &other), 0));
+	for (const char *p = "f\0g\0"; *p; p += strlen(p) + 1) {
+		cr_assert(eq(int,
+			     store_entry_at(s, oldfd, p, STORE_ENTRY_HASH | STORE_ENTRY_PUT, &e),
+			     0));
+		cr_assert(eq(int, store_change_record(s, id, p, &e), 1));
+	}
+	cr_assert(eq(int, store_txn_load(s, id, &t), 0));
+	store_view_dir(&v, &nfd);
+	cr_assert(eq(int, store_txn_seal(s, t, &v), 0));
+	cr_assert(eq(i64, t->n_modified, 1));
+	store_txn_free(t);
+	cr_assert(eq(int, store_change_list(s, id, false, &c, &n), 0));
+	cr_assert(eq(sz, n, 2));
+	cr_assert(eq(chr, c[0].status, 'M'));
+	cr_assert(eq(chr, c[1].status, 0), "the same xattrs on both sides are no change");
+	cr_assert(c[0].orig.has_xattrs && c[0].new.has_xattrs);
+	cr_assert(eq(int, memcmp(c[0].orig_xattrs.buf, "user.k\0\6\0\0\0before", 16), 0));
+	cr_assert(eq(int, memcmp(c[0].new_xattrs.buf, "user.k\0\5\0\0\0after", 15), 0));
+	store_changes_free(c, n);
 }

@@ -61,7 +61,7 @@ Test(store_schema, a_new_store_is_at_the_current_version)
 
 	snprintf(db, sizeof(db), "%s/index.db", root);
 	cr_assert_eq(user_version(db), DB_SCHEMA_VERSION);
-	cr_assert_eq(DB_SCHEMA_VERSION, 4);
+	cr_assert_eq(DB_SCHEMA_VERSION, 5);
 }
 
 Test(store_schema, a_store_from_a_newer_cjfs_is_refused)
@@ -74,7 +74,7 @@ Test(store_schema, a_store_from_a_newer_cjfs_is_refused)
 	store_close(s);
 	s = NULL;
 	cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
-	cr_assert_eq(sqlite3_exec(h, "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(h, "PRAGMA user_version = 6", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(h);
 	cr_assert_eq(store_open(root, 0, &s2), -EPROTO);
 	cr_assert_null(s2);
