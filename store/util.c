@@ -615,7 +615,8 @@ int strbuf_add(struct strbuf *sb, const void *data, size_t n)
 
 	if (r < 0)
 		return r;
-	memcpy(sb->buf + sb->len, data, n);
+	if (n) /* data may be NULL then (an empty SQLite blob) */
+		memcpy(sb->buf + sb->len, data, n);
 	sb->len += n;
 	sb->buf[sb->len] = '\0';
 	return 0;
