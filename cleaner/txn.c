@@ -457,25 +457,24 @@ static bool txn_finished(const struct store_txn *t)
 }
 
 /*
- * Has a file or directory whose bytes and metadata are the same got other
- * xattrs? PKG's are the original's (the mount never writes PKG); PKG is
- * opened on the first row that needs it.
+ * What the change log does not say about an original, from PKG (opened on
+ * the first row that needs it): the device of a device node, and the
+ * xattrs of a file or directory whose bytes and metadata are the same, to
+ * compare with the new ones.
  */
-static int status_xattrs(struct tree_view *tv, const struct store_txn *t, int *pkg_fd,
-			 struct store_change *ch, struct store_entry *now, char *ret_st)
+static int status_from_pkg(struct cjfs *c, struct tree_view *tv, const struct store_txn *t,
+			   int *pkg_fd, struct store_change *ch, struct store_entry *now,
+			   char *ret_st)
 {
 	struct strbuf list = STRBUF_INIT;
 	int r;
 
-	if ((!S_ISREG(now->mode) && !S_ISDIR(now->mode)) ||
-	    (now->mode & S_IFMT) != (ch->orig.mode & S_IFMT))
-		return 0;
 	if (*pkg_fd < 0) {
 		*pkg_fd = store_txn_open_pkg(t);
 		if (*pkg_fd < 0)
 			return *pkg_fd;
 	}
-	r = store_entry_xattrs_at(*pkg_fd, ch->path, &ch->orig, &ch->orig_xattrs);
+	r = store_change_orig_from_pkg(c->store, *pkg_fd, ch);
 	if (r == 0)
 		r = store_entry_xattrs_from_view(&tv->view, ch->path, now, &list);
 	if (r == 0)
@@ -532,9 +531,9 @@ int cjfs_status(struct cjfs *c, int64_t txn, struct cjfs_status_entry **ret, siz
 				if (r == 0)
 					st = store_entry_compare(&ch[i].orig, &now);
 			}
-			/* The same bytes and metadata: perhaps other xattrs. */
-			if (r == 0 && !st)
-				r = status_xattrs(tv, t, &pkg_fd, &ch[i], &now, &st);
+			if (r == 0 && (S_ISCHR(ch[i].orig.mode) || S_ISBLK(ch[i].orig.mode) ||
+				       (!st && (S_ISREG(now.mode) || S_ISDIR(now.mode)))))
+				r = status_from_pkg(c, tv, t, &pkg_fd, &ch[i], &now, &st);
 			if (r < 0) {
 				log_errno(r, "cannot read '%s'", ch[i].path);
 				goto out;

@@ -29,23 +29,18 @@ struct seal_work {
 	struct store_change *c;
 };
 
-/*
- * The original's xattrs, read from PKG now: PKG is not changed through the
- * mount, so they are the ones the transaction started from unless someone
- * changed the file in PKG since (then the commit's conflict check stops it,
- * and they stay unknown).
- */
-static int seal_orig_xattrs(const struct seal_work *w, struct store_change *c)
+int store_change_orig_from_pkg(struct store *s, int pkg_fd, struct store_change *c)
 {
 	struct store_entry now;
 	int r;
 
-	if (!S_ISREG(c->orig.mode) && !S_ISDIR(c->orig.mode))
+	if (!c->orig.mode || S_ISLNK(c->orig.mode))
 		return 0;
-	r = store_entry_at(w->s, w->pkg_fd, c->path, 0, &now);
+	r = store_entry_at(s, pkg_fd, c->path, 0, &now);
 	if (r < 0 || !store_entry_same_file(&c->orig, &now))
 		return r;
-	return store_entry_xattrs_at(w->pkg_fd, c->path, &c->orig, &c->orig_xattrs);
+	c->orig.rdev = now.rdev;
+	return store_entry_xattrs_at(pkg_fd, c->path, &c->orig, &c->orig_xattrs);
 }
 
 static int seal_row(void *ctx, size_t i)
@@ -59,9 +54,9 @@ static int seal_row(void *ctx, size_t i)
 		r = store_entry_xattrs_from_view(w->view, c->path, &c->new, &c->new_xattrs);
 	if (r < 0)
 		return log_debug_errno(r, "cannot read '%s' in the new tree", c->path);
-	r = seal_orig_xattrs(w, c);
+	r = store_change_orig_from_pkg(w->s, w->pkg_fd, c);
 	if (r < 0)
-		return log_debug_errno(r, "cannot read the xattrs of '%s' in PKG", c->path);
+		return log_debug_errno(r, "cannot read the original of '%s' in PKG", c->path);
 	c->status = store_entry_compare(&c->orig, &c->new);
 	return 0;
 }
@@ -182,7 +177,7 @@ static int pkg_matches(struct store *s, int pkg_fd, const char *path, struct sto
 	if (S_ISDIR(want->mode))
 		return 1;
 	if (!S_ISREG(want->mode) && !S_ISLNK(want->mode))
-		return 1;
+		return now->rdev == want->rdev; /* FIFO, socket, device node */
 	if (now->size != want->size)
 		return 0;
 	if (!now->has_hash) {
@@ -389,9 +384,10 @@ static int cmp_path_key(const void *key, const void *elem)
 	return strcmp(key, ((const struct store_change *)elem)->path);
 }
 
-static bool is_content(const struct store_change *c)
+/* Is row i's new state written as a temporary and renamed into place (all but directories)? */
+static bool is_staged(const struct store_change *c)
 {
-	return c->status && (S_ISREG(c->new.mode) || S_ISLNK(c->new.mode));
+	return c->status && c->new.mode && !S_ISDIR(c->new.mode);
 }
 
 /*
@@ -479,7 +475,29 @@ out:
 	return r;
 }
 
-/* Write row i's new file or symlink as its temporary. */
+/*
+ * A FIFO, socket or device node, made by name and never opened (opening a
+ * FIFO would wait for a writer). Creating a device node takes CAP_MKNOD,
+ * as it did to make it through the mount.
+ */
+static int stage_special(const struct apply *a, const struct store_change *c, int sfd,
+			 const char *tmp)
+{
+	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
+
+	if (mknodat(sfd, tmp, c->new.mode & S_IFMT, (dev_t)c->new.rdev) < 0)
+		return -errno;
+	if (a->root && fchownat(sfd, tmp, c->new.uid, c->new.gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	/* After fchownat, which clears set-id bits; mknod's mode went through the umask. */
+	if (fchmodat(sfd, tmp, c->new.mode & 07777, 0) < 0)
+		return -errno;
+	times[1].tv_sec = c->new.mtime_ns / 1000000000;
+	times[1].tv_nsec = c->new.mtime_ns % 1000000000;
+	return utimensat(sfd, tmp, times, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+}
+
+/* Write row i's new file, symlink or special file as its temporary. */
 static int stage_one(struct apply *a, size_t i)
 {
 	const struct store_change *c = &a->c[i];
@@ -504,6 +522,12 @@ static int stage_one(struct apply *a, size_t i)
 		if (r == 0 && a->root &&
 		    fchownat(sfd, tmp, c->new.uid, c->new.gid, AT_SYMLINK_NOFOLLOW) < 0)
 			r = -errno;
+		if (r < 0)
+			goto out_unlink;
+		goto out;
+	}
+	if (!S_ISREG(c->new.mode)) {
+		r = stage_special(a, c, sfd, tmp);
 		if (r < 0)
 			goto out_unlink;
 		goto out;
@@ -602,7 +626,7 @@ static int stage_row(void *ctx, size_t i)
 	struct apply *a = ctx;
 	int r;
 
-	if (!is_content(&a->c[i]))
+	if (!is_staged(&a->c[i]))
 		return 0;
 	/*
 	 * Recovering (an undo after a failed promote): what already holds its
@@ -816,7 +840,7 @@ out:
 	return r;
 }
 
-static int promote_content(struct apply *a, size_t i)
+static int promote_staged(struct apply *a, size_t i)
 {
 	const struct store_change *c = &a->c[i];
 	const char *base;
@@ -877,11 +901,8 @@ int store_txn_promote(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
 			continue;
 		if (S_ISDIR(c->new.mode))
 			r = promote_dir(&a, i);
-		else if (is_content(c))
-			r = promote_content(&a, i);
 		else
-			log_warn("not committing '%s': only files, directories and symlinks are",
-				 c->path);
+			r = promote_staged(&a, i);
 	}
 	if (r == 0)
 		r = promote_dir_modes(&a);

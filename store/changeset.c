@@ -22,6 +22,7 @@ static void entry_from_stat(const struct stat *st, struct store_entry *e)
 	e->ctime_ns = util_timespec_ns(&st->st_ctim);
 	e->dev = st->st_dev;
 	e->ino = st->st_ino;
+	e->rdev = S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode) ? (uint64_t)st->st_rdev : 0;
 }
 
 /* Hash (and with put, store) the content of an open regular file. */
@@ -216,6 +217,8 @@ char store_entry_compare(const struct store_entry *orig, const struct store_entr
 	if ((orig->mode & 07777) != (now->mode & 07777))
 		return 'M';
 	if (orig->uid != now->uid || orig->gid != now->gid)
+		return 'M';
+	if (orig->rdev != now->rdev)
 		return 'M';
 	if (S_ISREG(orig->mode) || S_ISLNK(orig->mode)) {
 		if (orig->size != now->size)

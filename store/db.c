@@ -148,12 +148,17 @@ static const char schema_v3[] = "CREATE TABLE staged ("
 static const char schema_v4[] = "ALTER TABLE txn ADD COLUMN changes_off INTEGER NOT NULL DEFAULT 0;";
 
 /*
- * Schema version 5: the extended attributes (ACLs included) of a changed
- * file or directory before and after, as one list each (store/xattrs.c);
- * NULL where they were not recorded (rows from before, other types).
+ * Schema version 5: what else a commit promotes.
+ *   change: o_xattrs, n_xattrs, the extended attributes (ACLs included) of
+ *           a changed file or directory before and after, as one list each
+ *           (store/xattrs.c), NULL where they were not recorded (rows from
+ *           before, other types); o_rdev, n_rdev, the device a device node
+ *           stands for.
  */
 static const char schema_v5[] = "ALTER TABLE change ADD COLUMN o_xattrs BLOB;"
-				"ALTER TABLE change ADD COLUMN n_xattrs BLOB;";
+				"ALTER TABLE change ADD COLUMN n_xattrs BLOB;"
+				"ALTER TABLE change ADD COLUMN o_rdev INTEGER NOT NULL DEFAULT 0;"
+				"ALTER TABLE change ADD COLUMN n_rdev INTEGER NOT NULL DEFAULT 0;";
 
 /* migrations[v] brings a store from version v to v + 1. */
 static const char *const migrations[DB_SCHEMA_VERSION] = {

@@ -296,6 +296,7 @@ struct store_entry {
 	int64_t mtime_ns;
 	int64_t ctime_ns;
 	uint64_t dev, ino;
+	uint64_t rdev; /* device nodes: the device they stand for */
 	bool has_hash;
 	uint8_t hash[HASH_LEN];
 	/*
@@ -511,6 +512,15 @@ bool store_entry_same_file(const struct store_entry *recorded, const struct stor
  * the counters of *t, and move the transaction to SEALED. PKG is not touched.
  */
 int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view *view);
+
+/*
+ * Complete a recorded original from PKG (pkg_fd): the xattrs of a file or
+ * directory and the device of a device node, which the daemon's record
+ * does not carry. Only while PKG still holds that original (the mount
+ * never writes PKG; a file changed there since is a conflict at commit):
+ * otherwise they stay unknown.
+ */
+int store_change_orig_from_pkg(struct store *s, int pkg_fd, struct store_change *c);
 
 struct store_conflict {
 	char *path;

@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -485,6 +488,67 @@ Test(transaction, xattr_and_acl_changes_are_committed_and_undone)
 	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 0, "%s", env.err);
 	after = h_snapshot(env.pkg, false);
 	cr_assert_str_eq(after, before, "undo did not give PKG its xattrs back");
+	free(before);
+	free(shown);
+	free(after);
+}
+
+/* A socket bound at dir/name, closed again: what stays is the socket file. */
+static void make_socket(const char *dir, const char *name)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	cr_assert(fd >= 0);
+	cr_assert_lt((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", dir, name),
+		     sizeof(sa.sun_path), "socket path too long");
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind: %s", strerror(errno));
+	close(fd);
+}
+
+/*
+ * FIFOs, sockets and device nodes made or removed through the mount are
+ * committed like files (type, mode, owner, the device a node stands for)
+ * and undone like them; a FIFO is never opened on the way.
+ */
+Test(transaction, fifos_sockets_and_device_nodes_are_committed_and_undone)
+{
+	char path[PATH_MAX], *before, *shown, *after;
+	bool root = geteuid() == 0;
+	struct stat st;
+
+	cr_assert_eq(h_sh(env.pkg, "mkfifo docs/old-fifo && mkfifo docs/kept-fifo"), 0);
+	if (root)
+		cr_assert_eq(h_sh(env.pkg, "mknod docs/old-null c 1 3"), 0);
+	before = h_snapshot(env.pkg, true);
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "mkfifo new-fifo && chmod 640 new-fifo && rm docs/old-fifo && "
+				   "chmod 600 docs/kept-fifo"),
+		     0);
+	make_socket(env.mnt, "new.sock");
+	if (root)
+		cr_assert_eq(h_sh(env.mnt, "mknod new-zero c 1 5 && rm docs/old-null"), 0);
+	cr_assert_eq(h_cjfs(&env, "status", env.mnt, NULL), 0, "%s", env.err);
+	for (const char *l = "A new-fifo\0D docs/old-fifo\0M docs/kept-fifo\0A new.sock\0"; *l;
+	     l += strlen(l) + 1)
+		cr_assert_not_null(strstr(env.out, l), "status lacks '%s':\n%s", l, env.out);
+	shown = h_snapshot(env.mnt, true);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_null(strstr(env.err, "not committing"), "%s", env.err);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, shown, "PKG after commit differs from what the mount showed");
+	snprintf(path, sizeof(path), "%s/new-fifo", env.pkg);
+	cr_assert_eq(lstat(path, &st), 0);
+	cr_assert(S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0640);
+	if (root) {
+		snprintf(path, sizeof(path), "%s/new-zero", env.pkg);
+		cr_assert_eq(lstat(path, &st), 0);
+		cr_assert(S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 5));
+	}
+	free(after);
+	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 0, "%s", env.err);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before, "undo did not give PKG its FIFOs and nodes back");
 	free(before);
 	free(shown);
 	free(after);

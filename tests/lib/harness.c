@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -867,7 +868,8 @@ static void walk(int dfd, const char *prefix, bool with_mtime, struct lines *l)
 		} else if (S_ISDIR(st.st_mode)) {
 			snprintf(desc, sizeof(desc), "dir");
 		} else {
-			snprintf(desc, sizeof(desc), "special %o", (unsigned)(st.st_mode & S_IFMT));
+			snprintf(desc, sizeof(desc), "special %o %u:%u", (unsigned)(st.st_mode & S_IFMT),
+				 major(st.st_rdev), minor(st.st_rdev));
 		}
 		if (with_mtime && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
 			line = util_xasprintf("%s\t%s\t%04o\t%lld.%09ld", rel, desc,
