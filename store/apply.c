@@ -333,6 +333,7 @@ struct apply {
 	bool root;
 	struct store_change *c;
 	size_t n;
+	size_t *link; /* per row: the row whose file its temporary is a hard link of, or NO_LINK */
 	struct store_apply_failure *fail; /* the caller's, may be NULL */
 	int fail_taken;			  /* atomic: the first failure fills fail */
 };
@@ -340,6 +341,64 @@ struct apply {
 static void tmpname(const struct apply *a, size_t i, char buf[64])
 {
 	snprintf(buf, 64, ".cjfs-%s-%lld-%zu", a->reverse ? "rev" : "tmp", (long long)a->txn, i);
+}
+
+#define NO_LINK SIZE_MAX
+
+static bool is_staged(const struct store_change *c);
+
+static bool same_file_in_target(const struct store_change *a, const struct store_change *b)
+{
+	return a->new.dev == b->new.dev && a->new.ino == b->new.ino;
+}
+
+/* Regular files of the target state by identity; a name left unchanged first, then by row. */
+static int cmp_link(const void *pa, const void *pb, void *arg)
+{
+	const struct store_change *c = arg;
+	const struct store_change *a = &c[*(const size_t *)pa], *b = &c[*(const size_t *)pb];
+
+	if (a->new.dev != b->new.dev)
+		return a->new.dev < b->new.dev ? -1 : 1;
+	if (a->new.ino != b->new.ino)
+		return a->new.ino < b->new.ino ? -1 : 1;
+	/* PKG already holds the file of a name the apply leaves unchanged. */
+	if (!a->status != !b->status)
+		return !a->status ? -1 : 1;
+	return *(const size_t *)pa < *(const size_t *)pb ? -1 : 1;
+}
+
+/*
+ * Names that are one file in the target state (the same identity: hard
+ * links made through the mount, or PKG's own for a reverse apply) become
+ * one file in PKG: the temporary of each staged name but the first is a
+ * hard link of the first's (stage_link). Rows from before identities were
+ * recorded have none (0) and stay files of their own.
+ */
+static int find_links(struct apply *a)
+{
+	size_t *v, k = 0, lead = 0;
+
+	a->link = malloc((a->n ? a->n : 1) * sizeof(*a->link));
+	v = malloc((a->n ? a->n : 1) * sizeof(*v));
+	if (!a->link || !v) {
+		free(v);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < a->n; i++) {
+		a->link[i] = NO_LINK;
+		if (S_ISREG(a->c[i].new.mode) && a->c[i].new.ino)
+			v[k++] = i;
+	}
+	qsort_r(v, k, sizeof(*v), cmp_link, a->c);
+	for (size_t i = 1; i < k; i++) {
+		if (!same_file_in_target(&a->c[v[i]], &a->c[v[lead]]))
+			lead = i;
+		else if (is_staged(&a->c[v[i]]))
+			a->link[v[i]] = v[lead];
+	}
+	free(v);
+	return 0;
 }
 
 /*
@@ -358,9 +417,9 @@ static int apply_load(struct apply *a, struct store *s, int64_t txn, int pkg_fd,
 	a->reverse = flags & STORE_APPLY_REVERSE;
 	a->root = geteuid() == 0;
 	r = store_change_list(s, txn, false, &a->c, &a->n);
-	if (r < 0 || !a->reverse)
+	if (r < 0)
 		return r;
-	for (size_t i = 0; i < a->n; i++) {
+	for (size_t i = 0; a->reverse && i < a->n; i++) {
 		struct store_entry tmp = a->c[i].orig;
 		struct strbuf list = a->c[i].orig_xattrs;
 
@@ -371,12 +430,18 @@ static int apply_load(struct apply *a, struct store *s, int64_t txn, int pkg_fd,
 		if (a->c[i].status)
 			a->c[i].status = store_entry_compare(&a->c[i].orig, &a->c[i].new);
 	}
-	return 0;
+	r = find_links(a);
+	if (r < 0) {
+		store_changes_free(a->c, a->n);
+		free(a->link);
+	}
+	return r;
 }
 
 static void apply_release(struct apply *a)
 {
 	store_changes_free(a->c, a->n);
+	free(a->link);
 }
 
 static int cmp_path_key(const void *key, const void *elem)
@@ -621,13 +686,70 @@ static void unstage_all(struct apply *a)
 
 static int promote_done(struct apply *a, size_t i);
 
-static int stage_row(void *ctx, size_t i)
+/*
+ * PKG's file at row l's path, which the apply leaves unchanged, to link row
+ * i's temporary to: only while it is still the original l recorded and has
+ * what row i wants (bytes, mode, owner). Its directory's fd, and its name.
+ */
+static int pkg_link_source(struct apply *a, const struct store_change *l,
+			   const struct store_change *c, const char **ret_name)
 {
-	struct apply *a = ctx;
+	struct store_entry now;
+	int r = store_entry_at(a->s, a->pkg_fd, l->path, 0, &now);
+
+	if (r < 0)
+		return r;
+	if (!store_entry_same_file(&l->orig, &now) || !hash_eq(&l->orig, &c->new) ||
+	    now.mode != c->new.mode || now.uid != c->new.uid || now.gid != c->new.gid)
+		return -ESTALE;
+	return util_open_parent(a->pkg_fd, l->path, ret_name);
+}
+
+/*
+ * Row i's temporary as a hard link of row link[i]'s file: that row's
+ * temporary, or PKG's file where the apply leaves that name unchanged.
+ * Where it cannot be (the temporary is gone, renamed by an earlier run;
+ * PKG's file is not what it was; a file system without hard links) it is
+ * written as a file of its own: the same bytes, only not linked.
+ */
+static int stage_link(struct apply *a, size_t i)
+{
+	const struct store_change *c = &a->c[i], *l = &a->c[a->link[i]];
+	char tmp[64], ltmp[64];
+	const char *name = ltmp;
+	int sfd, from, r;
+
+	sfd = open_stage_dir(a, i);
+	if (sfd < 0)
+		return sfd;
+	tmpname(a, i, tmp);
+	(void)unlinkat(sfd, tmp, 0);
+	if (l->status) {
+		from = open_stage_dir(a, a->link[i]);
+		tmpname(a, a->link[i], ltmp);
+	} else {
+		from = pkg_link_source(a, l, c, &name);
+	}
+	r = from < 0 ? from : linkat(from, name, sfd, tmp, 0) < 0 ? -errno : 0;
+	util_close(from);
+	util_close(sfd);
+	if (r == 0)
+		return 0;
+	log_debug_errno(r, "cannot make '%s' a hard link of '%s': writing a file of its own",
+			c->path, l->path);
+	return stage_one(a, i);
+}
+
+/* Row i's temporary, whichever kind it is. */
+static int stage_any(struct apply *a, size_t i)
+{
+	return a->link[i] != NO_LINK ? stage_link(a, i) : stage_one(a, i);
+}
+
+static int stage_row_now(struct apply *a, size_t i)
+{
 	int r;
 
-	if (!is_staged(&a->c[i]))
-		return 0;
 	/*
 	 * Recovering (an undo after a failed promote): what already holds its
 	 * target needs no temporary, and on a full disk there may be room only
@@ -638,7 +760,17 @@ static int stage_row(void *ctx, size_t i)
 		if (r != 0)
 			return r < 0 ? r : 0;
 	}
-	return stage_one(a, i);
+	return stage_any(a, i);
+}
+
+/* The parallel pass: files of their own. Hard links follow, once what they link to is there. */
+static int stage_row(void *ctx, size_t i)
+{
+	struct apply *a = ctx;
+
+	if (!is_staged(&a->c[i]) || a->link[i] != NO_LINK)
+		return 0;
+	return stage_row_now(a, i);
 }
 
 int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
@@ -653,6 +785,9 @@ int store_txn_stage(struct store *s, int64_t txn, int pkg_fd, unsigned flags,
 	a.fail = fail;
 	/* Every file is its own work (read, verify, write): on all CPUs at once. */
 	r = util_parallel_for(a.n, stage_row, &a);
+	for (size_t i = 0; i < a.n && r == 0; i++)
+		if (a.link[i] != NO_LINK)
+			r = stage_row_now(&a, i);
 	/* The new data durable before the commit point can refer to it. */
 	if (r == 0)
 		r = sync_pkg(&a);
@@ -860,7 +995,7 @@ static int promote_staged(struct apply *a, size_t i)
 		r = promote_done(a, i);
 		if (r != 0)
 			goto out;
-		r = stage_one(a, i);
+		r = stage_any(a, i);
 		if (r < 0)
 			goto out;
 	}
@@ -872,6 +1007,9 @@ static int promote_staged(struct apply *a, size_t i)
 	r = util_renameat(sfd, tmp, pfd, base);
 	if (r < 0)
 		log_debug_errno(r, "cannot rename into '%s'", c->path);
+	/* A rename onto another name of the same file does nothing: drop the temporary. */
+	else if (a->link[i] != NO_LINK)
+		(void)unlinkat(sfd, tmp, 0);
 	util_close(pfd);
 out:
 	util_close(sfd);

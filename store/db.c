@@ -153,12 +153,15 @@ static const char schema_v4[] = "ALTER TABLE txn ADD COLUMN changes_off INTEGER 
  *           a changed file or directory before and after, as one list each
  *           (store/xattrs.c), NULL where they were not recorded (rows from
  *           before, other types); o_rdev, n_rdev, the device a device node
- *           stands for.
+ *           stands for; n_dev, n_ino, the identity of the new state
+ *           (names of one file in the new tree become hard links in PKG).
  */
 static const char schema_v5[] = "ALTER TABLE change ADD COLUMN o_xattrs BLOB;"
 				"ALTER TABLE change ADD COLUMN n_xattrs BLOB;"
 				"ALTER TABLE change ADD COLUMN o_rdev INTEGER NOT NULL DEFAULT 0;"
-				"ALTER TABLE change ADD COLUMN n_rdev INTEGER NOT NULL DEFAULT 0;";
+				"ALTER TABLE change ADD COLUMN n_rdev INTEGER NOT NULL DEFAULT 0;"
+				"ALTER TABLE change ADD COLUMN n_dev INTEGER NOT NULL DEFAULT 0;"
+				"ALTER TABLE change ADD COLUMN n_ino INTEGER NOT NULL DEFAULT 0;";
 
 /* migrations[v] brings a store from version v to v + 1. */
 static const char *const migrations[DB_SCHEMA_VERSION] = {

@@ -687,11 +687,13 @@ int store_change_list(struct store *s, int64_t txn, bool only_changed, struct st
 	static const char q_all[] =
 		"SELECT path, o_mode, o_uid, o_gid, o_size, o_mtime_ns, o_ctime_ns, o_dev, o_ino,"
 		" o_hash, n_mode, n_uid, n_gid, n_size, n_mtime_ns, n_hash, status, applied,"
-		" o_xattrs, n_xattrs, o_rdev, n_rdev FROM change WHERE txn = ? ORDER BY path";
+		" o_xattrs, n_xattrs, o_rdev, n_rdev, n_dev, n_ino FROM change WHERE txn = ?"
+		" ORDER BY path";
 	static const char q_changed[] =
 		"SELECT path, o_mode, o_uid, o_gid, o_size, o_mtime_ns, o_ctime_ns, o_dev, o_ino,"
 		" o_hash, n_mode, n_uid, n_gid, n_size, n_mtime_ns, n_hash, status, applied,"
-		" o_xattrs, n_xattrs, o_rdev, n_rdev FROM change WHERE txn = ? AND status != ''"
+		" o_xattrs, n_xattrs, o_rdev, n_rdev, n_dev, n_ino FROM change WHERE txn = ?"
+		" AND status != ''"
 		" ORDER BY path";
 	struct store_change *v = NULL;
 	size_t n = 0, cap = 0;
@@ -741,6 +743,8 @@ int store_change_list(struct store *s, int64_t txn, bool only_changed, struct st
 		}
 		c->orig.rdev = (uint64_t)sqlite3_column_int64(st, 20);
 		c->new.rdev = (uint64_t)sqlite3_column_int64(st, 21);
+		c->new.dev = (uint64_t)sqlite3_column_int64(st, 22);
+		c->new.ino = (uint64_t)sqlite3_column_int64(st, 23);
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = db_errno(rc);
@@ -773,7 +777,7 @@ int store_change_set_new(struct store *s, int64_t txn, const struct store_change
 	static const char q[] =
 		"UPDATE change SET n_mode = ?, n_uid = ?, n_gid = ?, n_size = ?,"
 		" n_mtime_ns = ?, n_hash = ?, status = ?, o_xattrs = ?, n_xattrs = ?,"
-		" o_rdev = ?, n_rdev = ? WHERE txn = ? AND path = ?";
+		" o_rdev = ?, n_rdev = ?, n_dev = ?, n_ino = ? WHERE txn = ? AND path = ?";
 	char status[2] = { c->status, '\0' };
 	sqlite3_stmt *st;
 	int r = 0;
@@ -787,8 +791,10 @@ int store_change_set_new(struct store *s, int64_t txn, const struct store_change
 		bind_xattrs(st, 9, &c->new, &c->new_xattrs);
 		sqlite3_bind_int64(st, 10, (int64_t)c->orig.rdev);
 		sqlite3_bind_int64(st, 11, (int64_t)c->new.rdev);
-		sqlite3_bind_int64(st, 12, txn);
-		db_bind_text(st, 13, c->path);
+		sqlite3_bind_int64(st, 12, (int64_t)c->new.dev);
+		sqlite3_bind_int64(st, 13, (int64_t)c->new.ino);
+		sqlite3_bind_int64(st, 14, txn);
+		db_bind_text(st, 15, c->path);
 		r = db_step_done(s->db, st);
 	}
 	store_unlock(s);
@@ -852,8 +858,8 @@ int store_txn_begin_sealed(struct store *s, const struct store_txn_synth *spec,
 	static const char q_change[] =
 		"INSERT INTO change(txn, path, o_mode, o_uid, o_gid, o_size, o_mtime_ns,"
 		" o_ctime_ns, o_dev, o_ino, o_hash, n_mode, n_uid, n_gid, n_size, n_mtime_ns,"
-		" n_hash, status, o_xattrs, n_xattrs, o_rdev, n_rdev)"
-		" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+		" n_hash, status, o_xattrs, n_xattrs, o_rdev, n_rdev, n_dev, n_ino)"
+		" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 	int64_t cnt[3] = { 0 }, bytes_new = 0, n_orig = 0, bytes_orig = 0, id;
 	sqlite3_stmt *st;
 	int lock = -1, r;
@@ -924,6 +930,8 @@ int store_txn_begin_sealed(struct store *s, const struct store_txn_synth *spec,
 		bind_xattrs(st, 20, &c[i].new, &c[i].new_xattrs);
 		sqlite3_bind_int64(st, 21, (int64_t)c[i].orig.rdev);
 		sqlite3_bind_int64(st, 22, (int64_t)c[i].new.rdev);
+		sqlite3_bind_int64(st, 23, (int64_t)c[i].new.dev);
+		sqlite3_bind_int64(st, 24, (int64_t)c[i].new.ino);
 		r = db_step_done(s->db, st);
 		if (r < 0)
 			goto out_rollback;

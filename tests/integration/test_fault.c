@@ -2,7 +2,7 @@
 /*
  * Fault injection at every phase of a commit (guarantee 2). A transaction of
  * ~90 changes (modified, added, deleted, renamed, new directories, mode and
- * type changes, symlinks; several of each kind, so the seal and stage
+ * type changes, symlinks, hard links, a FIFO; several of each kind, so the seal and stage
  * workers on every CPU have work) is committed with CJFS_FAULT=N:KIND for
  * N over the commit's durable calls: open and lock, seal, stage, sync, the
  * promote after the commit point, and its final sync. After each fault:
@@ -77,7 +77,8 @@ static void prepare(void)
 			  "rm lib/f10.txt && mkdir lib/f10.txt && printf 'in\\n' > lib/f10.txt/inner && "
 			  "rm -r tests/sub && printf 'now a file\\n' > tests/sub && "
 			  "mv src/sub src/moved && chmod 750 lib && "
-			  "touch -d '2021-03-04 05:06:07' new/c/o1.txt"),
+			  "touch -d '2021-03-04 05:06:07' new/c/o1.txt && "
+			  "ln new/a/b/n1.txt new/c/hard && ln src/f3.txt src/f3-hard && mkfifo new/c/fifo"),
 		     0);
 	new_tree = h_snapshot(env.mnt, true);
 	cr_assert_eq(h_unmount(&env), 0, "the daemon did not exit cleanly");

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -549,6 +550,75 @@ Test(transaction, fifos_sockets_and_device_nodes_are_committed_and_undone)
 	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 0, "%s", env.err);
 	after = h_snapshot(env.pkg, true);
 	cr_assert_str_eq(after, before, "undo did not give PKG its FIFOs and nodes back");
+	free(before);
+	free(shown);
+	free(after);
+}
+
+static ino_t ino_of(const char *dir, const char *rel, nlink_t *ret_nlink)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	cr_assert_eq(lstat(path, &st), 0, "%s: %s", rel, strerror(errno));
+	*ret_nlink = st.st_nlink;
+	return st.st_ino;
+}
+
+/* The names of rels (NUL-separated) are one file of n links in dir. */
+static void assert_one_file(const char *dir, const char *rels, nlink_t n)
+{
+	nlink_t nl;
+	ino_t ino = ino_of(dir, rels, &nl);
+
+	for (const char *r = rels; *r; r += strlen(r) + 1) {
+		nlink_t nr;
+
+		cr_assert_eq(ino_of(dir, r, &nr), ino, "'%s' is not a hard link of '%s'", r, rels);
+		cr_assert_eq(nr, n, "'%s' has %ju links, not %ju", r, (uintmax_t)nr, (uintmax_t)n);
+	}
+}
+
+/*
+ * Hard links made through the mount are hard links in PKG after the
+ * commit: among new files, between a changed file and a new name, and from
+ * a new name to a file the transaction left as it was. Undo gives PKG its
+ * own links back, also those the transaction had parted.
+ */
+Test(transaction, hard_links_are_committed_as_hard_links_and_undone)
+{
+	char *before, *shown, *after, *s;
+	nlink_t nl;
+
+	cr_assert_eq(h_sh(env.pkg, "printf 'L\\n' > docs/l1 && ln docs/l1 docs/l2"), 0);
+	before = h_snapshot(env.pkg, true);
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt,
+			  "printf 'one\\n' > new1 && ln new1 new2 && mkdir d && "
+			  "ln new1 d/new3 && ln docs/notes.txt docs/notes-link && "
+			  "printf 'x\\n' >> src/main.py && ln src/main.py src/main-hard && "
+			  "sed -i 's/L/M/' docs/l1 docs/l2"),
+		     0);
+	shown = h_snapshot(env.mnt, true);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, shown, "PKG after commit differs from what the mount showed");
+	cr_assert_eq(h_count_names(env.pkg, ".cjfs"), 0, "temporaries left in PKG");
+	assert_one_file(env.pkg, "new1\0new2\0d/new3\0", 3);
+	assert_one_file(env.pkg, "docs/notes.txt\0docs/notes-link\0", 2);
+	assert_one_file(env.pkg, "src/main.py\0src/main-hard\0", 2);
+	/* sed -i made two files of docs/l1 and docs/l2, as on a plain directory. */
+	cr_assert_neq(ino_of(env.pkg, "docs/l1", &nl), ino_of(env.pkg, "docs/l2", &nl));
+	s = h_read(env.pkg, "d/new3");
+	cr_assert_str_eq(s, "one\n");
+	free(s);
+	free(after);
+	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 0, "%s", env.err);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before, "undo did not give PKG back");
+	assert_one_file(env.pkg, "docs/l1\0docs/l2\0", 2);
+	assert_one_file(env.pkg, "docs/notes.txt\0", 1);
 	free(before);
 	free(shown);
 	free(after);
