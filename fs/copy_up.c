@@ -48,6 +48,7 @@ void fs_free_touched(struct fs *fs)
 
 static int touch(struct fs *fs, const char *path, bool absent)
 {
+	struct strbuf xattrs = STRBUF_INIT;
 	struct store_entry orig = { 0 };
 	bool seen, staged = false;
 	uint64_t off = 0;
@@ -68,14 +69,18 @@ static int touch(struct fs *fs, const char *path, bool absent)
 	if (!absent) {
 		start = util_mono_ns();
 		do {
+			/* Its xattrs too: commit compares them with PKG's, undo puts them back. */
 			r = store_entry_stage_at(fs->cfg->store, fs->cfg->txn, fs->lower_fd, path,
-						 &orig, &staged, &off);
+						 &orig, &xattrs, &staged, &off);
 		} while (r == -EAGAIN && ++tries < 5);
-		if (r < 0)
+		if (r < 0) {
+			strbuf_release(&xattrs);
 			return log_debug_errno(r, "cannot store the original of '%s'", path);
+		}
 		__atomic_add_fetch(&fs->backup_ns, util_mono_ns() - start, __ATOMIC_RELAXED);
 	}
-	r = store_changelog_append(fs->cfg->store, fs->cfg->txn, path, &orig, staged, off);
+	r = store_changelog_append(fs->cfg->store, fs->cfg->txn, path, &orig, &xattrs, staged, off);
+	strbuf_release(&xattrs);
 	if (r < 0)
 		return log_debug_errno(r, "cannot record '%s' in the change log", path);
 	pthread_mutex_lock(&fs->touch_lock);

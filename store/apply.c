@@ -31,16 +31,37 @@ struct seal_work {
 
 int store_change_orig_from_pkg(struct store *s, int pkg_fd, struct store_change *c)
 {
+	uint32_t type = c->orig.mode & S_IFMT;
+	bool xattrs = !c->orig.has_xattrs && (type == S_IFREG || type == S_IFDIR);
+	bool rdev = !c->orig.rdev && (type == S_IFCHR || type == S_IFBLK);
 	struct store_entry now;
 	int r;
 
-	if (!c->orig.mode || S_ISLNK(c->orig.mode))
+	if (!xattrs && !rdev)
 		return 0;
 	r = store_entry_at(s, pkg_fd, c->path, 0, &now);
 	if (r < 0 || !store_entry_same_file(&c->orig, &now))
 		return r;
-	c->orig.rdev = now.rdev;
-	return store_entry_xattrs_at(pkg_fd, c->path, &c->orig, &c->orig_xattrs);
+	if (rdev)
+		c->orig.rdev = now.rdev;
+	return xattrs ? store_entry_xattrs_at(pkg_fd, c->path, &c->orig, &c->orig_xattrs) : 0;
+}
+
+/* Has PKG's path the xattrs of want? 1 also where want's are not known. */
+static int pkg_xattrs_match(int pkg_fd, const char *path, const struct store_entry *now,
+			    const struct store_entry *want)
+{
+	struct strbuf list = STRBUF_INIT;
+	struct store_entry e = *now;
+	int r;
+
+	if (!want->has_xattrs || (!S_ISREG(now->mode) && !S_ISDIR(now->mode)))
+		return 1;
+	r = store_entry_xattrs_at(pkg_fd, path, &e, &list);
+	strbuf_release(&list);
+	if (r < 0)
+		return r;
+	return memcmp(e.xattrs, want->xattrs, HASH_LEN) == 0;
 }
 
 static int seal_row(void *ctx, size_t i)
@@ -274,13 +295,19 @@ int store_txn_conflicts(struct store *s, int64_t txn, int pkg_fd, struct store_c
 			goto out;
 		if (store_entry_same_file(&c[i].orig, &now))
 			goto dir_check;
+		/* PKG still holds the original: its content, mode and xattrs. */
 		r = pkg_matches(s, pkg_fd, c[i].path, &now, &c[i].orig);
+		if (r == 1 && (now.mode & 07777) == (c[i].orig.mode & 07777)) {
+			r = pkg_xattrs_match(pkg_fd, c[i].path, &now, &c[i].orig);
+			if (r == 1)
+				goto dir_check;
+		}
 		if (r < 0)
 			goto out;
-		if (r == 1 && (now.mode & 07777) == (c[i].orig.mode & 07777))
-			goto dir_check;
 		/* PKG already holds what the transaction would write: nothing lost either way. */
 		r = pkg_matches(s, pkg_fd, c[i].path, &now, &c[i].new);
+		if (r == 1)
+			r = pkg_xattrs_match(pkg_fd, c[i].path, &now, &c[i].new);
 		if (r < 0)
 			goto out;
 		if (r == 1)
@@ -699,9 +726,21 @@ static int pkg_link_source(struct apply *a, const struct store_change *l,
 
 	if (r < 0)
 		return r;
-	if (!store_entry_same_file(&l->orig, &now) || !hash_eq(&l->orig, &c->new) ||
-	    now.mode != c->new.mode || now.uid != c->new.uid || now.gid != c->new.gid)
+	if (now.mode != c->new.mode || now.uid != c->new.uid || now.gid != c->new.gid)
 		return -ESTALE;
+	/* Replaced in PKG since it was recorded (a copy put back, say): read it again. */
+	if (!store_entry_same_file(&l->orig, &now)) {
+		r = store_entry_at(a->s, a->pkg_fd, l->path, STORE_ENTRY_HASH, &now);
+		if (r < 0)
+			return r;
+	} else {
+		now = l->orig;
+	}
+	if (!hash_eq(&now, &c->new))
+		return -ESTALE;
+	r = pkg_xattrs_match(a->pkg_fd, l->path, &now, &c->new);
+	if (r <= 0)
+		return r < 0 ? r : -ESTALE;
 	return util_open_parent(a->pkg_fd, l->path, ret_name);
 }
 

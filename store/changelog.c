@@ -14,6 +14,11 @@
  * a fold moves it in the same SQLite transaction as the rows it inserts,
  * so folds are idempotent and any number of processes may run them.
  *
+ * A record carries the original's metadata, where its bytes were staged,
+ * and its extended attributes (up to CHANGELOG_XATTRS_MAX bytes of them;
+ * seal reads larger lists from PKG). Logs of the first format ("CLG1",
+ * without xattrs and device) are still folded.
+ *
  * Only the daemon appends, under changelog_lock, at changelog_end. A
  * record carries a checksum: a fold stops at the first record that is
  * incomplete (being written, or torn by a crash or power cut) and leaves it
@@ -36,18 +41,22 @@
 #include "log.h"
 
 #define CHANGELOG_NAME "changes"
-#define CHANGELOG_MAGIC 0x31474c43u /* "CLG1" */
+#define CHANGELOG_MAGIC1 0x31474c43u /* "CLG1" */
+#define CHANGELOG_MAGIC 0x32474c43u  /* "CLG2" */
+/* Larger xattr lists are not logged: a record must fit in FOLD_BUF. */
+#define CHANGELOG_XATTRS_MAX 16384
 /* Folding this many records costs about one SQLite commit per record saved. */
 #define CHANGELOG_BATCH 1024
 #define FOLD_BUF (64 * 1024)
 
 #define REC_STAGED 1u
 #define REC_HASH 2u
+#define REC_XATTRS 4u /* the xattr list is known (it may be empty) */
 
 /* On disk, in the host's byte order (a log lives only while its transaction is open). */
 struct rec {
 	uint32_t magic;
-	uint32_t len; /* of the whole record, header and path included */
+	uint32_t len; /* of the whole record, header, path and xattrs included */
 	uint64_t sum; /* FNV-1a of everything after this field */
 	uint32_t mode, uid, gid, flags;
 	uint64_t size;
@@ -55,8 +64,13 @@ struct rec {
 	uint64_t dev, ino;
 	uint64_t off; /* of the original in txn/<id>/originals, with REC_STAGED */
 	uint8_t hash[HASH_LEN];
-	/* then the path, not NUL-terminated: len - sizeof(struct rec) bytes */
+	/* CLG1 records end here, followed by the path (len - this much bytes). */
+	uint64_t rdev;
+	uint32_t plen, xlen;
+	/* then the path (plen bytes, not NUL-terminated), then the xattr list */
 };
+
+#define REC1_SIZE offsetof(struct rec, rdev)
 
 /* The checksum of a record of len bytes at p: everything after its sum field. */
 static uint64_t rec_sum(const void *p, size_t len)
@@ -75,35 +89,53 @@ static void log_name(int64_t txn, char buf[64])
  * Is the record at p (avail bytes there) whole and intact? Its length, or 0
  * if not (yet).
  */
+/* A record's header, read from either format; where its path starts. */
+static size_t rec_header(const char *p, size_t avail, struct rec *r)
+{
+	if (avail < REC1_SIZE)
+		return 0;
+	memset(r, 0, sizeof(*r));
+	memcpy(r, p, REC1_SIZE);
+	if (r->magic == CHANGELOG_MAGIC1) {
+		if (r->len < REC1_SIZE + 1 || r->len > REC1_SIZE + PATH_MAX)
+			return 0;
+		r->plen = (uint32_t)(r->len - REC1_SIZE);
+		r->flags &= REC_STAGED | REC_HASH;
+		return REC1_SIZE;
+	}
+	if (r->magic != CHANGELOG_MAGIC || avail < sizeof(*r))
+		return 0;
+	memcpy(r, p, sizeof(*r));
+	if (r->plen < 1 || r->plen > PATH_MAX || r->xlen > CHANGELOG_XATTRS_MAX ||
+	    r->len != sizeof(*r) + r->plen + r->xlen)
+		return 0;
+	return sizeof(*r);
+}
+
 static size_t rec_check(const char *p, size_t avail)
 {
 	struct rec r;
-	size_t plen;
+	size_t head = rec_header(p, avail, &r);
 
-	if (avail < sizeof(r))
+	if (!head || r.len > avail)
 		return 0;
-	memcpy(&r, p, sizeof(r));
-	if (r.magic != CHANGELOG_MAGIC || r.len < sizeof(r) + 1 || r.len > sizeof(r) + PATH_MAX ||
-	    r.len > avail)
-		return 0;
-	plen = r.len - sizeof(r);
-	if (rec_sum(p, r.len) != r.sum || memchr(p + sizeof(r), '\0', plen))
+	if (rec_sum(p, r.len) != r.sum || memchr(p + head, '\0', r.plen))
 		return 0;
 	return r.len;
 }
 
-/* Insert the rows of one record; caller holds s->lock inside a batch. */
+/* Insert the rows of one (checked) record; caller holds s->lock inside a batch. */
 static int rec_fold(struct store *s, int64_t txn, const char *p)
 {
+	struct strbuf list = STRBUF_INIT;
 	struct store_entry e = { 0 };
 	struct rec r;
 	char path[PATH_MAX + 1];
-	size_t plen;
+	size_t head = rec_header(p, SIZE_MAX, &r);
+	int ret;
 
-	memcpy(&r, p, sizeof(r));
-	plen = r.len - sizeof(r);
-	memcpy(path, p + sizeof(r), plen);
-	path[plen] = '\0';
+	memcpy(path, p + head, r.plen);
+	path[r.plen] = '\0';
 	if (!util_path_is_safe(path))
 		return -EBADMSG;
 	e.mode = r.mode;
@@ -114,9 +146,18 @@ static int rec_fold(struct store *s, int64_t txn, const char *p)
 	e.ctime_ns = r.ctime_ns;
 	e.dev = r.dev;
 	e.ino = r.ino;
+	e.rdev = r.rdev;
 	e.has_hash = (r.flags & REC_HASH) != 0;
 	memcpy(e.hash, r.hash, HASH_LEN);
-	return store_change_insert_locked(s, txn, path, &e, (r.flags & REC_STAGED) != 0, r.off);
+	if (r.flags & REC_XATTRS) {
+		if (strbuf_add(&list, p + head + r.plen, r.xlen) < 0)
+			return -ENOMEM;
+		store_entry_set_xattrs(&e, &list);
+	}
+	ret = store_change_insert_locked(s, txn, path, &e, &list, (r.flags & REC_STAGED) != 0,
+					 r.off);
+	strbuf_release(&list);
+	return ret;
 }
 
 /* The state of txn and how far its log is folded; caller holds s->lock. */
@@ -287,14 +328,17 @@ int store_changelog_begin(struct store *s, int64_t txn)
 }
 
 int store_changelog_append(struct store *s, int64_t txn, const char *path,
-			   const struct store_entry *orig, bool staged, uint64_t off)
+			   const struct store_entry *orig, const struct strbuf *xattrs, bool staged,
+			   uint64_t off)
 {
 	union {
 		struct rec r;
-		char bytes[sizeof(struct rec) + PATH_MAX];
+		char bytes[sizeof(struct rec) + PATH_MAX + 1024];
 	} buf;
 	struct rec *rec = &buf.r;
-	size_t plen = strlen(path), len = sizeof(struct rec) + plen;
+	bool logged = orig->has_xattrs && xattrs && xattrs->len <= CHANGELOG_XATTRS_MAX;
+	size_t plen = strlen(path), xlen = logged ? xattrs->len : 0;
+	size_t len = sizeof(struct rec) + plen + xlen;
 	bool full = false;
 	int r;
 
@@ -302,13 +346,19 @@ int store_changelog_append(struct store *s, int64_t txn, const char *path,
 		return -EINVAL;
 	if (plen > PATH_MAX)
 		return -ENAMETOOLONG;
+	if (len > sizeof(buf)) {
+		rec = malloc(len);
+		if (!rec)
+			return -ENOMEM;
+	}
 	memset(rec, 0, sizeof(*rec));
 	rec->magic = CHANGELOG_MAGIC;
 	rec->len = (uint32_t)len;
 	rec->mode = orig->mode;
 	rec->uid = orig->uid;
 	rec->gid = orig->gid;
-	rec->flags = (staged ? REC_STAGED : 0) | (orig->has_hash ? REC_HASH : 0);
+	rec->flags = (staged ? REC_STAGED : 0) | (orig->has_hash ? REC_HASH : 0) |
+		     (logged ? REC_XATTRS : 0);
 	rec->size = orig->size;
 	rec->mtime_ns = orig->mtime_ns;
 	rec->ctime_ns = orig->ctime_ns;
@@ -317,7 +367,12 @@ int store_changelog_append(struct store *s, int64_t txn, const char *path,
 	rec->off = off;
 	if (orig->has_hash)
 		memcpy(rec->hash, orig->hash, HASH_LEN);
+	rec->rdev = orig->rdev;
+	rec->plen = (uint32_t)plen;
+	rec->xlen = (uint32_t)xlen;
 	memcpy(rec + 1, path, plen);
+	if (xlen)
+		memcpy((char *)(rec + 1) + plen, xattrs->buf, xlen);
 	rec->sum = rec_sum(rec, len);
 
 	pthread_mutex_lock(&s->changelog_lock);
@@ -338,6 +393,8 @@ int store_changelog_append(struct store *s, int64_t txn, const char *path,
 		}
 	}
 	pthread_mutex_unlock(&s->changelog_lock);
+	if (rec != &buf.r)
+		free(rec);
 	/* The record is written; a failed fold only leaves it for a later one. */
 	if (full && (r = fold(s, txn, NULL)) < 0) {
 		log_warn("cannot fold the change log of transaction %lld: %s", (long long)txn,

@@ -33,6 +33,7 @@ struct keep {
 	bool staged;  /* out: content was staged */
 	uint64_t off; /* out: where */
 	uint64_t size; /* in: the size of the file being staged, from its fstat */
+	struct strbuf *xattrs; /* out, if set: the xattr list of a file or directory */
 };
 
 static int entry_hash_fd(struct store *s, int fd, struct keep *k, struct store_entry *e)
@@ -109,7 +110,12 @@ static int entry_at(struct store *s, int dirfd, const char *path, struct keep *k
 		return r;
 	}
 	entry_from_stat(&st, &e);
-	if ((flags & STORE_ENTRY_HASH) && S_ISREG(st.st_mode)) {
+	if (k->xattrs && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+		r = store_xattrs_read_at(pfd, base, k->xattrs);
+		if (r == 0)
+			store_entry_set_xattrs(&e, k->xattrs);
+	}
+	if (r == 0 && (flags & STORE_ENTRY_HASH) && S_ISREG(st.st_mode)) {
 		struct stat st2;
 		/* O_NONBLOCK: if the name became a FIFO since fstatat, do not hang on it. */
 		int fd = util_openat_noatime(pfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
@@ -127,7 +133,7 @@ static int entry_at(struct store *s, int dirfd, const char *path, struct keep *k
 			}
 			util_close(fd);
 		}
-	} else if ((flags & STORE_ENTRY_HASH) && S_ISLNK(st.st_mode)) {
+	} else if (r == 0 && (flags & STORE_ENTRY_HASH) && S_ISLNK(st.st_mode)) {
 		char target[PATH_MAX];
 		ssize_t n = readlinkat(pfd, base, target, sizeof(target));
 
@@ -155,9 +161,10 @@ int store_entry_at(struct store *s, int dirfd, const char *path, unsigned flags,
 }
 
 int store_entry_stage_at(struct store *s, int64_t txn, int dirfd, const char *path,
-			 struct store_entry *ret, bool *ret_staged, uint64_t *ret_off)
+			 struct store_entry *ret, struct strbuf *ret_xattrs, bool *ret_staged,
+			 uint64_t *ret_off)
 {
-	struct keep k = { .flags = STORE_ENTRY_HASH, .txn = txn };
+	struct keep k = { .flags = STORE_ENTRY_HASH, .txn = txn, .xattrs = ret_xattrs };
 	int r = entry_at(s, dirfd, path, &k, ret);
 
 	if (r == 0) {

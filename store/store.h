@@ -335,10 +335,13 @@ int store_change_record(struct store *s, int64_t txn, const char *path,
  * store_recover() before they read it. store_changelog_begin() opens the
  * log for appending (after folding what an earlier daemon left and cutting
  * off a record it left torn); store_changelog_end() folds it and closes it.
+ * A record carries the original's xattr list (where orig->has_xattrs, and
+ * when it is small: seal reads larger ones from PKG).
  */
 int store_changelog_begin(struct store *s, int64_t txn);
 int store_changelog_append(struct store *s, int64_t txn, const char *path,
-			   const struct store_entry *orig, bool staged, uint64_t off);
+			   const struct store_entry *orig, const struct strbuf *xattrs, bool staged,
+			   uint64_t off);
 int store_changelog_end(struct store *s, int64_t txn);
 /* Fold the log of one transaction, or of every open one, into the index. */
 int store_changelog_fold(struct store *s, int64_t txn);
@@ -453,10 +456,12 @@ int store_entry_at(struct store *s, int dirfd, const char *path, unsigned flags,
 /*
  * Read the state of path below dirfd (PKG) and stage its content (regular
  * file or symlink target) for transaction txn: *ret_staged says whether
- * there was content, *ret_off where it went (store_stage_fd).
+ * there was content, *ret_off where it went (store_stage_fd). With
+ * ret_xattrs, a file's or directory's xattr list too (marked known in ret).
  */
 int store_entry_stage_at(struct store *s, int64_t txn, int dirfd, const char *path,
-			 struct store_entry *ret, bool *ret_staged, uint64_t *ret_off);
+			 struct store_entry *ret, struct strbuf *ret_xattrs, bool *ret_staged,
+			 uint64_t *ret_off);
 
 /*
  * Extended attributes (xattrs.c). A list holds every attribute of a file

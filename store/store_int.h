@@ -54,7 +54,8 @@ void store_lock(struct store *s);
  * s->lock inside a batch.
  */
 int store_change_insert_locked(struct store *s, int64_t txn, const char *path,
-			       const struct store_entry *orig, bool staged, uint64_t off);
+			       const struct store_entry *orig, const struct strbuf *xattrs,
+			       bool staged, uint64_t off);
 
 void store_unlock(struct store *s);
 

@@ -589,13 +589,14 @@ static int xattrs_from_row(sqlite3_stmt *st, int i, struct store_entry *e, struc
 }
 
 int store_change_insert_locked(struct store *s, int64_t txn, const char *path,
-			       const struct store_entry *orig, bool staged, uint64_t off)
+			       const struct store_entry *orig, const struct strbuf *xattrs,
+			       bool staged, uint64_t off)
 {
 	static const char q_staged[] = "INSERT OR IGNORE INTO staged(hash, txn, off, size)"
 				       " VALUES (?, ?, ?, ?)";
 	static const char q[] = "INSERT OR IGNORE INTO change(txn, path, o_mode, o_uid, o_gid,"
-				" o_size, o_mtime_ns, o_ctime_ns, o_dev, o_ino, o_hash)"
-				" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+				" o_size, o_mtime_ns, o_ctime_ns, o_dev, o_ino, o_hash, o_xattrs,"
+				" o_rdev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 	sqlite3_stmt *st;
 	int r, added;
 
@@ -605,6 +606,11 @@ int store_change_insert_locked(struct store *s, int64_t txn, const char *path,
 	sqlite3_bind_int64(st, 1, txn);
 	db_bind_text(st, 2, path);
 	bind_entry(st, 3, orig, true);
+	if (xattrs)
+		bind_xattrs(st, 12, orig, xattrs);
+	else
+		sqlite3_bind_null(st, 12);
+	sqlite3_bind_int64(st, 13, (int64_t)orig->rdev);
 	r = db_step_done(s->db, st);
 	if (r < 0)
 		return r;
@@ -631,7 +637,7 @@ int store_change_record(struct store *s, int64_t txn, const char *path,
 
 	if (r < 0)
 		return r;
-	added = store_change_insert_locked(s, txn, path, orig, false, 0);
+	added = store_change_insert_locked(s, txn, path, orig, NULL, false, 0);
 	if (added < 0) {
 		store_batch_rollback(s);
 		return added;

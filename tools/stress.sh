@@ -7,7 +7,8 @@
 # violation (keeping its directory for a post-mortem), 0 after all
 # iterations. Not run by CI (tests/integration/test_kill.c is its short form).
 #
-# Needs FUSE (root, or fusermount3) and a built cjfs.
+# Needs FUSE (root, or fusermount3), a built cjfs, and getfattr/setfattr
+# (Debian's attr package).
 set -uo pipefail
 
 usage() {
@@ -85,14 +86,22 @@ c() { "$cjfs" --store "$store" "$@"; }
 # In the background, as the process itself (so that $! is cjfs, not a subshell, and kill -9 hits it).
 c_bg() { exec "$cjfs" --store "$store" "$@" >/dev/null 2>&1; }
 
-# A digest of a tree: types, modes, sizes, file mtimes, link targets, contents.
+# A digest of a tree: types, modes, sizes, file mtimes, link targets, contents,
+# FIFOs, which names are one file, xattrs.
 snapshot() {
 	(
 		cd "$1" || exit 1
 		find . -mindepth 1 -type f -printf '%p f %m %s %T@\n'
 		find . -mindepth 1 -type d -printf '%p d %m\n'
 		find . -mindepth 1 -type l -printf '%p l %l\n'
+		find . -mindepth 1 -type p -printf '%p p %m %T@\n'
 		find . -type f -print0 | sort -z | xargs -0 -r sha256sum
+		# Which names are one file (not the inode numbers: they change), and xattrs.
+		find . -type f -links +1 -printf '%i %p\n' | sort -k1,1n -k2 |
+			awk '{ g[$1] = g[$1] " " $2 } END { for (i in g) print "links" g[i] }'
+		find . -mindepth 1 \( -type f -o -type d \) -print0 |
+			xargs -0 -r getfattr -d -m - --absolute-names 2>/dev/null |
+			awk '/^# file: / { f = $3; next } NF { print f, $0 }'
 	) | LC_ALL=C sort | sha256sum | cut -d' ' -f1
 }
 
@@ -115,12 +124,14 @@ c mount "$pkg" "$mnt" || exit 1
 (
 	cd "$mnt" || exit 1
 	for ((d = 0; d < dirs; d++)); do
-		case $((RANDOM % 5)) in
+		case $((RANDOM % 6)) in
 		0) for x in d$d/f*.txt; do printf 'changed %d\n' $RANDOM >>"$x"; done ;;
 		1) rm -r "d$d" ;;
 		2) mkdir "d$d/new" && for ((f = 0; f < 50; f++)); do printf 'n\n' >"d$d/new/n$f"; done ;;
 		3) chmod 700 d$d/f*.txt && ln -s "f1.txt" "d$d/link" ;;
 		4) mv "d$d" "d$d.renamed" ;;
+		5) ln "d$d/f1.txt" "d$d/hard" && mkfifo "d$d/fifo" && printf 'x\n' >>"d$d/f2.txt" &&
+			setfattr -n user.stress -v "$RANDOM" "d$d/f2.txt" "d$d" ;;
 		esac
 	done
 ) || exit 1

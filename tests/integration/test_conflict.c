@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -234,4 +236,72 @@ Test(conflict, an_edit_made_while_the_commit_stages_is_refused_not_lost)
 	cr_assert_eq(h_count_names(env.pkg, ".cjfs-"), 0, "temporaries left in PKG");
 	cr_assert_eq(h_count_names(env.pkg, "new.txt"), 0, "a refused commit added new.txt");
 	assert_open();
+}
+
+static bool user_xattrs_in(const char *dir)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/c.txt", dir);
+	return setxattr(path, "user.probe", "", 0, 0) == 0 && removexattr(path, "user.probe") == 0;
+}
+
+/*
+ * An xattr set in PKG while the transaction was open, on a file the
+ * transaction rewrote, is a conflict like an edit of its bytes: commit
+ * refuses, and the attribute is still there. (A copy-up copied the
+ * attributes PKG had then; the commit would write those.)
+ */
+Test(conflict, an_xattr_set_in_pkg_on_a_file_the_transaction_changed_is_refused)
+{
+	char path[PATH_MAX], val[16];
+
+	if (!user_xattrs_in(env.pkg)) {
+		h_teardown(&env); /* no .fini after a skip in the body */
+		cr_skip_test("no user xattrs in '%s'", env.pkg);
+	}
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "printf 'cleaned a\\n' > a.txt"), 0);
+	snprintf(path, sizeof(path), "%s/a.txt", env.pkg);
+	cr_assert_eq(setxattr(path, "user.tag", "mine", 4, 0), 0);
+	assert_refused("a.txt", "changed in PKG since the transaction began");
+	assert_open();
+	cr_assert_eq(getxattr(path, "user.tag", val, sizeof(val)), 4);
+}
+
+/*
+ * PKG put back as a copy of itself while the transaction was open (new
+ * inodes, the same bytes and xattrs: a restore from a backup, a `cp -a`)
+ * is no conflict, and the commit still brings what the mount showed: an
+ * xattr set on a directory, a hard link to a file the transaction left
+ * as it was.
+ */
+Test(conflict, pkg_copied_back_in_place_still_gets_the_mounts_xattrs_and_links)
+{
+	char *shown, *after, tmp[PATH_MAX];
+	struct stat a, b;
+
+	if (!user_xattrs_in(env.pkg)) {
+		h_teardown(&env); /* no .fini after a skip in the body */
+		cr_skip_test("no user xattrs in '%s'", env.pkg);
+	}
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "ln b.txt dir/b-link && printf 'x\\n' >> c.txt"), 0);
+	snprintf(tmp, sizeof(tmp), "%s/dir", env.mnt);
+	cr_assert_eq(setxattr(tmp, "user.dir", "d", 1, 0), 0);
+	shown = h_snapshot(env.mnt, true);
+	cr_assert_eq(h_unmount(&env), 0);
+	snprintf(tmp, sizeof(tmp), "%s/copy", env.root);
+	h_copy_tree(env.pkg, tmp);
+	h_restore_tree(tmp, env.pkg);
+	cr_assert_eq(h_cjfs(&env, "commit", "1", NULL), 0, "%s", env.err);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, shown, "PKG after the commit differs from what the mount showed");
+	snprintf(tmp, sizeof(tmp), "%s/b.txt", env.pkg);
+	cr_assert_eq(stat(tmp, &a), 0);
+	snprintf(tmp, sizeof(tmp), "%s/dir/b-link", env.pkg);
+	cr_assert_eq(stat(tmp, &b), 0);
+	cr_assert_eq(a.st_ino, b.st_ino, "dir/b-link is not a hard link of b.txt");
+	free(shown);
+	free(after);
 }

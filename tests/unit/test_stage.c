@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -55,14 +56,16 @@ static void teardown(void)
 
 TestSuite(store_stage, .init = setup, .fini = teardown);
 
-/* What fs_touch does: stage PKG's original and log the path with its location. */
+/* What fs_touch does: stage PKG's original and log the path with its location and xattrs. */
 static void log_touch(const char *path, struct store_entry *ret)
 {
+	struct strbuf xattrs = STRBUF_INIT;
 	bool staged = false;
 	uint64_t off = 0;
 
-	cr_assert_eq(store_entry_stage_at(s, txn, pkg, path, ret, &staged, &off), 0);
-	cr_assert_eq(store_changelog_append(s, txn, path, ret, staged, off), 0);
+	cr_assert_eq(store_entry_stage_at(s, txn, pkg, path, ret, &xattrs, &staged, &off), 0);
+	cr_assert_eq(store_changelog_append(s, txn, path, ret, &xattrs, staged, off), 0);
+	strbuf_release(&xattrs);
 }
 
 /* ...and what a reader of the index does first (store_recover, store_change_list). */
@@ -374,11 +377,82 @@ Test(store_stage, a_failed_append_leaves_nothing_in_the_log)
 	log_touch("a.txt", &e);
 	before = file_size(changes_path(path));
 	util_sys.pwrite = pwrite_half;
-	r = store_changelog_append(s, txn, "b.txt", &e, false, 0);
+	r = store_changelog_append(s, txn, "b.txt", &e, NULL, false, 0);
 	util_sys.pwrite = real;
 	cr_assert_eq(r, -ENOSPC);
 	cr_assert_eq(file_size(path), before, "half a record left in the log");
-	cr_assert_eq(store_changelog_append(s, txn, "c.txt", &e, false, 0), 0);
+	cr_assert_eq(store_changelog_append(s, txn, "c.txt", &e, NULL, false, 0), 0);
 	cr_assert_eq(listed(s, "c.txt"), 2);
 	cr_assert_eq(listed(s, "b.txt"), 0);
+}
+
+/* The original's xattrs and device travel through the log with its row. */
+Test(store_stage, logged_xattrs_and_device_numbers_come_back_with_the_row)
+{
+	struct store_change *c;
+	struct store_entry a, e = { .mode = S_IFCHR | 0600, .rdev = 0x105 };
+	char path[PATH_MAX];
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/a.txt", pkgpath);
+	if (setxattr(path, "user.k", "v", 1, 0) < 0)
+		cr_skip_test("no user xattrs here");
+	log_touch("a.txt", &a);
+	cr_assert_eq(store_changelog_append(s, txn, "dev", &e, NULL, false, 0), 0);
+	cr_assert_eq(store_change_list(s, txn, false, &c, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert_str_eq(c[0].path, "a.txt");
+	cr_assert(c[0].orig.has_xattrs);
+	cr_assert_eq(c[0].orig_xattrs.len, 12);
+	cr_assert_eq(memcmp(c[0].orig_xattrs.buf, "user.k\0\1\0\0\0v", 12), 0);
+	cr_assert_str_eq(c[1].path, "dev");
+	cr_assert_eq(c[1].orig.rdev, 0x105);
+	cr_assert(!c[1].orig.has_xattrs);
+	store_changes_free(c, n);
+}
+
+/*
+ * A log an earlier cjfs wrote (format "CLG1": no xattrs, no device) for a
+ * transaction it left open is still folded, whole: an upgrade loses no
+ * record of a change.
+ */
+Test(store_stage, a_log_of_the_first_format_is_still_folded)
+{
+	struct rec1 { /* frozen: the layout of CLG1 records */
+		uint32_t magic, len;
+		uint64_t sum;
+		uint32_t mode, uid, gid, flags;
+		uint64_t size;
+		int64_t mtime_ns, ctime_ns;
+		uint64_t dev, ino, off;
+		uint8_t hash[HASH_LEN];
+	};
+	char buf[sizeof(struct rec1) + 16], path[PATH_MAX];
+	struct rec1 *r = (struct rec1 *)buf;
+	struct store_change *c;
+	size_t n;
+	int fd;
+
+	cr_assert_eq(store_changelog_end(s, txn), 0);
+	memset(buf, 0, sizeof(buf));
+	r->magic = 0x31474c43u;
+	r->len = (uint32_t)(sizeof(*r) + 5);
+	r->mode = S_IFREG | 0644;
+	r->size = 7;
+	r->flags = 2; /* REC_HASH */
+	memset(r->hash, 0xab, HASH_LEN);
+	memcpy(r + 1, "x.txt", 5);
+	r->sum = util_fnv1a(buf + 16, r->len - 16);
+	fd = open(changes_path(path), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, buf, r->len), (ssize_t)r->len);
+	close(fd);
+	cr_assert_eq(store_change_list(s, txn, false, &c, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(c[0].path, "x.txt");
+	cr_assert_eq(c[0].orig.mode, S_IFREG | 0644);
+	cr_assert_eq(c[0].orig.size, 7);
+	cr_assert(c[0].orig.has_hash && c[0].orig.hash[0] == 0xab);
+	cr_assert(!c[0].orig.has_xattrs, "a CLG1 record has no xattrs to give");
+	store_changes_free(c, n);
 }
