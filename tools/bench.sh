@@ -364,6 +364,6 @@ scale_report() {
 
 {
 	report
-	((scale)) && scale_report
+	if ((scale)); then scale_report; fi
 } | tee -a "${outfile:-/dev/null}"
 echo "bench: raw results in $( ((own_tmpfs)) && echo "${base%/}.$(basename "$results")" || echo "$results")" >&2
