@@ -528,6 +528,10 @@ static int stage_original(struct cjfs *c, int sfd, size_t i, const struct store_
 	int fd, r;
 
 	snprintf(name, sizeof(name), "%zu", i);
+	if (!S_ISREG(e->mode) && !S_ISLNK(e->mode)) {
+		r = store_special_at(sfd, name, e, root);
+		goto out;
+	}
 	if (S_ISLNK(e->mode)) {
 		struct strbuf target = STRBUF_INIT;
 
@@ -609,7 +613,7 @@ static int restore_to_dir(struct cjfs *c, const struct store_txn *t,
 		goto out_unstage;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!on[i] || !(S_ISREG(rows[i].orig.mode) || S_ISLNK(rows[i].orig.mode)))
+		if (!on[i] || !rows[i].orig.mode || S_ISDIR(rows[i].orig.mode))
 			continue;
 		r = stage_original(c, sfd, i, &rows[i]);
 		if (r < 0)
@@ -632,7 +636,12 @@ static int restore_to_dir(struct cjfs *c, const struct store_txn *t,
 			continue;
 		if (S_ISDIR(row->orig.mode)) {
 			r = mkdir_beneath(dfd, row->path, row->orig.mode & 07777);
-		} else if (S_ISREG(row->orig.mode) || S_ISLNK(row->orig.mode)) {
+			pfd = r < 0 ? r : util_open_parent(dfd, row->path, &base);
+			if (pfd >= 0 && row->orig.has_xattrs)
+				r = store_xattrs_apply_at(pfd, base, row->orig_xattrs.buf,
+							  row->orig_xattrs.len);
+			util_close(pfd);
+		} else if (row->orig.mode) {
 			size_t dl = util_path_dirlen(row->path);
 			char parent[PATH_MAX];
 
@@ -649,9 +658,9 @@ static int restore_to_dir(struct cjfs *c, const struct store_txn *t,
 				r = util_renameat(sfd, name, pfd, base);
 				util_close(pfd);
 			}
-			bytes += row->orig.size;
+			bytes += S_ISREG(row->orig.mode) ? row->orig.size : 0;
 		} else {
-			continue; /* a FIFO or device: not kept, like commit */
+			continue;
 		}
 		if (r < 0) {
 			log_errno(r, "cannot restore '%s' into '%s'", row->path, dir);

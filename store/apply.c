@@ -567,26 +567,20 @@ out:
 	return r;
 }
 
-/*
- * A FIFO, socket or device node, made by name and never opened (opening a
- * FIFO would wait for a writer). Creating a device node takes CAP_MKNOD,
- * as it did to make it through the mount.
- */
-static int stage_special(const struct apply *a, const struct store_change *c, int sfd,
-			 const char *tmp)
+int store_special_at(int dirfd, const char *name, const struct store_entry *e, bool owner)
 {
 	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
 
-	if (mknodat(sfd, tmp, c->new.mode & S_IFMT, (dev_t)c->new.rdev) < 0)
+	if (mknodat(dirfd, name, e->mode & S_IFMT, (dev_t)e->rdev) < 0)
 		return -errno;
-	if (a->root && fchownat(sfd, tmp, c->new.uid, c->new.gid, AT_SYMLINK_NOFOLLOW) < 0)
+	if (owner && fchownat(dirfd, name, e->uid, e->gid, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	/* After fchownat, which clears set-id bits; mknod's mode went through the umask. */
-	if (fchmodat(sfd, tmp, c->new.mode & 07777, 0) < 0)
+	if (fchmodat(dirfd, name, e->mode & 07777, 0) < 0)
 		return -errno;
-	times[1].tv_sec = c->new.mtime_ns / 1000000000;
-	times[1].tv_nsec = c->new.mtime_ns % 1000000000;
-	return utimensat(sfd, tmp, times, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	times[1].tv_sec = e->mtime_ns / 1000000000;
+	times[1].tv_nsec = e->mtime_ns % 1000000000;
+	return utimensat(dirfd, name, times, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
 /* Write row i's new file, symlink or special file as its temporary. */
@@ -619,7 +613,7 @@ static int stage_one(struct apply *a, size_t i)
 		goto out;
 	}
 	if (!S_ISREG(c->new.mode)) {
-		r = stage_special(a, c, sfd, tmp);
+		r = store_special_at(sfd, tmp, &c->new, a->root);
 		if (r < 0)
 			goto out_unlink;
 		goto out;

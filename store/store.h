@@ -519,6 +519,13 @@ bool store_entry_same_file(const struct store_entry *recorded, const struct stor
 int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view *view);
 
 /*
+ * Make e, a FIFO, socket or device node, as dirfd/name, by name and never
+ * opened (opening a FIFO would wait for a writer), with e's mode, mtime
+ * and (with owner) owner. A device node takes CAP_MKNOD.
+ */
+int store_special_at(int dirfd, const char *name, const struct store_entry *e, bool owner);
+
+/*
  * Complete a recorded original from PKG (pkg_fd): the xattrs of a file or
  * directory and the device of a device node, which the daemon's record
  * does not carry. Only while PKG still holds that original (the mount

@@ -318,10 +318,14 @@ Test(history, restore_brings_back_the_xattrs_a_commit_changed)
 		h_teardown(&env); /* no .fini after a skip in the body */
 		cr_skip_test("the file system of '%s' has no user xattrs", env.pkg);
 	}
+	snprintf(path, sizeof(path), "%s/docs/sub", env.pkg);
+	cr_assert_eq(setxattr(path, "user.dir", "orig", 4, 0), 0);
 	h_mount(&env);
 	snprintf(path, sizeof(path), "%s/docs/notes.txt", env.mnt);
 	cr_assert_eq(setxattr(path, "user.k", "new", 3, 0), 0);
 	cr_assert_eq(h_sh(env.mnt, "printf 'x\\n' >> src/pkg/mod.py"), 0);
+	snprintf(path, sizeof(path), "%s/docs/sub", env.mnt);
+	cr_assert_eq(setxattr(path, "user.dir", "new", 3, 0), 0);
 	snprintf(path, sizeof(path), "%s/src/pkg/mod.py", env.mnt);
 	cr_assert_eq(setxattr(path, "user.m", "m", 1, 0), 0);
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
@@ -336,6 +340,10 @@ Test(history, restore_brings_back_the_xattrs_a_commit_changed)
 	cr_assert_str_eq(v, "orig");
 	free(v);
 	cr_assert_null(xattr_of(out, "src/pkg/mod.py", "user.m"));
+	v = xattr_of(out, "docs/sub", "user.dir");
+	cr_assert_not_null(v, "restore --to lost a directory's original xattr");
+	cr_assert_str_eq(v, "orig");
+	free(v);
 
 	cr_assert_eq(h_cjfs(&env, "restore", "1", "docs/notes.txt", "src/pkg/mod.py", NULL), 0,
 		     "%s", env.err);

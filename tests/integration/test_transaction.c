@@ -546,6 +546,21 @@ Test(transaction, fifos_sockets_and_device_nodes_are_committed_and_undone)
 		cr_assert_eq(lstat(path, &st), 0);
 		cr_assert(S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 5));
 	}
+	/* restore --to writes the originals of the special files too. */
+	snprintf(path, sizeof(path), "%s/out", env.root);
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "docs", "--to", path, NULL), 0, "%s", env.err);
+	snprintf(path, sizeof(path), "%s/out/docs/old-fifo", env.root);
+	cr_assert_eq(lstat(path, &st), 0, "restore --to left out the deleted FIFO");
+	cr_assert(S_ISFIFO(st.st_mode));
+	snprintf(path, sizeof(path), "%s/out/docs/kept-fifo", env.root);
+	cr_assert_eq(lstat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0644, "the FIFO's original mode is %o",
+		     st.st_mode & 07777);
+	if (root) {
+		snprintf(path, sizeof(path), "%s/out/docs/old-null", env.root);
+		cr_assert_eq(lstat(path, &st), 0);
+		cr_assert(S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3));
+	}
 	free(after);
 	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 0, "%s", env.err);
 	after = h_snapshot(env.pkg, true);
