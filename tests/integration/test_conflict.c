@@ -238,12 +238,16 @@ Test(conflict, an_edit_made_while_the_commit_stages_is_refused_not_lost)
 	assert_open();
 }
 
-static bool user_xattrs_in(const char *dir)
+/* Skip the test where PKG's file system keeps no user xattrs. */
+static void need_user_xattrs(void)
 {
 	char path[PATH_MAX];
 
-	snprintf(path, sizeof(path), "%s/c.txt", dir);
-	return setxattr(path, "user.probe", "", 0, 0) == 0 && removexattr(path, "user.probe") == 0;
+	snprintf(path, sizeof(path), "%s/c.txt", env.pkg);
+	if (setxattr(path, "user.probe", "", 0, 0) == 0 && removexattr(path, "user.probe") == 0)
+		return;
+	h_teardown(&env); /* no .fini after a skip in the body */
+	cr_skip_test("no user xattrs in '%s'", env.pkg);
 }
 
 /*
@@ -256,10 +260,7 @@ Test(conflict, an_xattr_set_in_pkg_on_a_file_the_transaction_changed_is_refused)
 {
 	char path[PATH_MAX], val[16];
 
-	if (!user_xattrs_in(env.pkg)) {
-		h_teardown(&env); /* no .fini after a skip in the body */
-		cr_skip_test("no user xattrs in '%s'", env.pkg);
-	}
+	need_user_xattrs();
 	h_mount(&env);
 	cr_assert_eq(h_sh(env.mnt, "printf 'cleaned a\\n' > a.txt"), 0);
 	snprintf(path, sizeof(path), "%s/a.txt", env.pkg);
@@ -281,10 +282,7 @@ Test(conflict, pkg_copied_back_in_place_still_gets_the_mounts_xattrs_and_links)
 	char *shown, *after, tmp[PATH_MAX];
 	struct stat a, b;
 
-	if (!user_xattrs_in(env.pkg)) {
-		h_teardown(&env); /* no .fini after a skip in the body */
-		cr_skip_test("no user xattrs in '%s'", env.pkg);
-	}
+	need_user_xattrs();
 	h_mount(&env);
 	cr_assert_eq(h_sh(env.mnt, "ln b.txt dir/b-link && printf 'x\\n' >> c.txt"), 0);
 	snprintf(tmp, sizeof(tmp), "%s/dir", env.mnt);
