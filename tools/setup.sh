@@ -9,7 +9,7 @@ pkgs=(build-essential meson ninja-build pkg-config fuse3 libfuse3-dev libssl-dev
       libsqlite3-dev libzstd-dev liburing-dev libcriterion-dev diffutils)
 if [[ ${1:-} == --tests ]]; then
 	pkgs+=(black clang-format python3 git sed perl valgrind e2fsprogs util-linux zstd
-	       shfmt tar coreutils)
+	       shfmt tar coreutils attr)
 	# npm for prettier, unless a node installation already brings one.
 	command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi

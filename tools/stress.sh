@@ -8,7 +8,7 @@
 # iterations. Not run by CI (tests/integration/test_kill.c is its short form).
 #
 # Needs FUSE (root, or fusermount3), a built cjfs, and getfattr/setfattr
-# (Debian's attr package).
+# (Debian's attr package; tools/setup.sh --tests installs it).
 set -uo pipefail
 
 usage() {
@@ -48,6 +48,8 @@ while getopts "n:s:f:b:d:t:kh" opt; do
 	esac
 done
 [[ -x $cjfs ]] || { echo "stress: no cjfs at '$cjfs': build it or give -b" >&2; exit 2; }
+command -v setfattr >/dev/null && command -v getfattr >/dev/null ||
+	{ echo "stress: needs setfattr and getfattr: run tools/setup.sh --tests (or apt-get install attr)" >&2; exit 2; }
 
 work=$(mktemp -d "$base/cjfs-stress.XXXXXX") || exit 2
 pkg=$work/pkg mnt=$work/mnt store=$work/store
