@@ -87,6 +87,8 @@ static void build_pkg(int fd)
 	put(fd, "docs/readme", "read me\n", 0644, T_OLD);
 	u_mkdir(fd, "src", 0755);
 	put(fd, "src/main.c", "int main;\n", 0644, T_OLD);
+	put(fd, "pair1", "one file, two names\n", 0644, T_OLD);
+	cr_assert(eq(int, linkat(fd, "pair1", fd, "pair2", 0), 0));
 }
 
 /* The tree the transaction leaves: every kind of change commit promotes. */
@@ -111,6 +113,20 @@ static void build_new(int fd)
 	u_mkdir(fd, "made/deeper", 0750);
 	put(fd, "made/deeper/x", "x\n", 0640, T_NEW);
 	put(fd, "new.txt", "brand new\n", 0600, T_NEW);
+	put(fd, "pair1", "parted: one\n", 0644, T_NEW); /* PKG's hard links parted */
+	put(fd, "pair2", "parted: two\n", 0644, T_NEW);
+	put(fd, "hl1", "linked\n", 0640, T_NEW); /* a new file with two names */
+	cr_assert(eq(int, linkat(fd, "hl1", fd, "made/hl2", 0), 0));
+}
+
+/* Are a and b one file (hard links) below fd? */
+static bool one_file(int fd, const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	cr_assert(eq(int, fstatat(fd, a, &sa, AT_SYMLINK_NOFOLLOW), 0), "%s", a);
+	cr_assert(eq(int, fstatat(fd, b, &sb, AT_SYMLINK_NOFOLLOW), 0), "%s", b);
+	return sa.st_ino == sb.st_ino && sa.st_dev == sb.st_dev;
 }
 
 /* Every path the transaction touched (gone.txt, olddir/... are deleted). */
@@ -118,10 +134,11 @@ static const char *const touched[] = {
 	"keep.txt",  "mod.txt", "same.txt",    "gone.txt",	"run.sh",     "link",
 	"lnk2",	     "file2",	"olddir",      "olddir/a.txt",	"olddir/sub", "olddir/sub/b.txt",
 	"t",	     "t/inner", "d",	       "d/f",		"docs",	      "src/main.c",
-	"src/new.c", "made",	"made/deeper", "made/deeper/x", "new.txt",
+	"src/new.c", "made",	"made/deeper", "made/deeper/x", "new.txt",    "pair1",
+	"pair2",     "hl1",	"made/hl2",
 };
 
-#define N_STAGED 12 /* changed rows whose new state is a file or symlink */
+#define N_STAGED 16 /* changed rows whose new state is a file or symlink */
 
 static int64_t begin_txn(void)
 {
@@ -230,6 +247,8 @@ Test(apply_commit, promote_makes_pkg_equal_the_new_tree)
 	to_committing(id);
 	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0, NULL), 0));
 	assert_pkg_is(new, "the new tree");
+	cr_assert(one_file(pkgfd, "hl1", "made/hl2"), "two names of one new file are two files");
+	cr_assert_not(one_file(pkgfd, "pair1", "pair2"));
 	free(old);
 	free(new);
 }
@@ -245,14 +264,16 @@ Test(apply_commit, reverse_apply_restores_the_original_tree)
 	assert_pkg_is(new, "the new tree");
 
 	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, STORE_APPLY_REVERSE, NULL), 0));
-	cr_assert(eq(sz, u_count_names(pkgfd, ".cjfs-rev-"), 12), "reverse temporaries");
+	cr_assert(eq(sz, u_count_names(pkgfd, ".cjfs-rev-"), 14), "reverse temporaries");
 	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, STORE_APPLY_REVERSE, NULL), 0));
 	assert_pkg_is(old, "the original tree");
+	cr_assert(one_file(pkgfd, "pair1", "pair2"), "PKG's hard links were not put back");
 
 	/* And forward again: undo of the undo. */
 	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), 0));
 	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0, NULL), 0));
 	assert_pkg_is(new, "the new tree after redo");
+	cr_assert(one_file(pkgfd, "hl1", "made/hl2"));
 	free(old);
 	free(new);
 }
