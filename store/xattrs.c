@@ -34,7 +34,8 @@ static bool no_xattrs(int err)
 static int list_names(const char *path, char **ret, size_t *ret_len)
 {
 	char *names = NULL;
-	ssize_t n;
+	ssize_t n = 0;
+	int r;
 
 	for (int tries = 0; tries < 8; tries++) {
 		char *nn;
@@ -63,13 +64,14 @@ static int list_names(const char *path, char **ret, size_t *ret_len)
 		if (errno != ERANGE)
 			break; /* ERANGE: it grew since we asked its size */
 	}
+	r = n < 0 ? -errno : -EAGAIN;
 	free(names);
-	if (n < 0 && no_xattrs(errno)) {
+	if (no_xattrs(-r)) {
 		*ret = NULL;
 		*ret_len = 0;
 		return 0;
 	}
-	return n < 0 ? -errno : -EAGAIN;
+	return r;
 }
 
 static int cmp_name(const void *a, const void *b)
