@@ -58,7 +58,9 @@ int cjfs_unmount(struct cjfs *c, int64_t txn);
  * Status of every touched path, compared with its original now (no store
  * writes). For an open transaction now.has_hash is set only where the
  * metadata could not decide (same type, mode, owner and size as the
- * original); a finished one reports what was recorded at commit.
+ * original); a finished one reports what was recorded at commit. The
+ * xattr lists are there where orig/now.has_xattrs (an open transaction's
+ * new ones only where bytes and metadata could not decide).
  */
 struct cjfs_status_entry {
 	char *path;
@@ -66,6 +68,7 @@ struct cjfs_status_entry {
 	bool dir;    /* a directory (now, or originally if deleted) */
 	struct store_entry orig;
 	struct store_entry now;
+	struct strbuf orig_xattrs, now_xattrs;
 };
 int cjfs_status(struct cjfs *c, int64_t txn, struct cjfs_status_entry **ret, size_t *ret_n);
 void cjfs_status_free(struct cjfs_status_entry *v, size_t n);

@@ -103,18 +103,91 @@ static int run_diff(FILE *out, const char *la, const char *lb, const struct strb
 	return r;
 }
 
+/* An xattr's value for a diff line: quoted if it is text, else hex (long ones cut). */
+static int add_value(struct strbuf *sb, const char *v, size_t n)
+{
+	bool text = n > 0;
+	int r = 0;
+
+	for (size_t i = 0; i < n && text; i++)
+		text = v[i] >= 0x20 && v[i] < 0x7f && v[i] != '"' && v[i] != '\\';
+	if (text)
+		return strbuf_addf(sb, "\"%.*s\"", (int)n, v);
+	r = strbuf_adds(sb, "0x");
+	for (size_t i = 0; i < n && i < 64 && r == 0; i++)
+		r = strbuf_addf(sb, "%02x", (unsigned char)v[i]);
+	return r == 0 && n > 64 ? strbuf_addf(sb, "... (%zu bytes)", n) : r;
+}
+
+/* The value of name in a list, or NULL. */
+static const char *find_attr(const struct strbuf *l, const char *name, size_t *ret_n)
+{
+	const char *an, *v;
+	size_t pos = 0;
+
+	while (store_xattrs_next(l->buf, l->len, &pos, &an, &v, ret_n))
+		if (strcmp(an, name) == 0)
+			return v;
+	return NULL;
+}
+
+/*
+ * "xattr -NAME", "xattr +NAME=VALUE", "xattr ~NAME=VALUE" lines for what
+ * changed between the two lists, in out (empty where nothing did or the
+ * lists are not known). An open transaction's new list is read from the
+ * view where the status did not need it.
+ */
+static int xattr_lines(const struct store_view *view, const struct cjfs_status_entry *e,
+		       struct strbuf *out)
+{
+	struct strbuf read = STRBUF_INIT;
+	const struct strbuf *o = &e->orig_xattrs, *n = &e->now_xattrs;
+	struct store_entry now = e->now;
+	const char *name, *v, *ov;
+	size_t pos, len, olen;
+	int r = 0;
+
+	if (!e->orig.has_xattrs || (!S_ISREG(now.mode) && !S_ISDIR(now.mode)))
+		return 0;
+	if (!now.has_xattrs && view) {
+		r = store_entry_xattrs_from_view(view, e->path, &now, &read);
+		n = &read;
+	}
+	if (r < 0 || !now.has_xattrs || !memcmp(now.xattrs, e->orig.xattrs, HASH_LEN))
+		goto out;
+	for (pos = 0; r == 0 && store_xattrs_next(o->buf, o->len, &pos, &name, &v, &len);)
+		if (!store_xattrs_has(n->buf, n->len, name))
+			r = strbuf_addf(out, "xattr -%s\n", name);
+	for (pos = 0; r == 0 && store_xattrs_next(n->buf, n->len, &pos, &name, &v, &len);) {
+		ov = find_attr(o, name, &olen);
+		if (ov && olen == len && !memcmp(ov, v, len))
+			continue;
+		r = strbuf_addf(out, "xattr %c%s=", ov ? '~' : '+', name);
+		if (r == 0)
+			r = add_value(out, v, len);
+		if (r == 0)
+			r = strbuf_add(out, "\n", 1);
+	}
+out:
+	strbuf_release(&read);
+	return r;
+}
+
 static int diff_one(struct cjfs *c, const struct store_view *view, FILE *out,
 		    const struct cjfs_status_entry *e)
 {
-	struct strbuf a = STRBUF_INIT, b = STRBUF_INIT;
+	struct strbuf a = STRBUF_INIT, b = STRBUF_INIT, x = STRBUF_INIT;
 	char la[PATH_MAX + 8], lb[PATH_MAX + 8];
 	uint32_t om = e->orig.mode, nm = e->now.mode;
-	bool xattrs = e->orig.has_xattrs && e->now.has_xattrs &&
-		      memcmp(e->orig.xattrs, e->now.xattrs, HASH_LEN) != 0;
 	int r;
 
-	if (S_ISDIR(om) && S_ISDIR(nm) && (om & 07777) == (nm & 07777) && !xattrs)
-		return 0;
+	r = xattr_lines(view, e, &x);
+	if (r < 0) {
+		log_errno(r, "cannot read the xattrs of '%s' for the diff", e->path);
+		goto out;
+	}
+	if (S_ISDIR(om) && S_ISDIR(nm) && (om & 07777) == (nm & 07777) && !x.len)
+		goto out;
 	fprintf(out, "diff --cjfs a/%s b/%s\n", e->path, e->path);
 	if (!om)
 		fprintf(out, "new %s mode %06o\n", S_ISDIR(nm) ? "directory" : "file", nm);
@@ -122,8 +195,8 @@ static int diff_one(struct cjfs *c, const struct store_view *view, FILE *out,
 		fprintf(out, "deleted %s mode %06o\n", S_ISDIR(om) ? "directory" : "file", om);
 	else if (om != nm)
 		fprintf(out, "old mode %06o\nnew mode %06o\n", om, nm);
-	if (xattrs)
-		fprintf(out, "extended attributes changed\n");
+	if (x.len)
+		fwrite(x.buf, 1, x.len, out);
 	r = side_content(c, NULL, e->path, &e->orig, &a);
 	if (r == 0)
 		r = side_content(c, view, e->path, &e->now, &b);
@@ -150,6 +223,7 @@ static int diff_one(struct cjfs *c, const struct store_view *view, FILE *out,
 out:
 	strbuf_release(&a);
 	strbuf_release(&b);
+	strbuf_release(&x);
 	return r;
 }
 

@@ -445,8 +445,11 @@ const struct store_view *cjfs_tree_view_get(struct tree_view *tv)
 
 void cjfs_status_free(struct cjfs_status_entry *v, size_t n)
 {
-	for (size_t i = 0; i < n && v; i++)
+	for (size_t i = 0; i < n && v; i++) {
 		free(v[i].path);
+		strbuf_release(&v[i].orig_xattrs);
+		strbuf_release(&v[i].now_xattrs);
+	}
 	free(v);
 }
 
@@ -464,9 +467,8 @@ static bool txn_finished(const struct store_txn *t)
  */
 static int status_from_pkg(struct cjfs *c, struct tree_view *tv, const struct store_txn *t,
 			   int *pkg_fd, struct store_change *ch, struct store_entry *now,
-			   char *ret_st)
+			   struct strbuf *list, char *ret_st)
 {
-	struct strbuf list = STRBUF_INIT;
 	int r;
 
 	if (*pkg_fd < 0) {
@@ -476,10 +478,9 @@ static int status_from_pkg(struct cjfs *c, struct tree_view *tv, const struct st
 	}
 	r = store_change_orig_from_pkg(c->store, *pkg_fd, ch);
 	if (r == 0)
-		r = store_entry_xattrs_from_view(&tv->view, ch->path, now, &list);
+		r = store_entry_xattrs_from_view(&tv->view, ch->path, now, list);
 	if (r == 0)
 		*ret_st = store_entry_compare(&ch->orig, now);
-	strbuf_release(&list);
 	return r;
 }
 
@@ -514,6 +515,7 @@ int cjfs_status(struct cjfs *c, int64_t txn, struct cjfs_status_entry **ret, siz
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
+		struct strbuf list = STRBUF_INIT;
 		struct store_entry now;
 		char st;
 
@@ -533,22 +535,30 @@ int cjfs_status(struct cjfs *c, int64_t txn, struct cjfs_status_entry **ret, siz
 			}
 			if (r == 0 && (S_ISCHR(ch[i].orig.mode) || S_ISBLK(ch[i].orig.mode) ||
 				       (!st && (S_ISREG(now.mode) || S_ISDIR(now.mode)))))
-				r = status_from_pkg(c, tv, t, &pkg_fd, &ch[i], &now, &st);
+				r = status_from_pkg(c, tv, t, &pkg_fd, &ch[i], &now, &list, &st);
 			if (r < 0) {
+				strbuf_release(&list);
 				log_errno(r, "cannot read '%s'", ch[i].path);
 				goto out;
 			}
 		} else {
 			now = ch[i].new;
 			st = ch[i].status;
+			list = ch[i].new_xattrs;
+			ch[i].new_xattrs = (struct strbuf)STRBUF_INIT;
 		}
-		if (!st)
+		if (!st) {
+			strbuf_release(&list);
 			continue;
+		}
 		v[k].path = ch[i].path;
 		ch[i].path = NULL;
 		v[k].status = st;
 		v[k].orig = ch[i].orig;
 		v[k].now = now;
+		v[k].orig_xattrs = ch[i].orig_xattrs;
+		ch[i].orig_xattrs = (struct strbuf)STRBUF_INIT;
+		v[k].now_xattrs = list;
 		v[k].dir = S_ISDIR(now.mode) || (!now.mode && S_ISDIR(ch[i].orig.mode));
 		k++;
 	}

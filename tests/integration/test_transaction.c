@@ -476,10 +476,16 @@ Test(transaction, xattr_and_acl_changes_are_committed_and_undone)
 		snprintf(want, sizeof(want), "%s\n", l);
 		cr_assert_not_null(strstr(env.out, want), "status lacks '%s':\n%s", l, env.out);
 	}
+	/* diff names each attribute removed (-), added (+) or changed (~). */
 	cr_assert_eq(h_cjfs(&env, "diff", env.mnt, NULL), 0, "%s", env.err);
-	cr_assert_not_null(strstr(env.out, "diff --cjfs a/docs/sub b/docs/sub\n"
-					   "extended attributes changed\n"),
-			   "%s", env.out);
+	for (const char *l = "diff --cjfs a/docs/sub b/docs/sub\n"
+			     "xattr +system.posix_acl_default=0x02000000010007\0"
+			     "diff --cjfs a/docs/notes.txt b/docs/notes.txt\nxattr -user.gone\n\0"
+			     "diff --cjfs a/run.sh b/run.sh\nxattr ~user.old=\"new value\"\n\0"
+			     "diff --cjfs a/src/main.py b/src/main.py\n"
+			     "xattr +user.with-content=\"c\"\n---\0";
+	     *l; l += strlen(l) + 1)
+		cr_assert_not_null(strstr(env.out, l), "diff lacks '%s':\n%s", l, env.out);
 	shown = h_snapshot(env.mnt, false);
 	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
 	after = h_snapshot(env.pkg, false);
