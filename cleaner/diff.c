@@ -119,18 +119,6 @@ static int add_value(struct strbuf *sb, const char *v, size_t n)
 	return r == 0 && n > 64 ? strbuf_addf(sb, "... (%zu bytes)", n) : r;
 }
 
-/* The value of name in a list, or NULL. */
-static const char *find_attr(const struct strbuf *l, const char *name, size_t *ret_n)
-{
-	const char *an, *v;
-	size_t pos = 0;
-
-	while (store_xattrs_next(l->buf, l->len, &pos, &an, &v, ret_n))
-		if (strcmp(an, name) == 0)
-			return v;
-	return NULL;
-}
-
 /*
  * "xattr -NAME", "xattr +NAME=VALUE", "xattr ~NAME=VALUE" lines for what
  * changed between the two lists, in out (empty where nothing did or the
@@ -147,7 +135,7 @@ static int xattr_lines(const struct store_view *view, const struct cjfs_status_e
 	size_t pos, len, olen;
 	int r = 0;
 
-	if (!e->orig.has_xattrs || (!S_ISREG(now.mode) && !S_ISDIR(now.mode)))
+	if (!e->orig.has_xattrs || !store_entry_keeps_xattrs(&now))
 		return 0;
 	if (!now.has_xattrs && view) {
 		r = store_entry_xattrs_from_view(view, e->path, &now, &read);
@@ -159,7 +147,7 @@ static int xattr_lines(const struct store_view *view, const struct cjfs_status_e
 		if (!store_xattrs_has(n->buf, n->len, name))
 			r = strbuf_addf(out, "xattr -%s\n", name);
 	for (pos = 0; r == 0 && store_xattrs_next(n->buf, n->len, &pos, &name, &v, &len);) {
-		ov = find_attr(o, name, &olen);
+		ov = store_xattrs_find(o->buf, o->len, name, &olen);
 		if (ov && olen == len && !memcmp(ov, v, len))
 			continue;
 		r = strbuf_addf(out, "xattr %c%s=", ov ? '~' : '+', name);

@@ -522,7 +522,6 @@ static int check_target_in_dir(int dfd, const char *dir, const struct store_chan
 static int stage_original(struct cjfs *c, int sfd, size_t i, const struct store_change *row)
 {
 	const struct store_entry *e = &row->orig;
-	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
 	bool root = geteuid() == 0;
 	char name[32], hex[HASH_HEX_LEN + 1], blob[96];
 	int fd, r;
@@ -549,18 +548,8 @@ static int stage_original(struct cjfs *c, int sfd, size_t i, const struct store_
 		goto out;
 	}
 	r = (int)store_blob_copy(cjfs_store(c), e->hash, fd);
-	if (r >= 0 && root && fchown(fd, e->uid, e->gid) < 0)
-		r = -errno;
-	/* Before fchmod: an access ACL sets mode bits, and the mode wins. */
-	if (r >= 0 && e->has_xattrs)
-		r = store_xattrs_apply_at(sfd, name, row->orig_xattrs.buf, row->orig_xattrs.len);
-	/* After fchown, which clears set-id bits. */
-	if (r >= 0 && fchmod(fd, e->mode & 07777) < 0)
-		r = -errno;
-	times[1].tv_sec = e->mtime_ns / 1000000000;
-	times[1].tv_nsec = e->mtime_ns % 1000000000;
-	if (r >= 0 && futimens(fd, times) < 0)
-		r = -errno;
+	if (r >= 0)
+		r = store_file_finish(fd, sfd, name, e, &row->orig_xattrs, root);
 	util_close(fd);
 out:
 	if (r == -EBADMSG || r == -ENOENT) {

@@ -534,7 +534,7 @@ int cjfs_status(struct cjfs *c, int64_t txn, struct cjfs_status_entry **ret, siz
 					st = store_entry_compare(&ch[i].orig, &now);
 			}
 			if (r == 0 && (S_ISCHR(ch[i].orig.mode) || S_ISBLK(ch[i].orig.mode) ||
-				       (!st && (S_ISREG(now.mode) || S_ISDIR(now.mode)))))
+				       (!st && store_entry_keeps_xattrs(&now))))
 				r = status_from_pkg(c, tv, t, &pkg_fd, &ch[i], &now, &list, &st);
 			if (r < 0) {
 				strbuf_release(&list);

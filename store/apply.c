@@ -55,7 +55,7 @@ static int pkg_xattrs_match(int pkg_fd, const char *path, const struct store_ent
 	struct store_entry e = *now;
 	int r;
 
-	if (!want->has_xattrs || (!S_ISREG(now->mode) && !S_ISDIR(now->mode)))
+	if (!want->has_xattrs || !store_entry_keeps_xattrs(now))
 		return 1;
 	r = store_entry_xattrs_at(pkg_fd, path, &e, &list);
 	strbuf_release(&list);
@@ -567,6 +567,28 @@ out:
 	return r;
 }
 
+int store_file_finish(int fd, int dirfd, const char *name, const struct store_entry *e,
+		      const struct strbuf *xattrs, bool owner)
+{
+	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
+	int r;
+
+	if (owner && fchown(fd, e->uid, e->gid) < 0)
+		return -errno;
+	/* After fchown (which drops capabilities), before fchmod: an access ACL sets mode bits. */
+	if (e->has_xattrs) {
+		r = store_xattrs_apply_at(dirfd, name, xattrs->buf, xattrs->len);
+		if (r < 0)
+			return r;
+	}
+	/* After fchown, which clears set-id bits. */
+	if (fchmod(fd, e->mode & 07777) < 0)
+		return -errno;
+	times[1].tv_sec = e->mtime_ns / 1000000000;
+	times[1].tv_nsec = e->mtime_ns % 1000000000;
+	return futimens(fd, times) < 0 ? -errno : 0;
+}
+
 int store_special_at(int dirfd, const char *name, const struct store_entry *e, bool owner)
 {
 	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
@@ -587,7 +609,6 @@ int store_special_at(int dirfd, const char *name, const struct store_entry *e, b
 static int stage_one(struct apply *a, size_t i)
 {
 	const struct store_change *c = &a->c[i];
-	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { 0 } };
 	char tmp[64];
 	int sfd, fd = -1, blob_err = 0, r;
 
@@ -628,29 +649,12 @@ static int stage_one(struct apply *a, size_t i)
 		blob_err = r;
 		goto out_unlink;
 	}
-	if (a->root && fchown(fd, c->new.uid, c->new.gid) < 0) {
-		r = -errno;
-		goto out_unlink;
-	}
-	/* Before fchmod: an access ACL sets mode bits, and the mode wins. */
-	if (c->new.has_xattrs)
-		r = store_xattrs_apply_at(sfd, tmp, c->new_xattrs.buf, c->new_xattrs.len);
-	else
-		r = keep_xattrs(a, c, fd); /* a row from before cjfs recorded xattrs */
+	/* A row sealed before cjfs recorded xattrs keeps PKG's (keep_xattrs: not capabilities). */
+	r = c->new.has_xattrs ? 0 : keep_xattrs(a, c, fd);
+	if (r == 0)
+		r = store_file_finish(fd, sfd, tmp, &c->new, &c->new_xattrs, a->root);
 	if (r < 0)
 		goto out_unlink;
-	/* After fchown, which clears set-id bits. */
-	if (fchmod(fd, c->new.mode & 07777) < 0) {
-		r = -errno;
-		goto out_unlink;
-	}
-	times[1].tv_sec = c->new.mtime_ns / 1000000000;
-	times[1].tv_nsec = c->new.mtime_ns % 1000000000;
-	if (futimens(fd, times) < 0) {
-		r = -errno;
-		goto out_unlink;
-	}
-	r = 0;
 	goto out;
 
 out_unlink:
@@ -953,7 +957,6 @@ static int promote_dir_modes(struct apply *a)
 /* Does PKG hold e (content, type, permission bits, xattrs where known) at row i's path? */
 static int pkg_holds(struct apply *a, size_t i, const struct store_entry *e)
 {
-	struct strbuf list = STRBUF_INIT;
 	struct store_entry now;
 	int r = store_entry_at(a->s, a->pkg_fd, a->c[i].path, 0, &now);
 
@@ -962,13 +965,7 @@ static int pkg_holds(struct apply *a, size_t i, const struct store_entry *e)
 	r = pkg_matches(a->s, a->pkg_fd, a->c[i].path, &now, e);
 	if (r == 1 && (now.mode & 07777) != (e->mode & 07777))
 		r = 0;
-	if (r == 1 && e->has_xattrs) {
-		r = store_entry_xattrs_at(a->pkg_fd, a->c[i].path, &now, &list);
-		if (r == 0)
-			r = memcmp(now.xattrs, e->xattrs, HASH_LEN) == 0;
-		strbuf_release(&list);
-	}
-	return r;
+	return r == 1 ? pkg_xattrs_match(a->pkg_fd, a->c[i].path, &now, e) : r;
 }
 
 /* Does PKG already hold row i's new state (an earlier run got that far)? */

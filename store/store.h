@@ -125,8 +125,8 @@ int store_blob_info(struct store *s, const uint8_t hash[HASH_LEN], uint64_t *ret
  * (store_changelog_append()). -EAGAIN if the file changed size while it
  * was read.
  */
-int store_stage_fd(struct store *s, int64_t txn, int fd, uint64_t size,
-		   uint8_t ret_hash[HASH_LEN], uint64_t *ret_size, uint64_t *ret_off);
+int store_stage_fd(struct store *s, int64_t txn, int fd, uint64_t size, uint8_t ret_hash[HASH_LEN],
+		   uint64_t *ret_size, uint64_t *ret_off);
 int store_stage_buf(struct store *s, int64_t txn, const void *data, size_t n,
 		    uint8_t ret_hash[HASH_LEN], uint64_t *ret_off);
 /*
@@ -479,7 +479,8 @@ int store_xattrs_read_below(int dirfd, const char *path, struct strbuf *out);
  */
 bool store_xattrs_next(const char *list, size_t len, size_t *pos, const char **ret_name,
 		       const char **ret_value, size_t *ret_size);
-/* Does a list hold name? */
+/* The value of name in a list (its size in *ret_size), or NULL; has: is it there? */
+const char *store_xattrs_find(const char *list, size_t len, const char *name, size_t *ret_size);
 bool store_xattrs_has(const char *list, size_t len, const char *name);
 /*
  * Give dirfd/name (not followed) exactly the attributes of a list. Those
@@ -487,6 +488,8 @@ bool store_xattrs_has(const char *list, size_t len, const char *name);
  * skips them); running out of space or an I/O error is an error.
  */
 int store_xattrs_apply_at(int dirfd, const char *name, const char *list, size_t len);
+/* Are xattrs recorded for what e is (regular files and directories)? */
+bool store_entry_keeps_xattrs(const struct store_entry *e);
 /* Mark e's xattrs known, with the fingerprint of list. */
 void store_entry_set_xattrs(struct store_entry *e, const struct strbuf *list);
 /*
@@ -518,6 +521,13 @@ bool store_entry_same_file(const struct store_entry *recorded, const struct stor
  */
 int store_txn_seal(struct store *s, struct store_txn *t, const struct store_view *view);
 
+/*
+ * Give a regular file just written (fd, also reachable as dirfd/name) the
+ * rest of e: owner (with owner), e's xattr list (where e->has_xattrs),
+ * mode and mtime, in the order that keeps each.
+ */
+int store_file_finish(int fd, int dirfd, const char *name, const struct store_entry *e,
+		      const struct strbuf *xattrs, bool owner);
 /*
  * Make e, a FIFO, socket or device node, as dirfd/name, by name and never
  * opened (opening a FIFO would wait for a writer), with e's mode, mtime

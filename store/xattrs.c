@@ -176,15 +176,22 @@ bool store_xattrs_next(const char *list, size_t len, size_t *pos, const char **r
 	return true;
 }
 
-bool store_xattrs_has(const char *list, size_t len, const char *name)
+const char *store_xattrs_find(const char *list, size_t len, const char *name, size_t *ret_size)
 {
 	const char *n, *value;
-	size_t pos = 0, size;
+	size_t pos = 0;
 
-	while (store_xattrs_next(list, len, &pos, &n, &value, &size))
+	while (store_xattrs_next(list, len, &pos, &n, &value, ret_size))
 		if (strcmp(n, name) == 0)
-			return true;
-	return false;
+			return value;
+	return NULL;
+}
+
+bool store_xattrs_has(const char *list, size_t len, const char *name)
+{
+	size_t size;
+
+	return store_xattrs_find(list, len, name, &size) != NULL;
 }
 
 /* Errors that mean the attribute cannot be where the commit puts it, as opposed to a refusal. */
@@ -240,7 +247,7 @@ void store_entry_set_xattrs(struct store_entry *e, const struct strbuf *list)
 		memset(e->xattrs, 0xff, sizeof(e->xattrs));
 }
 
-static bool keeps_xattrs(const struct store_entry *e)
+bool store_entry_keeps_xattrs(const struct store_entry *e)
 {
 	return S_ISREG(e->mode) || S_ISDIR(e->mode);
 }
@@ -264,7 +271,7 @@ int store_entry_xattrs_at(int dirfd, const char *path, struct store_entry *e, st
 	int r;
 
 	strbuf_reset(out);
-	if (!keeps_xattrs(e))
+	if (!store_entry_keeps_xattrs(e))
 		return 0;
 	r = store_xattrs_read_below(dirfd, path, out);
 	if (r == 0)
@@ -278,7 +285,7 @@ int store_entry_xattrs_from_view(const struct store_view *v, const char *path,
 	int r;
 
 	strbuf_reset(out);
-	if (!keeps_xattrs(e) || !v->xattrs)
+	if (!store_entry_keeps_xattrs(e) || !v->xattrs)
 		return 0;
 	r = v->xattrs(v->ctx, path, out);
 	if (r == 0)

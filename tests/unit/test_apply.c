@@ -11,10 +11,12 @@
 #include <criterion/new/assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -644,4 +646,43 @@ Test(apply_conflicts, a_file_created_in_a_directory_the_txn_deletes)
 	cr_assert(eq(sz, n, 1));
 	cr_assert_str_eq(c[0].path, "dir/new");
 	store_conflicts_free(c, n);
+}
+
+/*
+ * A row sealed by a cjfs that did not record xattrs (schema 4 and older)
+ * has no lists: the file commit writes keeps the xattrs PKG's file had,
+ * as that cjfs did.
+ */
+Test(apply_commit, a_row_sealed_without_xattr_lists_keeps_pkgs_xattrs)
+{
+	char db[PATH_MAX], path[PATH_MAX], val[16];
+	sqlite3 *h;
+	int64_t id;
+	char *c;
+
+	put(pkgfd, "f", "old\n", 0644, T_OLD);
+	put(newfd, "f", "new\n", 0644, T_NEW);
+	snprintf(path, sizeof(path), "%s/f", pkg);
+	if (setxattr(path, "user.k", "v", 1, 0) < 0)
+		cr_skip_test("no user xattrs here");
+	id = begin_txn();
+	record(id, "f");
+	seal(id);
+	/* What a schema 4 seal left: no lists. */
+	snprintf(db, sizeof(db), "%s/store/index.db", root);
+	cr_assert(eq(int, sqlite3_open(db, &h), SQLITE_OK));
+	cr_assert(eq(int,
+		     sqlite3_exec(h, "UPDATE change SET o_xattrs = NULL, n_xattrs = NULL", NULL,
+				  NULL, NULL),
+		     SQLITE_OK));
+	sqlite3_close(h);
+	cr_assert(eq(int, store_txn_stage(s, id, pkgfd, 0, NULL), 0));
+	to_committing(id);
+	cr_assert(eq(int, store_txn_promote(s, id, pkgfd, 0, NULL), 0));
+	c = u_read(pkgfd, "f", NULL);
+	cr_assert_str_eq(c, "new\n");
+	free(c);
+	cr_assert(eq(sz, (size_t)getxattr(path, "user.k", val, sizeof(val)), 1),
+		  "PKG's xattr is gone");
+	cr_assert(eq(chr, val[0], 'v'));
 }
