@@ -212,39 +212,15 @@ int fs_set_owner(struct fs *fs, fuse_req_t req, int dirfd, const char *name,
 	return 0;
 }
 
-/* Copy user-visible extended attributes; failures to copy an attribute are not fatal. */
-void fs_copy_xattrs(int srcdir, const char *src, int dstdir, const char *dst)
+int fs_copy_xattrs(int srcdir, const char *src, int dstdir, const char *dst)
 {
-	char spath[PATH_MAX], dpath[PATH_MAX], *list = NULL, *val = NULL;
-	ssize_t n;
+	struct strbuf list = STRBUF_INIT;
+	int r = store_xattrs_read_at(srcdir, src, &list);
 
-	/* No *xattrat() calls before Linux 6.13: go through the fd's /proc name. */
-	if (*src)
-		snprintf(spath, sizeof(spath), "/proc/self/fd/%d/%s", srcdir, src);
-	else
-		snprintf(spath, sizeof(spath), "/proc/self/fd/%d", srcdir); /* the fd's object */
-	snprintf(dpath, sizeof(dpath), "/proc/self/fd/%d/%s", dstdir, dst);
-	n = llistxattr(spath, NULL, 0);
-	if (n <= 0)
-		return;
-	list = malloc((size_t)n);
-	val = malloc(65536);
-	if (!list || !val)
-		goto out;
-	n = llistxattr(spath, list, (size_t)n);
-	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(list + i) + 1) {
-		const char *name = list + i;
-		ssize_t vn;
-
-		if (store_xattr_private(name))
-			continue;
-		vn = lgetxattr(spath, name, val, 65536);
-		if (vn >= 0)
-			(void)lsetxattr(dpath, name, val, (size_t)vn, 0);
-	}
-out:
-	free(list);
-	free(val);
+	if (r == 0)
+		r = store_xattrs_apply_at(dstdir, dst, list.buf, list.len);
+	strbuf_release(&list);
+	return r;
 }
 
 int fs_copy_up_dir_locked(struct fs *fs, struct fs_inode *dir)
@@ -286,7 +262,11 @@ int fs_copy_up_dir_locked(struct fs *fs, struct fs_inode *dir)
 	if (fs->root)
 		(void)fchownat(fs->work_fd, tmp, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
 	(void)fchmodat(fs->work_fd, tmp, st.st_mode & 07777, 0);
-	fs_copy_xattrs(l, ".", fs->work_fd, tmp);
+	r = fs_copy_xattrs(l, ".", fs->work_fd, tmp);
+	if (r < 0) {
+		(void)unlinkat(fs->work_fd, tmp, AT_REMOVEDIR);
+		goto out;
+	}
 	times[0] = st.st_atim;
 	times[1] = st.st_mtim;
 	(void)utimensat(fs->work_fd, tmp, times, AT_SYMLINK_NOFOLLOW);
@@ -366,7 +346,9 @@ static int copy_up_orphan(struct fs *fs, struct fs_inode *inode, unsigned flags)
 		(void)fchownat(fs->work_fd, tmp, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
 	if (!S_ISLNK(st.st_mode))
 		(void)fchmodat(fs->work_fd, tmp, st.st_mode & 07777, 0);
-	fs_copy_xattrs(inode->anchor_fd, "", fs->work_fd, tmp);
+	r = fs_copy_xattrs(inode->anchor_fd, "", fs->work_fd, tmp);
+	if (r < 0)
+		goto out;
 	times[0] = st.st_atim;
 	times[1] = st.st_mtim;
 	(void)utimensat(fs->work_fd, tmp, times, AT_SYMLINK_NOFOLLOW);
@@ -477,7 +459,9 @@ int fs_copy_up_locked(struct fs *fs, struct fs_inode *inode, unsigned flags)
 		r = -errno;
 		goto out_unlink;
 	}
-	fs_copy_xattrs(l, inode->name, fs->work_fd, tmp);
+	r = fs_copy_xattrs(l, inode->name, fs->work_fd, tmp);
+	if (r < 0)
+		goto out_unlink;
 	times[0] = st.st_atim;
 	times[1] = st.st_mtim;
 	(void)utimensat(fs->work_fd, tmp, times, AT_SYMLINK_NOFOLLOW);

@@ -367,8 +367,12 @@ int fs_load_touched(struct fs *fs);
 void fs_free_touched(struct fs *fs);
 /* A fresh name in work/ ("<prefix>.<n>"); buf holds 64 bytes. */
 const char *fs_work_name(struct fs *fs, const char *prefix, char buf[64]);
-/* Copy user-visible xattrs of srcdir/src ("" = srcdir itself) to dstdir/dst; best effort. */
-void fs_copy_xattrs(int srcdir, const char *src, int dstdir, const char *dst);
+/*
+ * Give dstdir/dst the user-visible xattrs of srcdir/src ("" = srcdir's own
+ * object). Names the upper layer refuses are skipped; running out of space
+ * or an I/O error is an error: a copy without them would commit without them.
+ */
+int fs_copy_xattrs(int srcdir, const char *src, int dstdir, const char *dst);
 /*
  * Set owner of a new object to the requesting user's (when root). With
  * ret_st, also the object's attributes as they are after that.

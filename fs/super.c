@@ -141,7 +141,9 @@ static int init_upper_root(struct fs *fs)
 		return -errno;
 	if (fchmodat(fs->upper_fd, ".", st.st_mode & 07777, 0) < 0)
 		return -errno;
-	fs_copy_xattrs(fs->lower_fd, "", fs->upper_fd, ".");
+	r = fs_copy_xattrs(fs->lower_fd, "", fs->upper_fd, ".");
+	if (r < 0)
+		return r;
 	fd = util_openat(fs->upper_fd, LAYER_ROOT, O_WRONLY | O_CREAT | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return fd;

@@ -469,7 +469,10 @@ int store_entry_stage_at(struct store *s, int64_t txn, int dirfd, const char *pa
  * name: "name\0", the value's length (4 bytes, little-endian), the value.
  */
 bool store_xattr_private(const char *name);
-/* The list of dirfd/name (not followed); empty where the file system keeps none. */
+/*
+ * The list of dirfd/name (not followed; name "" is dirfd's own object);
+ * empty where the file system keeps none.
+ */
 int store_xattrs_read_at(int dirfd, const char *name, struct strbuf *out);
 /* The same for a path below dirfd. */
 int store_xattrs_read_below(int dirfd, const char *path, struct strbuf *out);

@@ -7,7 +7,10 @@
  *
  * The list: names in bytewise order, each "name\0", then its value's length
  * (4 bytes, little-endian), then the value. No *xattrat() calls before
- * Linux 6.13: an object is reached through its directory's /proc fd name.
+ * Linux 6.13: an object is reached through its directory's /proc fd name,
+ * never following a symlink there; name "" means dirfd's own object (an
+ * O_PATH fd), reached by following its /proc link (the l*xattr() calls
+ * would read the link's own attributes: none).
  */
 #include "store_int.h"
 
@@ -30,8 +33,44 @@ static bool no_xattrs(int err)
 	return err == ENOTSUP || err == ENODATA;
 }
 
+/* Where dirfd/name is for the xattr calls, and whether they follow it. */
+struct xobj {
+	char path[64 + NAME_MAX];
+	bool follow;
+};
+
+static void xobj_at(struct xobj *o, int dirfd, const char *name)
+{
+	o->follow = !*name;
+	if (o->follow)
+		snprintf(o->path, sizeof(o->path), "/proc/self/fd/%d", dirfd);
+	else
+		snprintf(o->path, sizeof(o->path), "/proc/self/fd/%d/%s", dirfd, name);
+}
+
+static ssize_t x_list(const struct xobj *o, char *buf, size_t size)
+{
+	return o->follow ? listxattr(o->path, buf, size) : llistxattr(o->path, buf, size);
+}
+
+static ssize_t x_get(const struct xobj *o, const char *name, void *buf, size_t size)
+{
+	return o->follow ? getxattr(o->path, name, buf, size) : lgetxattr(o->path, name, buf, size);
+}
+
+static int x_set(const struct xobj *o, const char *name, const void *v, size_t size)
+{
+	return o->follow ? setxattr(o->path, name, v, size, 0)
+			 : lsetxattr(o->path, name, v, size, 0);
+}
+
+static int x_remove(const struct xobj *o, const char *name)
+{
+	return o->follow ? removexattr(o->path, name) : lremovexattr(o->path, name);
+}
+
 /* The names of path's attributes (a "\0"-separated list); *ret_len 0 when none. */
-static int list_names(const char *path, char **ret, size_t *ret_len)
+static int list_names(const struct xobj *o, char **ret, size_t *ret_len)
 {
 	char *names = NULL;
 	ssize_t n = 0;
@@ -40,7 +79,7 @@ static int list_names(const char *path, char **ret, size_t *ret_len)
 	for (int tries = 0; tries < 8; tries++) {
 		char *nn;
 
-		n = llistxattr(path, NULL, 0);
+		n = x_list(o, NULL, 0);
 		if (n < 0)
 			break;
 		if (n == 0) {
@@ -55,7 +94,7 @@ static int list_names(const char *path, char **ret, size_t *ret_len)
 			return -ENOMEM;
 		}
 		names = nn;
-		n = llistxattr(path, names, (size_t)n);
+		n = x_list(o, names, (size_t)n);
 		if (n >= 0) {
 			*ret = names;
 			*ret_len = (size_t)n;
@@ -106,9 +145,9 @@ static int sort_names(char *names, size_t len, char ***ret, size_t *ret_n)
 	return 0;
 }
 
-static int add_value(struct strbuf *out, const char *path, const char *name, char *buf)
+static int add_value(struct strbuf *out, const struct xobj *o, const char *name, char *buf)
 {
-	ssize_t n = lgetxattr(path, name, buf, XATTR_SIZE_MAX);
+	ssize_t n = x_get(o, name, buf, XATTR_SIZE_MAX);
 	uint8_t len[4];
 
 	if (n < 0)
@@ -125,13 +164,14 @@ static int add_value(struct strbuf *out, const char *path, const char *name, cha
 
 int store_xattrs_read_at(int dirfd, const char *name, struct strbuf *out)
 {
-	char path[64 + NAME_MAX], *names = NULL, **v = NULL, *buf = NULL;
+	char *names = NULL, **v = NULL, *buf = NULL;
+	struct xobj o;
 	size_t len, n = 0;
 	int r;
 
 	strbuf_reset(out);
-	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dirfd, name);
-	r = list_names(path, &names, &len);
+	xobj_at(&o, dirfd, name);
+	r = list_names(&o, &names, &len);
 	if (r < 0 || len == 0)
 		return r;
 	r = sort_names(names, len, &v, &n);
@@ -143,7 +183,7 @@ int store_xattrs_read_at(int dirfd, const char *name, struct strbuf *out)
 		goto out;
 	}
 	for (size_t i = 0; i < n && r == 0; i++)
-		r = add_value(out, path, v[i], buf);
+		r = add_value(out, &o, v[i], buf);
 out:
 	if (r < 0)
 		strbuf_reset(out);
@@ -202,20 +242,21 @@ static bool fatal(int err)
 
 int store_xattrs_apply_at(int dirfd, const char *name, const char *list, size_t len)
 {
-	char path[64 + NAME_MAX], *names = NULL, **v = NULL;
+	char *names = NULL, **v = NULL;
 	const char *an, *value;
 	size_t nlen, n = 0, pos = 0, size;
+	struct xobj o;
 	int r;
 
-	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dirfd, name);
+	xobj_at(&o, dirfd, name);
 	/* What is there and not in the list goes (an inherited default ACL, say). */
-	r = list_names(path, &names, &nlen);
+	r = list_names(&o, &names, &nlen);
 	if (r == 0)
 		r = sort_names(names, nlen, &v, &n);
 	for (size_t i = 0; i < n && r == 0; i++) {
 		if (store_xattrs_has(list, len, v[i]))
 			continue;
-		if (lremovexattr(path, v[i]) < 0 && errno != ENODATA) {
+		if (x_remove(&o, v[i]) < 0 && errno != ENODATA) {
 			if (fatal(errno))
 				r = -errno;
 			else
@@ -226,7 +267,7 @@ int store_xattrs_apply_at(int dirfd, const char *name, const char *list, size_t 
 	free(v);
 	free(names);
 	while (r == 0 && store_xattrs_next(list, len, &pos, &an, &value, &size)) {
-		if (lsetxattr(path, an, value, size, 0) == 0)
+		if (x_set(&o, an, value, size) == 0)
 			continue;
 		/* Refused (a name this file system or this user may not set): as a copy would. */
 		if (fatal(errno))

@@ -514,6 +514,36 @@ static void make_socket(const char *dir, const char *name)
 }
 
 /*
+ * Where cjfs makes an upper copy of an object it reaches by its own fd,
+ * not by a name (the mount's root, a file written after it was unlinked),
+ * the copy has PKG's xattrs too.
+ */
+Test(transaction, the_mount_root_and_an_unlinked_open_file_keep_their_xattrs)
+{
+	char path[PATH_MAX], val[16];
+	ssize_t n;
+	int fd;
+
+	if (setxattr(env.pkg, "user.root", "r", 1, 0) < 0) {
+		h_teardown(&env); /* no .fini after a skip in the body */
+		cr_skip_test("the file system of '%s' has no user xattrs", env.pkg);
+	}
+	xattr_at(env.pkg, "docs/notes.txt", "user.k", "v", 1);
+	h_mount(&env);
+	n = getxattr(env.mnt, "user.root", val, sizeof(val));
+	cr_assert_eq(n, 1, "the mount root lacks PKG root's xattr (%zd, %s)", n, strerror(errno));
+	snprintf(path, sizeof(path), "%s/docs/notes.txt", env.mnt);
+	fd = open(path, O_RDONLY | O_CLOEXEC); /* not copied up by the open */
+	cr_assert(fd >= 0, "%s", strerror(errno));
+	cr_assert_eq(unlink(path), 0);
+	cr_assert_eq(fchmod(fd, 0600), 0); /* copies the unlinked file up */
+	n = fgetxattr(fd, "user.k", val, sizeof(val));
+	cr_assert_eq(n, 1, "the unlinked file's copy lacks its xattr (%zd, %s)", n,
+		     strerror(errno));
+	close(fd);
+}
+
+/*
  * FIFOs, sockets and device nodes made or removed through the mount are
  * committed like files (type, mode, owner, the device a node stands for)
  * and undone like them; a FIFO is never opened on the way.
