@@ -13,7 +13,10 @@
 #                 cjfs-nopt: cjfs with kernel passthrough turned off,
 #                 cjfs-devfuse: cjfs with requests through /dev/fuse, not io_uring,
 #                 cjfs-base: the cjfs binary named by $CJFS_BASE, say a build of
-#                 the commit before a change, for a before/after in one run)
+#                 the commit before a change, for a before/after in one run,
+#                 passthrough_ll: libfuse's own passthrough example, built
+#                 from libfuse3-dev's examples: no overlay, no backup, the
+#                 cost of FUSE itself on this machine)
 #     --tmpfs     put trees, layers and the cjfs store on a tmpfs
 #     --busy      keep one CPU busy for the whole run (a process spinning in
 #                 a loop), so cleaner and daemon share what is left
@@ -22,7 +25,8 @@
 #     -o FILE     append the markdown report to FILE as well
 # Needs: root for kernel overlayfs, dropping caches and turning on the fuse
 # module's enable_uring for the run (put back after); black, clang-format,
-# git, fuse-overlayfs (tools/setup.sh --bench installs them).
+# git, fuse-overlayfs (tools/setup.sh --bench installs them); libfuse3-dev and
+# a C compiler for passthrough_ll.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,7 +53,7 @@ while (($#)); do
 	--busy) busy=1; shift ;;
 	--scale) scale=1; shift ;;
 	-o) outfile=$2; shift 2 ;;
-	-h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,/^set -euo/{/^set -euo/d;p}' "$0"; exit 0 ;;
 	*) echo "bench: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done
@@ -71,6 +75,18 @@ if ((use_tmpfs)) && ! mountpoint -q "$base"; then
 fi
 src=$base/src
 work=$base/work
+
+# libfuse's passthrough_ll example: what FUSE alone costs here, with no
+# overlay and no backup (writes go straight to the round's own tree).
+pll=$base/passthrough_ll
+if [[ ,$systems, == *,passthrough_ll,* ]]; then
+	ex=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
+	[[ -f $ex ]] || { [[ -f $ex.gz ]] && zcat "$ex.gz" >"$base/passthrough_ll.c" && ex=$base/passthrough_ll.c; }
+	if [[ ! -f $ex ]] || ! cc -O2 -o "$pll" "$ex" $(pkg-config --cflags --libs fuse3) 2>/dev/null; then
+		echo "bench: cannot build libfuse's passthrough_ll example (libfuse3-dev): passthrough_ll skipped" >&2
+		systems=$(echo ",$systems," | sed 's/,passthrough_ll,/,/; s/^,//; s/,$//')
+	fi
+fi
 results=$base/results.$(date +%Y%m%d-%H%M%S).tsv
 : >"$results"
 
@@ -159,6 +175,9 @@ sys_up() {
 	fuse-overlayfs)
 		fuse-overlayfs -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/mnt"
 		echo "$d/mnt" ;;
+	passthrough_ll)
+		"$pll" -o "source=$d/lower" "$d/mnt"
+		echo "$d/mnt" ;;
 	cjfs*)
 		CJFS_HOME=$d/store cj "$sys" mount "$d/lower" "$d/mnt"
 		echo "$d/mnt" ;;
@@ -169,7 +188,7 @@ sys_down() {
 	local sys=$1 d=$work/$sys
 	case $sys in
 	overlay) umount "$d/mnt" ;;
-	fuse-overlayfs) fusermount3 -u "$d/mnt" ;;
+	fuse-overlayfs | passthrough_ll) fusermount3 -u "$d/mnt" ;;
 	cjfs*) CJFS_HOME=$d/store cj "$sys" rollback "$d/mnt" >/dev/null ;;
 	esac
 	rm -rf "$d"
@@ -181,6 +200,7 @@ sys_remount() {
 	case $sys in
 	overlay) umount "$d/mnt"; mount -t overlay overlay -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/mnt" ;;
 	fuse-overlayfs) fusermount3 -u "$d/mnt"; fuse-overlayfs -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/mnt" ;;
+	passthrough_ll) fusermount3 -u "$d/mnt"; "$pll" -o "source=$d/lower" "$d/mnt" ;;
 	cjfs*)
 		local txn
 		txn=$(CJFS_HOME=$d/store cj "$sys" status --json | sed -n 's/.*"txn":\([0-9]*\).*/\1/p' | head -n1)
@@ -272,7 +292,7 @@ done
 report() {
 	echo "### $(date -u +%Y-%m-%d) — $rounds rounds, $(nproc) CPUs, $(uname -r)$( ((use_tmpfs)) && echo ', all on tmpfs')$( ((busy)) && echo ', one CPU kept busy')"
 	echo
-	echo "Versions: $("$CJFS" --version), $( (fuse-overlayfs --version 2>&1 || echo 'no fuse-overlayfs') | grep -m1 -E 'fuse-overlayfs'), black $(black --version 2>/dev/null | head -n1 | awk '{print $2}'), $(clang-format --version | awk '{print $NF}'), $(git --version)."
+	echo "Versions: $("$CJFS" --version), $( (fuse-overlayfs --version 2>&1 || echo 'no fuse-overlayfs') | grep -m1 -E 'fuse-overlayfs'), black $(black --version 2>/dev/null | head -n1 | awk '{print $2}'), $(clang-format --version | awk '{print $NF}'), $(git --version), libfuse $(pkg-config --modversion fuse3 2>/dev/null || echo unknown)."
 	echo "Backing file system: $(df -T "$base" | awk 'NR==2 {print $2}'); fuse enable_uring: $(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null || echo absent). Median seconds (median of per-round ratio to native)."
 	echo
 	awk -F'\t' -v systems="${systems}" '
