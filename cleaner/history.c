@@ -563,6 +563,15 @@ out:
 	return r < 0 ? r : 0;
 }
 
+/*
+ * PKG's top directory's own attributes are not written onto DIR, which is
+ * the user's directory, not a copy of PKG's root.
+ */
+static bool to_dir_skips(const struct store_change *row)
+{
+	return strcmp(row->path, STORE_PATH_ROOT) == 0;
+}
+
 static int restore_to_dir(struct cjfs *c, const struct store_txn *t,
 			  const struct store_change *rows, size_t n, const bool *on,
 			  const char *dir, int64_t start, struct cjfs_result *ret)
@@ -579,7 +588,7 @@ static int restore_to_dir(struct cjfs *c, const struct store_txn *t,
 	if (dfd < 0)
 		return log_errno(dfd, "cannot open '%s'", dir);
 	for (size_t i = 0; i < n; i++) {
-		if (on[i]) {
+		if (on[i] && !to_dir_skips(&rows[i])) {
 			r = check_target_in_dir(dfd, dir, &rows[i]);
 			if (r < 0)
 				goto out;
@@ -621,7 +630,7 @@ static int restore_to_dir(struct cjfs *c, const struct store_txn *t,
 		char name[32];
 		int pfd;
 
-		if (!on[i])
+		if (!on[i] || to_dir_skips(row))
 			continue;
 		if (S_ISDIR(row->orig.mode)) {
 			r = mkdir_beneath(dfd, row->path, row->orig.mode & 07777);

@@ -46,7 +46,11 @@ void fs_free_touched(struct fs *fs)
 	strset_release(&fs->touched);
 }
 
-static int touch(struct fs *fs, const char *path, bool absent)
+/*
+ * Record path's original, read from dirfd (PKG's root, or for
+ * STORE_PATH_ROOT the mount root), before the first change to it.
+ */
+static int touch(struct fs *fs, int dirfd, const char *path, bool absent)
 {
 	struct strbuf xattrs = STRBUF_INIT;
 	struct store_entry orig = { 0 };
@@ -70,7 +74,7 @@ static int touch(struct fs *fs, const char *path, bool absent)
 		start = util_mono_ns();
 		do {
 			/* Its xattrs too: commit compares them with PKG's, undo puts them back. */
-			r = store_entry_stage_at(fs->cfg->store, fs->cfg->txn, fs->lower_fd, path,
+			r = store_entry_stage_at(fs->cfg->store, fs->cfg->txn, dirfd, path,
 						 &orig, &xattrs, &staged, &off);
 		} while (r == -EAGAIN && ++tries < 5);
 		if (r < 0) {
@@ -91,12 +95,12 @@ static int touch(struct fs *fs, const char *path, bool absent)
 
 int fs_touch(struct fs *fs, const char *path)
 {
-	return touch(fs, path, false);
+	return touch(fs, fs->lower_fd, path, false);
 }
 
 int fs_touch_absent(struct fs *fs, const char *path)
 {
-	return touch(fs, path, true);
+	return touch(fs, fs->lower_fd, path, true);
 }
 
 static int touch_level(struct fs *fs, int u, int l, struct strbuf *oldp, struct strbuf *newp,
@@ -373,12 +377,20 @@ out:
 int fs_copy_up_dir_touch_locked(struct fs *fs, struct fs_inode *dir)
 {
 	struct strbuf p = STRBUF_INIT;
-	int r = fs_copy_up_dir_locked(fs, dir);
+	int r;
 
-	/* The root's attributes are PKG's own, which a commit leaves alone. */
-	if (r == 0 && dir != &fs->root_inode)
+	/*
+	 * The mount root is the upper root, given PKG root's attributes when
+	 * the transaction was first mounted: its original is what it shows
+	 * before this first change. So a change made to PKG's root since then
+	 * is a conflict at commit, not something the commit undoes.
+	 */
+	if (dir == &fs->root_inode)
+		return touch(fs, fs->upper_fd, STORE_PATH_ROOT, false);
+	r = fs_copy_up_dir_locked(fs, dir);
+	if (r == 0)
 		r = fs_path(fs, dir, &p);
-	if (r == 0 && dir != &fs->root_inode)
+	if (r == 0)
 		r = fs_touch(fs, p.buf);
 	strbuf_release(&p);
 	return r;

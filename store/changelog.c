@@ -136,7 +136,7 @@ static int rec_fold(struct store *s, int64_t txn, const char *p)
 
 	memcpy(path, p + head, r.plen);
 	path[r.plen] = '\0';
-	if (!util_path_is_safe(path))
+	if (!store_path_is_row(path))
 		return -EBADMSG;
 	e.mode = r.mode;
 	e.uid = r.uid;

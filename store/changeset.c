@@ -239,6 +239,11 @@ char store_entry_compare(const struct store_entry *orig, const struct store_entr
 	return 0;
 }
 
+bool store_path_is_row(const char *path)
+{
+	return util_path_is_safe(path) || (path && strcmp(path, STORE_PATH_ROOT) == 0);
+}
+
 bool store_entry_same_file(const struct store_entry *recorded, const struct store_entry *now)
 {
 	if (!recorded->mode || !now->mode)

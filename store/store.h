@@ -308,9 +308,18 @@ struct store_entry {
 	uint8_t xattrs[HASH_LEN];
 };
 
+/*
+ * The row of PKG's top directory itself (its mode, owner and xattrs): the
+ * one path of a change set that is not a name in PKG.
+ */
+#define STORE_PATH_ROOT "."
+
+/* A change row's path: util_path_is_safe(), or STORE_PATH_ROOT. */
+bool store_path_is_row(const char *path);
+
 /* One path touched by a transaction. */
 struct store_change {
-	char *path;		 /* relative to PKG, validated with util_path_is_safe() */
+	char *path;		 /* relative to PKG, store_path_is_row() */
 	struct store_entry orig; /* PKG's state when the transaction first touched the path */
 	struct store_entry new;	 /* the state the transaction leaves (valid once sealed) */
 	char status;		 /* 'M', 'A', 'D', or 0 for unchanged; valid once sealed */

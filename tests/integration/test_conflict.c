@@ -6,6 +6,7 @@
  * --force overwrites and keeps what it overwrote in the store.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,6 +269,25 @@ Test(conflict, an_xattr_set_in_pkg_on_a_file_the_transaction_changed_is_refused)
 	assert_refused("a.txt", "changed in PKG since the transaction began");
 	assert_open();
 	cr_assert_eq(getxattr(path, "user.tag", val, sizeof(val)), 4);
+}
+
+/*
+ * PKG's root given an xattr behind the transaction's back, after the
+ * mount showed its attributes and before the mount root was changed: the
+ * commit would take it away again, so it is refused.
+ */
+Test(conflict, an_xattr_set_on_pkgs_root_before_the_mount_root_changed_is_refused)
+{
+	char path[PATH_MAX], val[16];
+
+	need_user_xattrs();
+	h_mount(&env);
+	cr_assert_eq(setxattr(env.pkg, "user.tag", "mine", 4, 0), 0);
+	snprintf(path, sizeof(path), "%s/", env.mnt);
+	cr_assert_eq(chmod(path, 0700), 0, "chmod the mount root: %s", strerror(errno));
+	assert_refused(".", "changed in PKG since the transaction began");
+	assert_open();
+	cr_assert_eq(getxattr(env.pkg, "user.tag", val, sizeof(val)), 4);
 }
 
 /*

@@ -78,7 +78,8 @@ static void prepare(void)
 			  "rm -r tests/sub && printf 'now a file\\n' > tests/sub && "
 			  "mv src/sub src/moved && chmod 750 lib && "
 			  "touch -d '2021-03-04 05:06:07' new/c/o1.txt && "
-			  "ln new/a/b/n1.txt new/c/hard && ln src/f3.txt src/f3-hard && mkfifo new/c/fifo"),
+			  "ln new/a/b/n1.txt new/c/hard && ln src/f3.txt src/f3-hard && mkfifo new/c/fifo && "
+			  "chmod 751 ."),
 		     0);
 	new_tree = h_snapshot(env.mnt, true);
 	cr_assert_eq(h_unmount(&env), 0, "the daemon did not exit cleanly");

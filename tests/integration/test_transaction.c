@@ -500,6 +500,71 @@ Test(transaction, xattr_and_acl_changes_are_committed_and_undone)
 	free(after);
 }
 
+/* PKG's top directory: its mode and the value of one xattr ("-" for none). */
+static void root_attrs(const char *dir, const char *name, mode_t *mode, char val[16])
+{
+	struct stat st;
+	ssize_t n;
+
+	cr_assert_eq(stat(dir, &st), 0, "stat '%s': %s", dir, strerror(errno));
+	*mode = st.st_mode & 07777;
+	n = getxattr(dir, name, val, 15);
+	cr_assert(n >= 0 || errno == ENODATA, "getxattr '%s': %s", dir, strerror(errno));
+	if (n < 0)
+		strcpy(val, "-");
+	else
+		val[n] = '\0';
+}
+
+/*
+ * PKG's top directory is part of the transaction like any directory in
+ * it: a chmod and xattr changes on the mount root are listed (as "./"),
+ * committed, and undone.
+ */
+Test(transaction, the_mount_roots_own_mode_and_xattrs_are_committed_and_undone)
+{
+	char val[16], out[PATH_MAX];
+	mode_t mode;
+
+	if (setxattr(env.pkg, "user.gone", "g", 1, 0) < 0) {
+		h_teardown(&env); /* no .fini after a skip in the body */
+		cr_skip_test("the file system of '%s' has no user xattrs", env.pkg);
+	}
+	cr_assert_eq(chmod(env.pkg, 0755), 0);
+	h_mount(&env);
+	cr_assert_eq(chmod(env.mnt, 0750), 0, "chmod the mount root: %s", strerror(errno));
+	xattr_at(env.mnt, ".", "user.gone", NULL, 0);
+	xattr_at(env.mnt, ".", "user.new", "n", 1);
+	root_attrs(env.pkg, "user.gone", &mode, val);
+	cr_assert(mode == 0755 && !strcmp(val, "g"), "PKG's root changed while open: %04o %s",
+		  (unsigned)mode, val);
+	cr_assert_eq(h_cjfs(&env, "status", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "M ./\n"), "status lacks the root:\n%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "diff", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "diff --cjfs a/. b/.\nold mode 040755\nnew mode 040750\n"
+					   "xattr -user.gone\nxattr +user.new=\"n\"\n"),
+			   "diff of the root:\n%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	root_attrs(env.pkg, "user.gone", &mode, val);
+	cr_assert(mode == 0750 && !strcmp(val, "-"), "commit left PKG's root at %04o, user.gone %s",
+		  (unsigned)mode, val);
+	root_attrs(env.pkg, "user.new", &mode, val);
+	cr_assert_str_eq(val, "n", "commit did not set the root's new xattr");
+	/* restore --to writes originals into DIR; DIR does not become PKG's root. */
+	snprintf(out, sizeof(out), "%s/out", env.root);
+	cr_assert_eq(mkdir(out, 0700), 0);
+	cr_assert_eq(h_cjfs(&env, "restore", "--to", out, "1", NULL), 0, "%s", env.err);
+	root_attrs(out, "user.gone", &mode, val);
+	cr_assert(mode == 0700 && !strcmp(val, "-"), "restore --to gave DIR PKG root's %04o %s",
+		  (unsigned)mode, val);
+	cr_assert_eq(h_cjfs(&env, "undo", "1", NULL), 0, "%s", env.err);
+	root_attrs(env.pkg, "user.gone", &mode, val);
+	cr_assert(mode == 0755 && !strcmp(val, "g"), "undo left PKG's root at %04o, user.gone %s",
+		  (unsigned)mode, val);
+	root_attrs(env.pkg, "user.new", &mode, val);
+	cr_assert_str_eq(val, "-", "undo left the root's new xattr");
+}
+
 /* A socket bound at dir/name, closed again: what stays is the socket file. */
 static void make_socket(const char *dir, const char *name)
 {

@@ -904,8 +904,13 @@ char *h_snapshot(const char *dir, bool with_mtime)
 	struct strbuf sb = STRBUF_INIT;
 	struct lines l = { 0 };
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat st;
 
 	cr_assert(fd >= 0, "open '%s': %s", dir, strerror(errno));
+	/* The top directory's own attributes: commit promotes them too. */
+	cr_assert_eq(fstat(fd, &st), 0);
+	lines_add(&l, add_xattrs(util_xasprintf("./\tdir\t%04o", (unsigned)(st.st_mode & 07777)),
+				 fd, ".", "."));
 	walk(fd, "", with_mtime, &l);
 	if (l.n)
 		qsort(l.v, l.n, sizeof(*l.v), cmp_str);
