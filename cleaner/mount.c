@@ -243,6 +243,7 @@ static int spawn_daemon(const char *dir, int64_t txn, const char *mnt,
 			const struct cjfs_mount_opts *o)
 {
 	int pipefd[2], status;
+	struct stat st;
 	ssize_t n;
 	char b;
 	pid_t pid;
@@ -278,7 +279,17 @@ static int spawn_daemon(const char *dir, int64_t txn, const char *mnt,
 	} while (n < 0 && errno == EINTR);
 	close(pipefd[0]);
 	/* The daemon has already said why if it failed. */
-	return n == 1 ? 0 : -EIO;
+	if (n != 1)
+		return -EIO;
+	/*
+	 * The kernel makes a new FUSE mount's root inode with owner 0 and no
+	 * permission bits, and checks the owner of a chmod, chown or utimes
+	 * against what it holds without asking (setattr_prepare()): until
+	 * something stats the root, its owner's chmod of the mount root fails
+	 * with EPERM. One stat gives the kernel the real attributes.
+	 */
+	(void)stat(mnt, &st);
+	return 0;
 }
 
 int cjfs_mount(struct cjfs *c, const char *pkg, const char *mnt, const struct cjfs_mount_opts *opts,
