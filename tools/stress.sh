@@ -89,19 +89,19 @@ c() { "$cjfs" --store "$store" "$@"; }
 c_bg() { exec "$cjfs" --store "$store" "$@" >/dev/null 2>&1; }
 
 # A digest of a tree: types, modes, sizes, file mtimes, link targets, contents,
-# FIFOs, which names are one file, xattrs.
+# FIFOs, which names are one file, xattrs; the top directory's mode and xattrs.
 snapshot() {
 	(
 		cd "$1" || exit 1
 		find . -mindepth 1 -type f -printf '%p f %m %s %T@\n'
-		find . -mindepth 1 -type d -printf '%p d %m\n'
+		find . -type d -printf '%p d %m\n'
 		find . -mindepth 1 -type l -printf '%p l %l\n'
 		find . -mindepth 1 -type p -printf '%p p %m %T@\n'
 		find . -type f -print0 | sort -z | xargs -0 -r sha256sum
 		# Which names are one file (not the inode numbers: they change), and xattrs.
 		find . -type f -links +1 -printf '%i %p\n' | sort -k1,1n -k2 |
 			awk '{ g[$1] = g[$1] " " $2 } END { for (i in g) print "links" g[i] }'
-		find . -mindepth 1 \( -type f -o -type d \) -print0 |
+		find . \( -type f -o -type d \) -print0 |
 			xargs -0 -r getfattr -d -m - --absolute-names 2>/dev/null |
 			awk '/^# file: / { f = $3; next } NF { print f, $0 }'
 	) | LC_ALL=C sort | sha256sum | cut -d' ' -f1
@@ -136,6 +136,8 @@ c mount "$pkg" "$mnt" || exit 1
 			setfattr -n user.stress -v "$RANDOM" "d$d/f2.txt" "d$d" ;;
 		esac
 	done
+	# The top directory itself is part of the transaction too.
+	chmod 750 . && setfattr -n user.stress-root -v "$RANDOM" .
 ) || exit 1
 new=$(snapshot "$mnt")
 txn=$(c status --json | sed -n 's/.*"txn":\([0-9]*\).*/\1/p' | head -1)
@@ -147,7 +149,10 @@ done
 cp -a "$pkg" "$work/tmpl-pkg" && cp -a "$store" "$work/tmpl-store" || exit 1
 
 reset() {
-	find "$pkg" -mindepth 1 -delete && cp -a "$work/tmpl-pkg/." "$pkg/" &&
+	# cp -a gives PKG's top directory the template's mode and xattrs, but
+	# leaves one it does not have: the commit's own.
+	{ setfattr -x user.stress-root "$pkg" 2>/dev/null || true; } &&
+		find "$pkg" -mindepth 1 -delete && cp -a "$work/tmpl-pkg/." "$pkg/" &&
 		rm -rf "$store" && cp -a "$work/tmpl-store" "$store"
 }
 
