@@ -572,15 +572,71 @@ static bool to_dir_skips(const struct store_change *row)
 	return strcmp(row->path, STORE_PATH_ROOT) == 0;
 }
 
+/*
+ * PKG's hard links among the originals (one inode, recorded with the same
+ * content and attributes) are written once: link[i] is the row whose staged
+ * original row i is a hard link of, or i. Rows from before cjfs recorded
+ * inode numbers have none (0) and stay files of their own.
+ */
+static int cmp_orig_inode(const void *pa, const void *pb, void *arg)
+{
+	const struct store_change *rows = arg;
+	size_t ia = *(const size_t *)pa, ib = *(const size_t *)pb;
+	const struct store_entry *a = &rows[ia].orig, *b = &rows[ib].orig;
+
+	if (a->dev != b->dev)
+		return a->dev < b->dev ? -1 : 1;
+	if (a->ino != b->ino)
+		return a->ino < b->ino ? -1 : 1;
+	return ia < ib ? -1 : ia > ib;
+}
+
+static bool one_original(const struct store_entry *a, const struct store_entry *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->mode == b->mode && a->uid == b->uid &&
+	       a->gid == b->gid && a->mtime_ns == b->mtime_ns && a->size == b->size &&
+	       a->has_hash && b->has_hash && !memcmp(a->hash, b->hash, HASH_LEN) &&
+	       a->has_xattrs == b->has_xattrs && !memcmp(a->xattrs, b->xattrs, HASH_LEN);
+}
+
+static size_t *original_links(const struct store_change *rows, size_t n, const bool *on)
+{
+	size_t *link = malloc((n ? n : 1) * sizeof(*link)), *v = malloc((n ? n : 1) * sizeof(*v));
+	size_t k = 0;
+
+	if (!link || !v) {
+		free(link);
+		free(v);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		link[i] = i;
+		if (on[i] && S_ISREG(rows[i].orig.mode) && rows[i].orig.ino)
+			v[k++] = i;
+	}
+	qsort_r(v, k, sizeof(*v), cmp_orig_inode, (void *)rows);
+	for (size_t j = 1, lead = 0; j < k; j++) {
+		if (one_original(&rows[v[j]].orig, &rows[v[lead]].orig))
+			link[v[j]] = v[lead];
+		else
+			lead = j;
+	}
+	free(v);
+	return link;
+}
+
 static int restore_to_dir(struct cjfs *c, const struct store_txn *t,
 			  const struct store_change *rows, size_t n, const bool *on,
 			  const char *dir, int64_t start, struct cjfs_result *ret)
 {
 	char staging[64], *detail = NULL, size[32], took[32];
-	size_t written = 0;
+	size_t written = 0, *link;
 	uint64_t bytes = 0;
 	int dfd = -1, sfd = -1, r;
 
+	link = original_links(rows, n, on);
+	if (!link)
+		return log_errno(-ENOMEM, "cannot restore into '%s'", dir);
 	r = util_mkdir_p(dir, 0755);
 	if (r < 0)
 		return log_errno(r, "cannot create '%s'", dir);
@@ -611,7 +667,14 @@ static int restore_to_dir(struct cjfs *c, const struct store_txn *t,
 		goto out_unstage;
 	}
 	for (size_t i = 0; i < n; i++) {
+		char from[32], name[32];
+
 		if (!on[i] || !rows[i].orig.mode || S_ISDIR(rows[i].orig.mode))
+			continue;
+		snprintf(from, sizeof(from), "%zu", link[i]);
+		snprintf(name, sizeof(name), "%zu", i);
+		/* Where the file system has no hard links (or no more), a copy. */
+		if (link[i] != i && linkat(sfd, from, sfd, name, 0) == 0)
 			continue;
 		r = stage_original(c, sfd, i, &rows[i]);
 		if (r < 0)
@@ -656,7 +719,7 @@ static int restore_to_dir(struct cjfs *c, const struct store_txn *t,
 				r = util_renameat(sfd, name, pfd, base);
 				util_close(pfd);
 			}
-			bytes += S_ISREG(row->orig.mode) ? row->orig.size : 0;
+			bytes += S_ISREG(row->orig.mode) && link[i] == i ? row->orig.size : 0;
 		} else {
 			continue;
 		}
@@ -693,6 +756,7 @@ out_unstage:
 	(void)util_rm_rf_at(dfd, staging);
 out:
 	free(detail);
+	free(link);
 	util_close(sfd);
 	util_close(dfd);
 	return r;

@@ -364,6 +364,39 @@ Test(history, restore_brings_back_the_xattrs_a_commit_changed)
 	free(v);
 }
 
+/*
+ * Names that were one file in PKG (a hard link the transaction parted by
+ * rewriting both) are one file again where restore --to writes them.
+ */
+Test(history, restore_to_a_directory_keeps_pkgs_hard_links)
+{
+	char out[PATH_MAX], a[PATH_MAX], b[PATH_MAX], *got;
+	struct stat sa, sb;
+
+	cr_assert_eq(h_sh(env.pkg, "ln docs/notes.txt docs/sub/notes-link && ln big.txt big2.txt"),
+		     0);
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "sed -i 's/notes/NOTES/' docs/notes.txt docs/sub/notes-link && "
+				   "sed -i 's/line 1 /LINE 1 /' big.txt big2.txt"),
+		     0);
+	cr_assert_eq(h_cjfs(&env, "commit", env.mnt, NULL), 0, "%s", env.err);
+	snprintf(out, sizeof(out), "%s/out", env.root);
+	cr_assert_eq(h_cjfs(&env, "restore", "1", "--to", out, NULL), 0, "%s", env.err);
+	for (int k = 0; k < 2; k++) {
+		snprintf(a, sizeof(a), "%s/%s", out, k ? "big.txt" : "docs/notes.txt");
+		snprintf(b, sizeof(b), "%s/%s", out, k ? "big2.txt" : "docs/sub/notes-link");
+		cr_assert_eq(stat(a, &sa), 0, "%s: %s", a, strerror(errno));
+		cr_assert_eq(stat(b, &sb), 0, "%s: %s", b, strerror(errno));
+		cr_assert(sa.st_ino == sb.st_ino && sa.st_nlink == 2,
+			  "'%s' and '%s' are not one file (%lu/%lu, %lu links)", a, b,
+			  (unsigned long)sa.st_ino, (unsigned long)sb.st_ino,
+			  (unsigned long)sa.st_nlink);
+	}
+	got = h_read(out, "docs/sub/notes-link");
+	cr_assert_str_eq(got, "notes\n");
+	free(got);
+}
+
 Test(history, restore_refuses_paths_that_leave_the_target)
 {
 	char out[PATH_MAX], outside[PATH_MAX];
