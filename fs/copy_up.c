@@ -47,22 +47,30 @@ void fs_free_touched(struct fs *fs)
 }
 
 /*
- * Record path's original, read from dirfd (PKG's root, or for
- * STORE_PATH_ROOT the mount root), before the first change to it.
+ * Record path's original, read as rel in dirfd (path in PKG's root, a name
+ * in PKG's directory of the path, or for STORE_PATH_ROOT the mount root
+ * itself), before the first change to it.
  */
-static int touch(struct fs *fs, int dirfd, const char *path, bool absent)
+static bool touched(struct fs *fs, const char *path)
 {
-	struct strbuf xattrs = STRBUF_INIT;
-	struct store_entry orig = { 0 };
-	bool seen, staged = false;
-	uint64_t off = 0;
-	int64_t start;
-	int r, tries = 0;
+	bool seen;
 
 	pthread_mutex_lock(&fs->touch_lock);
 	seen = strset_has(&fs->touched, path);
 	pthread_mutex_unlock(&fs->touch_lock);
-	if (seen)
+	return seen;
+}
+
+static int touch(struct fs *fs, int dirfd, const char *rel, const char *path, bool absent)
+{
+	struct strbuf xattrs = STRBUF_INIT;
+	struct store_entry orig = { 0 };
+	bool staged = false;
+	uint64_t off = 0;
+	int64_t start;
+	int r, tries = 0;
+
+	if (touched(fs, path))
 		return 0;
 	/*
 	 * PKG's bytes as they are now go into the store (staged: one append to
@@ -74,7 +82,7 @@ static int touch(struct fs *fs, int dirfd, const char *path, bool absent)
 		start = util_mono_ns();
 		do {
 			/* Its xattrs too: commit compares them with PKG's, undo puts them back. */
-			r = store_entry_stage_at(fs->cfg->store, fs->cfg->txn, dirfd, path,
+			r = store_entry_stage_at(fs->cfg->store, fs->cfg->txn, dirfd, rel,
 						 &orig, &xattrs, &staged, &off);
 		} while (r == -EAGAIN && ++tries < 5);
 		if (r < 0) {
@@ -95,12 +103,29 @@ static int touch(struct fs *fs, int dirfd, const char *path, bool absent)
 
 int fs_touch(struct fs *fs, const char *path)
 {
-	return touch(fs, fs->lower_fd, path, false);
+	return touch(fs, fs->lower_fd, path, path, false);
+}
+
+int fs_touch_child(struct fs *fs, struct fs_inode *parent, const char *name, const char *path)
+{
+	bool lo;
+	int l, r;
+
+	if (touched(fs, path))
+		return 0;
+	if (!parent->lower || parent->opaque || !fs_lower_at_same_path(fs, parent))
+		return fs_touch(fs, path);
+	l = fs_dir_lower_fd(fs, parent, &lo);
+	if (l < 0)
+		return fs_touch(fs, path);
+	r = touch(fs, l, name, path, false);
+	fs_put_fd(l, lo);
+	return r;
 }
 
 int fs_touch_absent(struct fs *fs, const char *path)
 {
-	return touch(fs, fs->lower_fd, path, true);
+	return touch(fs, fs->lower_fd, path, path, true);
 }
 
 static int touch_level(struct fs *fs, int u, int l, struct strbuf *oldp, struct strbuf *newp,
@@ -386,7 +411,7 @@ int fs_copy_up_dir_touch_locked(struct fs *fs, struct fs_inode *dir)
 	 * is a conflict at commit, not something the commit undoes.
 	 */
 	if (dir == &fs->root_inode)
-		return touch(fs, fs->upper_fd, STORE_PATH_ROOT, false);
+		return touch(fs, fs->upper_fd, STORE_PATH_ROOT, STORE_PATH_ROOT, false);
 	r = fs_copy_up_dir_locked(fs, dir);
 	if (r == 0)
 		r = fs_path(fs, dir, &p);
@@ -417,7 +442,7 @@ int fs_copy_up_locked(struct fs *fs, struct fs_inode *inode, unsigned flags)
 		return -ENOENT;
 	r = fs_path(fs, inode, &path);
 	if (r == 0)
-		r = fs_touch(fs, path.buf);
+		r = fs_touch_child(fs, inode->parent, inode->name, path.buf);
 	if (r == 0)
 		r = fs_copy_up_dir_locked(fs, inode->parent);
 	if (r < 0)

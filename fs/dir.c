@@ -91,12 +91,8 @@ static int lower_has(struct fs *fs, struct fs_inode *dir, const char *name)
 	return r;
 }
 
-/*
- * Is dir's lower part PKG's directory at dir's own path? Not below a
- * renamed directory (which merges its old lower path) or an opaque one.
- * Caller holds fs->ns.
- */
-static bool lower_at_same_path(struct fs *fs, struct fs_inode *dir)
+/* Not below a renamed directory (which merges its old lower path) or an opaque one. */
+bool fs_lower_at_same_path(struct fs *fs, struct fs_inode *dir)
 {
 	for (; dir && dir != &fs->root_inode; dir = dir->parent)
 		if (dir->redirect || dir->opaque || dir->unlinked)
@@ -206,10 +202,10 @@ int fs_do_mknod(struct fs *fs, fuse_req_t req, struct fs_inode *parent, const ch
 		r = fs_copy_up_dir_locked(fs, parent);
 	if (r == 0)
 		r = fs_child_path(fs, parent, name, &path);
-	if (r == 0 && c.probe.lower == 0 && lower_at_same_path(fs, parent))
+	if (r == 0 && c.probe.lower == 0 && fs_lower_at_same_path(fs, parent))
 		r = fs_touch_absent(fs, path.buf);
 	else if (r == 0)
-		r = fs_touch(fs, path.buf);
+		r = fs_touch_child(fs, parent, name, path.buf);
 	if (r < 0)
 		goto out;
 	pu = fs_dir_upper_fd(fs, parent, &po);
@@ -334,7 +330,7 @@ int fs_do_link(struct fs *fs, struct fs_inode *inode, struct fs_inode *parent, c
 	if (r == 0)
 		r = fs_child_path(fs, parent, name, &path);
 	if (r == 0)
-		r = fs_touch(fs, path.buf);
+		r = fs_touch_child(fs, parent, name, path.buf);
 	if (r < 0)
 		goto out;
 	pu = fs_dir_upper_fd(fs, parent, &po);
@@ -413,7 +409,7 @@ int fs_do_unlink(struct fs *fs, struct fs_inode *parent, const char *name, bool 
 	if (r == 0)
 		r = fs_child_path(fs, parent, name, &path);
 	if (r == 0)
-		r = fs_touch(fs, path.buf);
+		r = fs_touch_child(fs, parent, name, path.buf);
 	if (r == 0)
 		r = fs_copy_up_dir_locked(fs, parent);
 	if (r < 0)
@@ -538,9 +534,9 @@ static int exchange(struct fs *fs, struct fs_inode *parent, const char *name,
 	if (r == 0)
 		r = fs_child_path(fs, newparent, newname, &newpath);
 	if (r == 0)
-		r = fs_touch(fs, oldpath.buf);
+		r = fs_touch_child(fs, parent, name, oldpath.buf);
 	if (r == 0)
-		r = fs_touch(fs, newpath.buf);
+		r = fs_touch_child(fs, newparent, newname, newpath.buf);
 	if (r == 0 && S_ISDIR(sc->st.st_mode))
 		r = fs_touch_tree(fs, src, oldpath.buf, newpath.buf);
 	if (r == 0 && S_ISDIR(dc->st.st_mode))
@@ -656,9 +652,9 @@ int fs_do_rename(struct fs *fs, struct fs_inode *parent, const char *name,
 	if (r == 0)
 		r = fs_child_path(fs, newparent, newname, &newpath);
 	if (r == 0)
-		r = fs_touch(fs, oldpath.buf);
+		r = fs_touch_child(fs, parent, name, oldpath.buf);
 	if (r == 0)
-		r = fs_touch(fs, newpath.buf);
+		r = fs_touch_child(fs, newparent, newname, newpath.buf);
 	if (r == 0 && S_ISDIR(sc.st.st_mode))
 		r = fs_touch_tree(fs, src, oldpath.buf, newpath.buf);
 	if (r == 0)

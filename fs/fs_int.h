@@ -356,6 +356,14 @@ int fs_copy_up_dir_touch_locked(struct fs *fs, struct fs_inode *dir);
 /* Record path as touched with PKG's original state; caller holds fs->ns. */
 int fs_touch(struct fs *fs, const char *path);
 /*
+ * The same for path, parent's child name: read through parent's lower
+ * directory fd where that is PKG's directory at parent's path, instead of
+ * opening it again from PKG's root.
+ */
+int fs_touch_child(struct fs *fs, struct fs_inode *parent, const char *name, const char *path);
+/* Is dir's lower part PKG's directory at dir's own path? Caller holds fs->ns. */
+bool fs_lower_at_same_path(struct fs *fs, struct fs_inode *dir);
+/*
  * The same for a path the caller has just seen absent from PKG (a lookup
  * under fs->ns found nothing in the lower directory at that very path):
  * recorded absent without looking again. Should PKG gain the path in
