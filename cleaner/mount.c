@@ -76,6 +76,31 @@ static bool path_within(const char *inner, const char *outer)
 	return strncmp(inner, outer, n) == 0 && (inner[n] == '/' || inner[n] == '\0');
 }
 
+/*
+ * The store inside PKG would show in the mount, where a cleaner could
+ * change it and a commit write those changes into the store in use; PKG
+ * inside the store is a transaction's own layer.
+ */
+static int check_store(struct cjfs *c, const char *rpkg)
+{
+	char *rstore;
+	int r = cjfs_realdir(store_path(cjfs_store(c)), &rstore);
+
+	if (r < 0)
+		return log_errno(r, "cannot use the store '%s'", store_path(cjfs_store(c)));
+	if (path_within(rstore, rpkg)) {
+		log_error("the store '%s' is inside the package '%s': keep it outside (--store DIR or CJFS_HOME)",
+			  rstore, rpkg);
+		r = -EINVAL;
+	} else if (path_within(rpkg, rstore)) {
+		log_error("the package '%s' is inside the store '%s': give the directory of the code to clean",
+			  rpkg, rstore);
+		r = -EINVAL;
+	}
+	free(rstore);
+	return r;
+}
+
 static int check_mnt(const char *mnt, const char *rpkg, char **ret)
 {
 	struct dirent *de;
@@ -342,6 +367,9 @@ int cjfs_mount(struct cjfs *c, const char *pkg, const char *mnt, const struct cj
 		pkg = t->pkg;
 	}
 	r = check_pkg(pkg, &rpkg);
+	if (r < 0)
+		goto out;
+	r = check_store(c, rpkg);
 	if (r < 0)
 		goto out;
 	r = check_mnt(mnt, rpkg, &rmnt);

@@ -238,6 +238,24 @@ Test(transaction, mount_refuses_bad_arguments_and_changes_nothing)
 	free(after);
 }
 
+/*
+ * A store inside PKG would show in the mount, and a commit could write a
+ * cleaner's changes into the store in use: refused, nothing mounted.
+ */
+Test(transaction, a_store_inside_pkg_is_refused)
+{
+	char saved[sizeof(env.store)];
+
+	memcpy(saved, env.store, sizeof(saved));
+	snprintf(env.store, sizeof(env.store), "%s/.cjfs-store", env.pkg);
+	cr_assert_eq(h_cjfs(&env, "mount", env.pkg, env.mnt, NULL), 1);
+	assert_one_line_error("inside the package");
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "true", NULL), 125); /* cjfs failed, not CMD */
+	assert_one_line_error("keep it outside");
+	memcpy(env.store, saved, sizeof(saved));
+	cr_assert_eq(h_sh("/", "mountpoint -q '%s'", env.mnt) != 0, 1, "something was mounted");
+}
+
 Test(transaction, a_second_mount_of_the_same_pkg_is_refused)
 {
 	char mnt2[PATH_MAX];
