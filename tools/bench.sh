@@ -320,6 +320,27 @@ report() {
 			}
 			printf "\n"
 		}
+		# The issue asks for strictly faster than fuse-overlayfs: paired round by round.
+		ref = "fuse-overlayfs"; nc = 0
+		for (s = 1; s <= ns; s++) if (sys[s] != "native" && sys[s] != ref) cmp[++nc] = sys[s]
+		if (index("," systems ",", "," ref ",") && nc) {
+			printf "\nAgainst fuse-overlayfs in the same round (median of per-round ratios; rounds faster):\n\n"
+			printf "| workload |"; for (s = 1; s <= nc; s++) printf " %s |", cmp[s]; printf "\n"
+			printf "|---|"; for (s = 1; s <= nc; s++) printf "---|"; printf "\n"
+			for (k = 1; k <= nw; k++) {
+				w = order[k]; printf "| %s |", w
+				for (s = 1; s <= nc; s++) {
+					m = 0; fast = 0
+					for (r in rounds) {
+						a = w SUBSEP cmp[s] SUBSEP r; b = w SUBSEP ref SUBSEP r
+						if ((a in t) && (b in t) && t[b] > 0) { rt[++m] = t[a] / t[b]; if (t[a] < t[b]) fast++ }
+					}
+					if (!m) printf " – |"
+					else printf " %.2f (%d of %d) |", median(rt, m), fast, m
+				}
+				printf "\n"
+			}
+		}
 	}' "$results"
 	echo
 }
