@@ -47,6 +47,9 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
 			break;
 		case 'd':
 			o.debug = o.foreground = true;
+			/* libfuse's request lines are debug messages (fs_log()): print them. */
+			if (log_max_level < LOG_LEVEL_DEBUG)
+				log_max_level = LOG_LEVEL_DEBUG;
 			break;
 		case 'o':
 			o.options = optarg;

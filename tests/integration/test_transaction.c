@@ -318,6 +318,16 @@ Test(transaction, the_foreground_daemon_exits_cleanly_on_unmount)
 	free(s);
 }
 
+/* mount -d logs every request it serves, in the foreground, on stderr. */
+Test(transaction, mount_debug_logs_every_request)
+{
+	h_mount_fg_opt(&env, "-d");
+	h_write(env.mnt, "dbg.txt", "d\n");
+	cr_assert_eq(h_unmount(&env), 0);
+	cr_assert_not_null(strstr(env.err, "opcode: CREATE"), "no request in the log: %s", env.err);
+	cr_assert_not_null(strstr(env.err, "opcode: RELEASE"), "%s", env.err);
+}
+
 /*
  * The daemon runs under umask 0 (new objects get the creator's umask only),
  * so the store files it writes itself must give their modes explicitly:
