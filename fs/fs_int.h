@@ -477,6 +477,8 @@ bool fs_uring_offer(struct fs *fs);
 void fs_uring_negotiated(struct fs *fs, size_t payload);
 ssize_t fs_uring_reply(const struct iovec *iov, int count);
 void *fs_uring_buf(size_t size);
+/* Long work ahead on this thread: a ring thread takes normal priority for it. */
+void fs_uring_heavy(void);
 void fs_uring_stop(struct fs *fs);
 
 void fs_pt_init(struct fs *fs);

@@ -282,6 +282,13 @@ static void fs_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
  * disk works while the requests go back and forth.
  */
 #define FS_READAHEAD (4 << 20)
+/*
+ * Reads and writes this big are bulk data (the kernel's readahead of a big
+ * file, not a source file read whole): a ring thread serves them at normal
+ * priority (fs_uring_heavy()), so that a busy CPU slows them no more than
+ * it slows the reader.
+ */
+#define FS_IO_HEAVY (64 << 10)
 #define FS_READAHEAD_EVERY (1 << 20)
 
 static void fs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -295,6 +302,8 @@ static void fs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *dst;
 
 	(void)ino;
+	if (size >= FS_IO_HEAVY)
+		fs_uring_heavy();
 	if (off == __atomic_exchange_n(&fh->next, end, __ATOMIC_RELAXED) && off &&
 	    (off & (FS_READAHEAD_EVERY - 1)) < (off_t)size)
 		(void)readahead(fd, end, FS_READAHEAD);
@@ -336,6 +345,8 @@ static void fs_ll_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = fh->fd;
 	out.buf[0].pos = off;
+	if (fuse_buf_size(in) >= FS_IO_HEAVY)
+		fs_uring_heavy();
 	n = fuse_buf_copy(&out, in, 0);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);

@@ -130,6 +130,8 @@ int fs_list_merged(struct fs *fs, int upper_fd, int lower_fd, struct fs_dirent *
 			r = push(&v, &n, &cap, name, ino, entry_type(d, de));
 			if (r < 0)
 				break;
+			if (n == 4096)
+				fs_uring_heavy(); /* a long listing: not at the lowest priority */
 		}
 		closedir(d);
 	}

@@ -79,6 +79,7 @@ int store_stage_fd(struct store *s, int64_t txn, int fd, uint64_t size,
 	uint64_t pos = 0;
 	int pack, r;
 
+	util_heavy(size);
 	buf = malloc(STAGE_CHUNK);
 	if (!buf)
 		return -ENOMEM;

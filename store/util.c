@@ -476,10 +476,24 @@ int64_t util_copy_fd(int in, int out)
 	}
 }
 
+static void (*heavy_hook)(void);
+
+void util_set_heavy_hook(void (*fn)(void))
+{
+	heavy_hook = fn;
+}
+
+void util_heavy(uint64_t bytes)
+{
+	if (bytes >= UTIL_HEAVY_BYTES && heavy_hook)
+		heavy_hook();
+}
+
 int util_copy_sparse(int in, int out, off_t size)
 {
 	off_t pos = 0;
 
+	util_heavy((uint64_t)size);
 	while (pos < size) {
 		off_t data = lseek(in, pos, SEEK_DATA);
 		off_t hole;

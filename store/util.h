@@ -165,6 +165,17 @@ struct strset {
 int strset_add(struct strset *set, const char *s);
 bool strset_has(const struct strset *set, const char *s);
 void strset_release(struct strset *set);
+/*
+ * Work that takes a while on the CPU (copying or hashing more than
+ * UTIL_HEAVY_BYTES): util_heavy() tells the hook set with
+ * util_set_heavy_hook(), if any, before it starts. The FUSE daemon's ring
+ * threads wait at the lowest priority and take normal priority for such
+ * work (fs/uring.c).
+ */
+#define UTIL_HEAVY_BYTES (256 * 1024)
+void util_set_heavy_hook(void (*fn)(void));
+void util_heavy(uint64_t bytes);
+
 /* FNV-1a, for hash tables elsewhere. */
 uint64_t util_hash_str(const char *s);
 uint64_t util_hash_mix(uint64_t h, uint64_t v);

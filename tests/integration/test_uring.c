@@ -34,6 +34,7 @@ static void teardown(void)
 {
 	unsetenv("CJFS_NO_URING");
 	unsetenv("CJFS_NO_PASSTHROUGH");
+	unsetenv("CJFS_RING_NORMAL");
 	h_teardown(&env);
 }
 
@@ -164,6 +165,76 @@ Test(uring, a_request_is_served_on_the_cpu_that_made_it)
 
 #define BIG (3 * 1024 * 1024 + 123)
 #define CHUNK (1024 * 1024)
+
+/* The scheduling policy of each of the daemon's ring threads (SCHED_*). */
+static int ring_policies(pid_t daemon, int *policy, int max)
+{
+	char path[64], buf[1024];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)daemon);
+	d = opendir(path);
+	cr_assert(d, "%s: %s", path, strerror(errno));
+	while ((de = readdir(d)) && n < max) {
+		char *p, *field;
+		FILE *f;
+		size_t len;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)daemon, de->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = '\0';
+		/* "tid (comm) state ...": field 41 is the policy. */
+		p = strrchr(buf, ')');
+		if (!p || !strstr(buf, "(cjfs-ring"))
+			continue;
+		field = strtok(p + 2, " ");
+		for (int i = 3; field && i < 41; i++)
+			field = strtok(NULL, " ");
+		cr_assert_not_null(field, "no policy in %s", path);
+		policy[n++] = atoi(field);
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * The ring threads wait at the lowest priority (SCHED_IDLE), so that the
+ * program they answer stays on its CPU (fs/uring.c); CJFS_RING_NORMAL=1
+ * keeps them at normal priority.
+ */
+Test(uring, ring_threads_wait_at_the_lowest_priority)
+{
+	int policy[MAX_THREADS], n;
+	struct stat st;
+
+	if (!uring_enabled())
+		cr_skip_test("the fuse module's enable_uring is off");
+	if (geteuid() != 0)
+		cr_skip_test("an ordinary user's threads may not leave SCHED_IDLE again: not used");
+	h_mount_fg(&env);
+	CK(stat(env.mnt, &st));
+	n = ring_policies(env.daemon, policy, MAX_THREADS);
+	cr_assert_gt(n, 0, "no ring threads in a daemon with enable_uring on");
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(policy[i], SCHED_IDLE, "a ring thread waits with policy %d", policy[i]);
+	cr_assert_eq(h_unmount(&env), 0);
+	cr_assert_eq(h_cjfs(&env, "rollback", "1", NULL), 0, "%s", env.err);
+	setenv("CJFS_RING_NORMAL", "1", 1);
+	h_mount_fg(&env);
+	CK(stat(env.mnt, &st));
+	n = ring_policies(env.daemon, policy, MAX_THREADS);
+	cr_assert_gt(n, 0);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(policy[i], SCHED_OTHER, "CJFS_RING_NORMAL=1: policy %d", policy[i]);
+}
 
 static char *pattern(unsigned int seed)
 {
