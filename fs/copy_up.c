@@ -46,11 +46,7 @@ void fs_free_touched(struct fs *fs)
 	strset_release(&fs->touched);
 }
 
-/*
- * Record path's original, read as rel in dirfd (path in PKG's root, a name
- * in PKG's directory of the path, or for STORE_PATH_ROOT the mount root
- * itself), before the first change to it.
- */
+/* Has path's original been recorded? */
 static bool touched(struct fs *fs, const char *path)
 {
 	bool seen;
@@ -61,6 +57,11 @@ static bool touched(struct fs *fs, const char *path)
 	return seen;
 }
 
+/*
+ * Record path's original, read as rel in dirfd (path in PKG's root, a name
+ * in PKG's directory of the path, or for STORE_PATH_ROOT the mount root
+ * itself), before the first change to it.
+ */
 static int touch(struct fs *fs, int dirfd, const char *rel, const char *path, bool absent)
 {
 	struct strbuf xattrs = STRBUF_INIT;

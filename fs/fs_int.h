@@ -349,8 +349,9 @@ int fs_copy_up_locked(struct fs *fs, struct fs_inode *inode, unsigned flags);
 int fs_copy_up_dir_locked(struct fs *fs, struct fs_inode *dir);
 /*
  * The same before a directory's own attributes (mode, owner, times, xattrs)
- * change: its path is recorded too, but for the root's. Caller holds fs->ns
- * for writing.
+ * change: its path is recorded too (the mount root's as STORE_PATH_ROOT,
+ * with what the mount root shows as its original). Caller holds fs->ns for
+ * writing.
  */
 int fs_copy_up_dir_touch_locked(struct fs *fs, struct fs_inode *dir);
 /* Record path as touched with PKG's original state; caller holds fs->ns. */

@@ -101,11 +101,11 @@ static __thread uint64_t chk_ns, chk_delay, normal_until;
 #define RING_STARVED_NS 200000
 #define RING_NORMAL_HOLD_NS 1000000000ULL
 
-static void ring_set_idle(bool idle)
+static bool ring_set_idle(bool idle)
 {
 	struct sched_param sp = { 0 };
 
-	(void)pthread_setschedparam(pthread_self(), idle ? SCHED_IDLE : SCHED_OTHER, &sp);
+	return pthread_setschedparam(pthread_self(), idle ? SCHED_IDLE : SCHED_OTHER, &sp) == 0;
 }
 
 static bool ring_may_idle(void)
@@ -120,10 +120,8 @@ static bool ring_may_idle(void)
 
 void fs_uring_heavy(void)
 {
-	if (ring_idle && !ring_boosted) {
-		ring_set_idle(false);
-		ring_boosted = true;
-	}
+	if (ring_idle && !ring_boosted)
+		ring_boosted = ring_set_idle(false);
 }
 
 /* How long this thread has waited for a CPU in all (ns); false if unknown. */
@@ -148,8 +146,7 @@ static void ring_go_idle(void)
 	if (!ring_waited(&chk_delay))
 		return;
 	chk_ns = util_mono_ns();
-	ring_set_idle(true);
-	ring_idle = true;
+	ring_idle = ring_set_idle(true);
 }
 
 /* After a batch of requests: back to SCHED_IDLE, or to normal priority if starved. */
@@ -157,8 +154,9 @@ static void ring_after_batch(void)
 {
 	uint64_t now, dt, dd, delay;
 
+	/* Back to SCHED_IDLE; should that fail, it serves at normal priority. */
 	if (ring_boosted) {
-		ring_set_idle(true);
+		ring_idle = ring_set_idle(true);
 		ring_boosted = false;
 	}
 	if (!ring_may || ++batches < RING_CHECK_EVERY)
@@ -179,8 +177,7 @@ static void ring_after_batch(void)
 	if (dd > RING_STARVED_NS && dd * 4 > dt) {
 		log_debug("ring thread on CPU %d waited %llu us for the CPU in %llu us: normal priority for a second",
 			  sched_getcpu(), (unsigned long long)dd / 1000, (unsigned long long)dt / 1000);
-		ring_set_idle(false);
-		ring_idle = false;
+		ring_idle = !ring_set_idle(false);
 		normal_until = now + RING_NORMAL_HOLD_NS;
 	}
 }
