@@ -300,11 +300,14 @@ report() {
 		for (i = 2; i <= n; i++) { t = arr[i]; for (j = i - 1; j >= 1 && arr[j] > t; j--) arr[j + 1] = arr[j]; arr[j + 1] = t }
 		return n % 2 ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
 	}
+	function header(cols, nc,   c) {
+		printf "| workload |"; for (c = 1; c <= nc; c++) printf " %s |", cols[c]
+		printf "\n|---|"; for (c = 1; c <= nc; c++) printf "---|"; printf "\n"
+	}
 	{ key = $1 SUBSEP $2 SUBSEP $3; t[key] = $4; if (!($1 in seen)) { seen[$1] = 1; order[++nw] = $1 } rounds[$3] = 1 }
 	END {
 		ns = split(systems, sys, ",")
-		printf "| workload |"; for (s = 1; s <= ns; s++) printf " %s |", sys[s]; printf "\n"
-		printf "|---|"; for (s = 1; s <= ns; s++) printf "---|"; printf "\n"
+		header(sys, ns)
 		for (k = 1; k <= nw; k++) {
 			w = order[k]; printf "| %s |", w
 			for (s = 1; s <= ns; s++) {
@@ -325,8 +328,7 @@ report() {
 		for (s = 1; s <= ns; s++) if (sys[s] != "native" && sys[s] != ref) cmp[++nc] = sys[s]
 		if (index("," systems ",", "," ref ",") && nc) {
 			printf "\nAgainst fuse-overlayfs in the same round (median of per-round ratios; rounds faster):\n\n"
-			printf "| workload |"; for (s = 1; s <= nc; s++) printf " %s |", cmp[s]; printf "\n"
-			printf "|---|"; for (s = 1; s <= nc; s++) printf "---|"; printf "\n"
+			header(cmp, nc)
 			for (k = 1; k <= nw; k++) {
 				w = order[k]; printf "| %s |", w
 				for (s = 1; s <= nc; s++) {

@@ -58,9 +58,34 @@ struct ring_thread {
 	int cpu;       /* the CPU in its name (cjfs-ringN) */
 	int on;	       /* the one CPU it may run on, or -1 */
 	long switches; /* context switches so far */
+	int policy;    /* SCHED_* */
 };
 
-/* The daemon's ring threads and how often each has been woken. */
+/* The scheduling policy (SCHED_*) of the daemon's thread tid, or -1. */
+static int task_policy(pid_t daemon, const char *tid)
+{
+	char path[64], buf[1024], *field;
+	size_t len;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)daemon, tid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	/* "tid (comm) state ...": field 41 is the policy. */
+	field = strrchr(buf, ')');
+	if (!field)
+		return -1;
+	field = strtok(field + 2, " ");
+	for (int i = 3; field && i < 41; i++)
+		field = strtok(NULL, " ");
+	return field ? atoi(field) : -1;
+}
+
+/* The daemon's ring threads, how often each has been woken, and their policy. */
 static int ring_threads(pid_t daemon, struct ring_thread *t)
 {
 	char path[64], line[256];
@@ -95,7 +120,7 @@ static int ring_threads(pid_t daemon, struct ring_thread *t)
 		}
 		fclose(f);
 		if (cpu >= 0)
-			t[n++] = (struct ring_thread){ cpu, on, sw };
+			t[n++] = (struct ring_thread){ cpu, on, sw, task_policy(daemon, de->d_name) };
 	}
 	closedir(d);
 	return n;
@@ -166,45 +191,6 @@ Test(uring, a_request_is_served_on_the_cpu_that_made_it)
 #define BIG (3 * 1024 * 1024 + 123)
 #define CHUNK (1024 * 1024)
 
-/* The scheduling policy of each of the daemon's ring threads (SCHED_*). */
-static int ring_policies(pid_t daemon, int *policy, int max)
-{
-	char path[64], buf[1024];
-	struct dirent *de;
-	DIR *d;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)daemon);
-	d = opendir(path);
-	cr_assert(d, "%s: %s", path, strerror(errno));
-	while ((de = readdir(d)) && n < max) {
-		char *p, *field;
-		FILE *f;
-		size_t len;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)daemon, de->d_name);
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		len = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[len] = '\0';
-		/* "tid (comm) state ...": field 41 is the policy. */
-		p = strrchr(buf, ')');
-		if (!p || !strstr(buf, "(cjfs-ring"))
-			continue;
-		field = strtok(p + 2, " ");
-		for (int i = 3; field && i < 41; i++)
-			field = strtok(NULL, " ");
-		cr_assert_not_null(field, "no policy in %s", path);
-		policy[n++] = atoi(field);
-	}
-	closedir(d);
-	return n;
-}
-
 /*
  * The ring threads wait at the lowest priority (SCHED_IDLE), so that the
  * program they answer stays on its CPU (fs/uring.c); CJFS_RING_NORMAL=1
@@ -212,8 +198,9 @@ static int ring_policies(pid_t daemon, int *policy, int max)
  */
 Test(uring, ring_threads_wait_at_the_lowest_priority)
 {
-	int policy[MAX_THREADS], n;
+	struct ring_thread t[MAX_THREADS];
 	struct stat st;
+	int n;
 
 	if (!uring_enabled())
 		cr_skip_test("the fuse module's enable_uring is off");
@@ -221,19 +208,19 @@ Test(uring, ring_threads_wait_at_the_lowest_priority)
 		cr_skip_test("an ordinary user's threads may not leave SCHED_IDLE again: not used");
 	h_mount_fg(&env);
 	CK(stat(env.mnt, &st));
-	n = ring_policies(env.daemon, policy, MAX_THREADS);
+	n = ring_threads(env.daemon, t);
 	cr_assert_gt(n, 0, "no ring threads in a daemon with enable_uring on");
 	for (int i = 0; i < n; i++)
-		cr_assert_eq(policy[i], SCHED_IDLE, "a ring thread waits with policy %d", policy[i]);
+		cr_assert_eq(t[i].policy, SCHED_IDLE, "a ring thread waits with policy %d", t[i].policy);
 	cr_assert_eq(h_unmount(&env), 0);
 	cr_assert_eq(h_cjfs(&env, "rollback", "1", NULL), 0, "%s", env.err);
 	setenv("CJFS_RING_NORMAL", "1", 1);
 	h_mount_fg(&env);
 	CK(stat(env.mnt, &st));
-	n = ring_policies(env.daemon, policy, MAX_THREADS);
+	n = ring_threads(env.daemon, t);
 	cr_assert_gt(n, 0);
 	for (int i = 0; i < n; i++)
-		cr_assert_eq(policy[i], SCHED_OTHER, "CJFS_RING_NORMAL=1: policy %d", policy[i]);
+		cr_assert_eq(t[i].policy, SCHED_OTHER, "CJFS_RING_NORMAL=1: policy %d", t[i].policy);
 }
 
 static char *pattern(unsigned int seed)
