@@ -630,19 +630,21 @@ static int restore_to_dir(struct cjfs *c, const struct store_txn *t,
 			  const char *dir, int64_t start, struct cjfs_result *ret)
 {
 	char staging[64], *detail = NULL, size[32], took[32];
-	size_t written = 0, *link;
+	size_t written = 0, *link = NULL;
 	uint64_t bytes = 0;
 	int dfd = -1, sfd = -1, r;
 
-	link = original_links(rows, n, on);
-	if (!link)
-		return log_errno(-ENOMEM, "cannot restore into '%s'", dir);
 	r = util_mkdir_p(dir, 0755);
 	if (r < 0)
 		return log_errno(r, "cannot create '%s'", dir);
 	dfd = util_openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY, 0);
 	if (dfd < 0)
 		return log_errno(dfd, "cannot open '%s'", dir);
+	link = original_links(rows, n, on);
+	if (!link) {
+		r = log_errno(-ENOMEM, "cannot restore into '%s'", dir);
+		goto out;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (on[i] && !to_dir_skips(&rows[i])) {
 			r = check_target_in_dir(dfd, dir, &rows[i]);
