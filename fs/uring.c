@@ -92,8 +92,8 @@ static __thread struct fs_ring *serving;
  * where a thread may go back to normal priority (root, or an RLIMIT_NICE
  * allowing nice 0); CJFS_RING_NORMAL=1 keeps normal priority throughout.
  */
-static __thread bool ring_may, ring_idle, ring_boosted;
-static __thread int sched_fd = -1;
+static __thread bool ring_idle, ring_boosted;
+static __thread int sched_fd = -1; /* open where SCHED_IDLE is used */
 static __thread unsigned int batches;
 static __thread uint64_t chk_ns, chk_delay, normal_until;
 
@@ -159,7 +159,7 @@ static void ring_after_batch(void)
 		ring_idle = ring_set_idle(true);
 		ring_boosted = false;
 	}
-	if (!ring_may || ++batches < RING_CHECK_EVERY)
+	if (sched_fd < 0 || ++batches < RING_CHECK_EVERY)
 		return;
 	batches = 0;
 	now = util_mono_ns();
@@ -363,11 +363,9 @@ static void *ring_main(void *arg)
 	CPU_ZERO(&cpus);
 	CPU_SET(r->qid, &cpus);
 	(void)pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
-	if (ring_may_idle()) {
+	if (ring_may_idle())
 		sched_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-		ring_may = sched_fd >= 0;
-	}
-	if (ring_may)
+	if (sched_fd >= 0)
 		ring_go_idle();
 	e = io_uring_queue_init_params(4, &r->ring, &p);
 	if (e == -EINVAL) {

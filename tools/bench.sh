@@ -82,7 +82,9 @@ pll=$base/passthrough_ll
 if [[ ,$systems, == *,passthrough_ll,* ]]; then
 	ex=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
 	[[ -f $ex ]] || { [[ -f $ex.gz ]] && zcat "$ex.gz" >"$base/passthrough_ll.c" && ex=$base/passthrough_ll.c; }
-	if [[ ! -f $ex ]] || ! cc -O2 -o "$pll" "$ex" $(pkg-config --cflags --libs fuse3) 2>/dev/null; then
+	# Built once per BENCH_DIR, again only when the example is newer.
+	if [[ ! -f $ex ]] || { ! [[ -x $pll && $pll -nt $ex ]] &&
+		! cc -O2 -o "$pll" "$ex" $(pkg-config --cflags --libs fuse3) 2>/dev/null; }; then
 		echo "bench: cannot build libfuse's passthrough_ll example (libfuse3-dev): passthrough_ll skipped" >&2
 		systems=$(echo ",$systems," | sed 's/,passthrough_ll,/,/; s/^,//; s/,$//')
 	fi
