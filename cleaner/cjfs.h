@@ -144,8 +144,10 @@ struct cjfs_run_opts {
 };
 
 /*
- * Mount pkg on a private temporary directory, run argv there (working
- * directory = the mount root), commit if it exits 0, roll back otherwise.
+ * Mount pkg on a private temporary directory, run argv with that mount
+ * shown at pkg's own path in a mount namespace of its own (working
+ * directory = the mount root; run.c), commit if it exits 0, roll back
+ * otherwise; a process it left still using the mount leaves it open.
  * Returns the command's exit status (128 + signal if killed), 125 if cjfs
  * itself failed, 126/127 if the command could not be run / was not found.
  */

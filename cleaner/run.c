@@ -1,16 +1,35 @@
 // SPDX-License-Identifier: MIT
 /*
- * cjfs run: mount PKG on a private temporary directory, run a command there,
- * judge its outcome, commit or roll back, and report.
+ * cjfs run: mount PKG on a private temporary directory, show that mount to a
+ * command at PKG's own path, run the command there, judge its outcome,
+ * commit or roll back, and report.
+ *
+ * The command sees the mount where PKG is, in a mount namespace of its own
+ * (a bind mount of the private directory over PKG's path; other programs
+ * still see PKG as it is), so what a tool looks for above its working
+ * directory (.clang-format, pyproject.toml, .editorconfig, the git
+ * repository) is found as when it runs in PKG, and absolute paths into PKG
+ * go through the transaction too. Root makes the namespace directly; other
+ * users in a user namespace of their own, which maps only their own user
+ * and group: so that no file's group shows as "nogroup" to a tool that
+ * copies it (sed -i), that is done only where the user has no other group
+ * or PKG's top directory has the user's own. Where the namespace cannot be
+ * made, the command runs at the private directory, with a warning.
  */
 #include "cjfs.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleaner_int.h"
@@ -61,28 +80,28 @@ static char *private_dir(void)
 	return tmpl;
 }
 
-/* Run argv with its working directory at dir; returns its wait status or -errno. */
-static int spawn_wait(const char *dir, char *const argv[])
+/* In a child: enter dir and run argv there. */
+static void __attribute__((noreturn)) exec_in(const char *dir, char *const argv[])
+{
+	if (chdir(dir) < 0) {
+		log_errno(-errno, "cannot enter the mount '%s'", dir);
+		_exit(RUN_CJFS_FAILED);
+	}
+	(void)setenv("PWD", dir, 1);
+	execvp(argv[0], argv);
+	log_errno(-errno, "cannot run '%s'", argv[0]);
+	_exit(errno == ENOENT ? RUN_NOT_FOUND : RUN_CANNOT_EXEC);
+}
+
+/* Wait for pid as system(3) would; returns its wait status. */
+static int wait_forwarding(pid_t pid)
 {
 	struct sigaction ign = { .sa_handler = SIG_IGN }, fwd = { .sa_handler = forward_signal };
 	struct sigaction old_int, old_quit, old_term, old_hup;
 	int status = 0;
-	pid_t pid;
 
 	sigemptyset(&ign.sa_mask);
 	sigemptyset(&fwd.sa_mask);
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		if (chdir(dir) < 0) {
-			log_errno(-errno, "cannot enter the mount '%s'", dir);
-			_exit(RUN_CJFS_FAILED);
-		}
-		execvp(argv[0], argv);
-		log_errno(-errno, "cannot run '%s'", argv[0]);
-		_exit(errno == ENOENT ? RUN_NOT_FOUND : RUN_CANNOT_EXEC);
-	}
 	run_child = pid;
 	/* Like system(3): ^C and ^\ are for the command; cjfs waits to clean up after it. */
 	sigaction(SIGINT, &ign, &old_int);
@@ -99,15 +118,198 @@ static int spawn_wait(const char *dir, char *const argv[])
 	return status;
 }
 
+/* Run argv with its working directory at dir; returns its wait status or -errno. */
+static int spawn_wait(const char *dir, char *const argv[])
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0)
+		exec_in(dir, argv);
+	return wait_forwarding(pid);
+}
+
+/* What the helper in the command's namespace reports (run_at_pkg). */
+struct run_report {
+	int setup;  /* 0, -errno, or NS_HIDES_GROUPS: why PKG could not be shown */
+	int status; /* the command's wait status */
+	bool busy;  /* a process it left still uses the mount */
+};
+
+/* A user namespace would show some of the user's files as "nogroup". */
+#define NS_HIDES_GROUPS 1
+
+static int write_proc(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	r = util_write_full(fd, text, strlen(text));
+	close(fd);
+	return r;
+}
+
+/*
+ * A user namespace maps only the user's own user and group: files of the
+ * user's other groups would show as "nogroup", and a tool copying a file's
+ * group (sed -i) would lose it. Fine where there is no other group, or PKG
+ * itself has the user's own group.
+ */
+static bool userns_shows_groups(const struct stat *pkg)
+{
+	gid_t g = getegid(), *v;
+	bool ok = true;
+	int n;
+
+	if (pkg->st_gid == g)
+		return true;
+	n = getgroups(0, NULL);
+	if (n <= 0)
+		return n == 0;
+	v = calloc((size_t)n, sizeof(*v));
+	if (!v)
+		return false;
+	n = getgroups(n, v);
+	for (int i = 0; i < n; i++)
+		ok = ok && v[i] == g;
+	free(v);
+	return ok && n >= 0;
+}
+
+/* Enter a mount namespace of our own in which dir is mounted over pkg. */
+static int enter_pkg_namespace(const char *dir, const char *pkg)
+{
+	uid_t u = geteuid();
+	gid_t g = getegid();
+	struct stat st;
+	char map[64];
+	int r;
+
+	if (stat(pkg, &st) < 0)
+		return -errno;
+	if (unshare(CLONE_NEWNS) < 0) {
+		if (errno != EPERM)
+			return -errno;
+		if (!userns_shows_groups(&st))
+			return NS_HIDES_GROUPS;
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+			return -errno;
+		snprintf(map, sizeof(map), "%u %u 1", (unsigned)u, (unsigned)u);
+		r = write_proc("/proc/self/uid_map", map);
+		if (r == 0)
+			r = write_proc("/proc/self/setgroups", "deny");
+		snprintf(map, sizeof(map), "%u %u 1", (unsigned)g, (unsigned)g);
+		if (r == 0)
+			r = write_proc("/proc/self/gid_map", map);
+		if (r < 0)
+			return r;
+	}
+	/* Nothing mounted here may show outside (PKG itself stays as it is there). */
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+		return -errno;
+	if (mount(dir, pkg, NULL, MS_BIND, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Take the mount off PKG again; true if a process the command left still uses it. */
+static bool unmount_busy(const char *pkg)
+{
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+	for (int i = 0; i < 100; i++) {
+		if (umount2(pkg, UMOUNT_NOFOLLOW) == 0 || errno != EBUSY)
+			return false;
+		nanosleep(&ts, NULL); /* give a process on its way out a second */
+	}
+	return true;
+}
+
+/* The helper: in a namespace of its own, run argv at pkg; report to out. */
+static void __attribute__((noreturn)) helper(const char *dir, const char *pkg,
+					     char *const argv[], int out)
+{
+	struct run_report rep = { .setup = enter_pkg_namespace(dir, pkg) };
+	pid_t pid;
+
+	if (rep.setup == 0) {
+		/* The helper itself must not keep the mount busy. */
+		(void)!chdir("/");
+		pid = fork();
+		if (pid == 0)
+			exec_in(pkg, argv);
+		if (pid < 0) {
+			rep.setup = -errno;
+			(void)unmount_busy(pkg);
+		} else {
+			rep.status = wait_forwarding(pid);
+			rep.busy = unmount_busy(pkg);
+		}
+	}
+	(void)util_write_full(out, &rep, sizeof(rep));
+	_exit(0);
+}
+
+/*
+ * Run argv with the mount dir shown at pkg (see the top of this file), or
+ * at dir where that cannot be done. Returns its wait status or -errno;
+ * *busy when a process it left still uses the mount.
+ */
+static int run_at_pkg(const char *dir, const char *pkg, char *const argv[], bool *busy)
+{
+	struct run_report rep = { 0 };
+	int p[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	*busy = false;
+	if (!pkg)
+		return spawn_wait(dir, argv);
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		status = -errno;
+		close(p[0]);
+		close(p[1]);
+		return status;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		helper(dir, pkg, argv, p[1]);
+	}
+	close(p[1]);
+	status = wait_forwarding(pid);
+	do {
+		n = read(p[0], &rep, sizeof(rep));
+	} while (n < 0 && errno == EINTR);
+	close(p[0]);
+	if (n != (ssize_t)sizeof(rep))
+		return status; /* the helper was killed, and the command with it */
+	if (rep.setup == 0) {
+		*busy = rep.busy;
+		return rep.status;
+	}
+	log_warn("the command runs in '%s', not at '%s' (%s): configuration above the package (.clang-format, pyproject.toml, .git) is not found there",
+		 dir, pkg,
+		 rep.setup == NS_HIDES_GROUPS
+			 ? "its group is not your own, and in the user namespace a non-root user needs your other groups would show as nogroup"
+			 : strerror(-rep.setup));
+	return spawn_wait(dir, argv);
+}
+
 int cjfs_run(struct cjfs *c, const char *pkg, char *const argv[], const struct cjfs_run_opts *opts,
 	     struct cjfs_result *ret)
 {
 	struct cjfs_mount_opts mo = { .concurrent = opts->concurrent };
 	struct cjfs_result res = { 0 };
-	char *dir, *cmd;
+	char *dir, *cmd, *at;
 	int64_t txn = 0;
 	int status, code, r;
-	bool mounted = true;
+	bool mounted = true, busy;
 
 	dir = private_dir();
 	if (!dir) {
@@ -123,7 +325,13 @@ int cjfs_run(struct cjfs *c, const char *pkg, char *const argv[], const struct c
 		free(dir);
 		return RUN_CJFS_FAILED;
 	}
-	status = spawn_wait(dir, argv);
+	/* Where the command sees the mount: PKG's own path (not "/", which cannot be covered). */
+	at = realpath(pkg, NULL);
+	if (at && strcmp(at, "/") == 0) {
+		free(at);
+		at = NULL;
+	}
+	status = run_at_pkg(dir, at, argv, &busy);
 	if (status < 0) {
 		log_errno(status, "cannot start '%s'", argv[0]);
 		code = RUN_CJFS_FAILED;
@@ -132,7 +340,12 @@ int cjfs_run(struct cjfs *c, const char *pkg, char *const argv[], const struct c
 	} else {
 		code = 128 + WTERMSIG(status);
 	}
-	if (code == 0) {
+	if (busy) {
+		/* Neither can finish while the mount is in use: it stays, and so does the transaction. */
+		log_error("a process the command started still uses '%s'; transaction %lld is left open at '%s': commit or roll it back once that process has exited",
+			  at, (long long)txn, dir);
+		code = code ? code : RUN_CJFS_FAILED;
+	} else if (code == 0) {
 		r = cjfs_commit(c, txn, 0, &res);
 		if (r < 0) {
 			code = RUN_CJFS_FAILED;
@@ -177,6 +390,7 @@ int cjfs_run(struct cjfs *c, const char *pkg, char *const argv[], const struct c
 		*ret = res;
 		ret->txn = txn;
 	}
+	free(at);
 	free(dir);
 	return code;
 }

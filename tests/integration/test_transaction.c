@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -199,6 +201,118 @@ Test(transaction, run_reports_a_missing_command_as_127)
 
 	cr_assert_eq(r, 127);
 	cr_assert_not_null(strstr(env.err, "/nonexistent/cleaner"), "%s", env.err);
+}
+
+/* Wait up to 10 s for dir/name to appear. */
+static bool appears(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	for (int i = 0; i < 1000; i++) {
+		if (access(path, F_OK) == 0)
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return false;
+}
+
+/*
+ * The command sees the mount at PKG's own path: what a tool looks for above
+ * its directory (.clang-format, pyproject.toml, .git) is found as when it
+ * runs in PKG, and an absolute path into PKG is the mount too.
+ */
+Test(transaction, run_shows_the_mount_at_pkgs_own_path)
+{
+	char *real = realpath(env.pkg, NULL), *s, *before;
+	char want[PATH_MAX + 1];
+
+	cr_assert_not_null(real);
+	h_write(env.root, "above.cfg", "IndentWidth: 8\n");
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c",
+			    "pwd -P > where.txt; echo \"$PWD\" >> where.txt; cat ../above.cfg > seen.txt",
+			    NULL),
+		     0, "%s", env.err);
+	cr_assert_eq(strstr(env.err, "warning"), NULL, "%s", env.err);
+	snprintf(want, sizeof(want), "%s\n%s\n", real, real);
+	s = h_read(env.pkg, "where.txt");
+	cr_assert_str_eq(s, want);
+	free(s);
+	s = h_read(env.pkg, "seen.txt");
+	cr_assert_str_eq(s, "IndentWidth: 8\n");
+	free(s);
+	/* Written by absolute path, then failed: rolled back like every other change. */
+	before = h_snapshot(env.pkg, true);
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c",
+			    "printf x > \"$0/abs.txt\"; printf y >> \"$0/run.sh\"; exit 1", real,
+			    NULL),
+		     1, "%s", env.err);
+	s = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(s, before, "a write by PKG's absolute path reached PKG");
+	free(s);
+	free(before);
+	free(real);
+}
+
+/* While the command runs, every other program still sees PKG as it is. */
+Test(transaction, run_hides_the_mount_from_other_programs)
+{
+	/* It waits (at most 20 s) for the test to create "go" next to PKG. */
+	char *argv[] = { (char *)"run", env.pkg, (char *)"--", (char *)"sh", (char *)"-c",
+			 (char *)"printf 'new\\n' > docs/notes.txt; : > \"$0/started\"; i=0; "
+				 "while [ ! -e \"$0/go\" ] && [ $i -lt 2000 ]; do sleep 0.01; i=$((i+1)); done",
+			 env.root, NULL };
+	struct h_proc p;
+	bool started;
+	char *s;
+
+	h_cjfs_start(&env, &p, NULL, argv);
+	started = appears(env.root, "started");
+	s = h_read(env.pkg, "docs/notes.txt");
+	h_write(env.root, "go", "");
+	cr_assert(started, "the command did not start");
+	cr_assert_str_eq(s, "notes\n", "the command's change showed in PKG before the commit");
+	free(s);
+	cr_assert_eq(h_cjfs_wait(&env, &p), 0, "%s", p.err);
+	s = h_read(env.pkg, "docs/notes.txt");
+	cr_assert_str_eq(s, "new\n");
+	free(s);
+}
+
+/*
+ * A process the command leaves behind in the mount keeps it busy: cjfs run
+ * neither commits nor rolls back under it, says so, and leaves the
+ * transaction open, to be committed once that process has gone.
+ */
+Test(transaction, run_leaves_the_transaction_open_while_a_process_it_left_uses_the_mount)
+{
+	char fifo[PATH_MAX];
+	char *s;
+	int fd;
+
+	snprintf(fifo, sizeof(fifo), "%s/hold", env.root);
+	cr_assert_eq(mkfifo(fifo, 0666), 0);
+	/* The left process waits in the mount until this test opens the FIFO. */
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c",
+			    "printf 'y\\n' > y.txt; (timeout 60 sh -c 'read x < \"$0/hold\"' \"$0\"; "
+			    ": > \"$0/gone\") </dev/null >/dev/null 2>&1 &",
+			    env.root, NULL),
+		     125);
+	cr_assert_not_null(strstr(env.err, "still uses"), "%s", env.err);
+	s = h_read(env.pkg, "y.txt");
+	cr_assert_null(s, "committed under a busy mount");
+	cr_assert_eq(h_cjfs(&env, "status", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "open"), "%s", env.out);
+	fd = open(fifo, O_WRONLY | O_CLOEXEC);
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, "\n", 1), 1);
+	close(fd);
+	cr_assert(appears(env.root, "gone"));
+	cr_assert_eq(h_cjfs(&env, "commit", "1", NULL), 0, "%s", env.err);
+	s = h_read(env.pkg, "y.txt");
+	cr_assert_str_eq(s, "y\n");
+	free(s);
 }
 
 /* One line on stderr, naming the thing. */

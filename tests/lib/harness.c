@@ -454,8 +454,15 @@ static void build_args(struct h_env *e, char *const argv[], char *args[64])
 	args[n] = NULL;
 }
 
-static void put_env(char *const env[])
+/*
+ * In the child about to run cjfs: env on top of the test's environment.
+ * `cjfs run` makes its private mount point in $TMPDIR: in the test's
+ * directory, where teardown unmounts whatever a failed test left.
+ */
+static void put_env(struct h_env *e, char *const env[])
 {
+	setenv("TMPDIR", e->root, 1);
+	unsetenv("XDG_RUNTIME_DIR");
 	for (size_t i = 0; env && env[i]; i++)
 		putenv(env[i]);
 }
@@ -482,7 +489,7 @@ int h_cjfsv_env(struct h_env *e, char *const env[], char *const argv[])
 	if (pid == 0) {
 		dup2(outp[1], STDOUT_FILENO);
 		dup2(errp[1], STDERR_FILENO);
-		put_env(env);
+		put_env(e, env);
 		execv(args[0], args);
 		_exit(127);
 	}
@@ -564,7 +571,7 @@ pid_t h_cjfs_start(struct h_env *e, struct h_proc *p, char *const env[], char *c
 	if (p->pid == 0) {
 		dup2(out, STDOUT_FILENO);
 		dup2(err, STDERR_FILENO);
-		put_env(env);
+		put_env(e, env);
 		execv(args[0], args);
 		_exit(127);
 	}
