@@ -239,8 +239,15 @@ static void __attribute__((noreturn)) helper(const char *dir, const char *pkg,
 		/* The helper itself must not keep the mount busy. */
 		(void)!chdir("/");
 		pid = fork();
-		if (pid == 0)
+		if (pid == 0) {
+			/*
+			 * git stops looking for the repository at a change of
+			 * st_dev, and the mount has its own: the one PKG is in
+			 * is found across it as in PKG (unless the user chose).
+			 */
+			(void)setenv("GIT_DISCOVERY_ACROSS_FILESYSTEM", "1", 0);
 			exec_in(pkg, argv);
+		}
 		if (pid < 0) {
 			rep.setup = -errno;
 			(void)unmount_busy(pkg);

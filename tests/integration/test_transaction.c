@@ -230,12 +230,15 @@ Test(transaction, run_shows_the_mount_at_pkgs_own_path)
 
 	cr_assert_not_null(real);
 	h_write(env.root, "above.cfg", "IndentWidth: 8\n");
+	/* PKG in a git work tree that starts above it. */
+	cr_assert_eq(h_sh(env.root, "git init -q ."), 0);
 	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c",
-			    "pwd -P > where.txt; echo \"$PWD\" >> where.txt; cat ../above.cfg > seen.txt",
+			    "pwd -P > where.txt; echo \"$PWD\" >> where.txt; cat ../above.cfg > seen.txt; "
+			    "git rev-parse --show-prefix >> where.txt",
 			    NULL),
 		     0, "%s", env.err);
 	cr_assert_eq(strstr(env.err, "warning"), NULL, "%s", env.err);
-	snprintf(want, sizeof(want), "%s\n%s\n", real, real);
+	snprintf(want, sizeof(want), "%s\n%s\npkg/\n", real, real);
 	s = h_read(env.pkg, "where.txt");
 	cr_assert_str_eq(s, want);
 	free(s);
