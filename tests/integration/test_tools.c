@@ -136,6 +136,21 @@ Test(tools, clang_format_in_place)
 	same_as_plain("clang-format -i src/main.c src/f.c", false, NULL);
 }
 
+/*
+ * The project's style lives above PKG (PKG is a subdirectory of the
+ * project, as the control is): the tool must find it through cjfs run as
+ * it does in the plain copy, or it formats with its defaults.
+ */
+Test(tools, formatters_use_the_projects_configuration_above_pkg)
+{
+	need("clang-format");
+	need("black");
+	sources();
+	h_write(env.root, ".clang-format", "BasedOnStyle: LLVM\nIndentWidth: 8\nUseTab: Always\n");
+	h_write(env.root, "pyproject.toml", "[tool.black]\nline-length = 30\n");
+	same_as_plain("clang-format -i src/main.c src/f.c && black -q .", false, NULL);
+}
+
 Test(tools, sed_in_place)
 {
 	need("sed");
