@@ -294,8 +294,12 @@ static int run_at_pkg(const char *dir, const char *pkg, char *const argv[], bool
 		n = read(p[0], &rep, sizeof(rep));
 	} while (n < 0 && errno == EINTR);
 	close(p[0]);
+	/*
+	 * No report: the helper was killed. Taken as the command's end (the
+	 * command may live on, and then holds the mount: the rollback says so).
+	 */
 	if (n != (ssize_t)sizeof(rep))
-		return status; /* the helper was killed, and the command with it */
+		return status;
 	if (rep.setup == 0) {
 		*busy = rep.busy;
 		return rep.status;
