@@ -320,7 +320,7 @@ int cjfs_run(struct cjfs *c, const char *pkg, char *const argv[], const struct c
 	char *dir, *cmd, *at;
 	int64_t txn = 0;
 	int status, code, r;
-	bool mounted = true, busy;
+	bool mounted = true, busy, died;
 
 	dir = private_dir();
 	if (!dir) {
@@ -351,11 +351,23 @@ int cjfs_run(struct cjfs *c, const char *pkg, char *const argv[], const struct c
 	} else {
 		code = 128 + WTERMSIG(status);
 	}
+	/*
+	 * A daemon that died under the command failed the writes that came
+	 * after (ENOTCONN), and a command need not notice: its exit status
+	 * then says nothing about whether it did all it meant to.
+	 */
+	died = !busy && store_txn_daemon_alive(cjfs_store(c), txn) == 0;
 	if (busy) {
 		/* Neither can finish while the mount is in use: it stays, and so does the transaction. */
 		log_error("a process the command started still uses '%s'; transaction %lld is left open at '%s': commit or roll it back once that process has exited",
 			  at, (long long)txn, dir);
 		code = code ? code : RUN_CJFS_FAILED;
+	} else if (died && code == 0) {
+		/* Not committed: what it holds may be half of what the command did. */
+		mounted = cjfs_unmount(c, txn) < 0;
+		log_error("the daemon of transaction %lld died while the command ran, so writes after that failed; the transaction is left open, not committed: see 'cjfs diff %lld', then 'cjfs commit %lld' or 'cjfs rollback %lld'",
+			  (long long)txn, (long long)txn, (long long)txn, (long long)txn);
+		code = RUN_CJFS_FAILED;
 	} else if (code == 0) {
 		r = cjfs_commit(c, txn, 0, &res);
 		if (r < 0) {

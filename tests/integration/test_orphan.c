@@ -190,3 +190,64 @@ Test(orphan, directories_half_made_by_a_killed_daemon_stay_hidden_and_are_not_pr
 	cr_assert_str_eq(s, "a\n");
 	free(s);
 }
+
+/* Wait up to 10 s for dir/name to appear. */
+static bool appears(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	for (int i = 0; i < 1000; i++) {
+		if (access(path, F_OK) == 0)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/*
+ * The daemon dies under a command that goes on and exits 0 (sh without -e
+ * ignores the failed writes): its status says nothing about what reached
+ * the layer, so cjfs run does not commit. The transaction stays, orphaned,
+ * for the user to look at and finish.
+ */
+Test(orphan, run_does_not_commit_when_the_daemon_dies_under_the_command)
+{
+	/* It waits (at most 20 s) for the test to create "killed" next to PKG. */
+	char *argv[] = { (char *)"run", env.pkg, (char *)"--", (char *)"sh", (char *)"-c",
+			 (char *)"printf 'cleaned a\\n' > a.txt; : > \"$0/wrote\"; i=0; "
+				 "while [ ! -e \"$0/killed\" ] && [ $i -lt 2000 ]; do sleep 0.01; i=$((i+1)); done; "
+				 "printf 'new\\n' > new.txt; exit 0",
+			 env.root, NULL };
+	struct h_proc p;
+	char *after;
+	bool wrote;
+	long pid;
+
+	h_cjfs_start(&env, &p, NULL, argv);
+	wrote = appears(env.root, "wrote");
+	pid = h_sql_long(&env, "SELECT pid FROM txn WHERE id = 1");
+	if (wrote && pid > 0)
+		kill((pid_t)pid, SIGKILL);
+	/* Dead once its lock is free: status lists the transaction as orphaned. */
+	for (int i = 0; wrote && i < 1000; i++) {
+		cr_assert_eq(h_cjfs(&env, "status", NULL), 0, "%s", env.err);
+		if (strstr(env.out, "orphaned"))
+			break;
+		usleep(10000);
+	}
+	h_write(env.root, "killed", "");
+	cr_assert(wrote, "the command did not start");
+	cr_assert_not_null(strstr(env.out, "orphaned"), "the daemon did not die: %s", env.out);
+	cr_assert_eq(h_cjfs_wait(&env, &p), 125, "%s", p.err);
+	cr_assert_not_null(strstr(p.err, "died"), "%s", p.err);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before, "PKG changed");
+	free(after);
+	cr_assert_eq(h_cjfs(&env, "status", NULL), 0, "%s", env.err);
+	cr_assert_not_null(strstr(env.out, "orphaned"), "%s", env.out);
+	cr_assert_eq(h_cjfs(&env, "rollback", "1", NULL), 0, "%s", env.err);
+	after = h_snapshot(env.pkg, true);
+	cr_assert_str_eq(after, before, "PKG changed");
+	free(after);
+}
