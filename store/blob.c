@@ -723,8 +723,14 @@ static int blob_read_zstd(int in, struct blob_sink *k)
 			r = sink_put(k, obuf, o.pos);
 			if (r < 0)
 				goto out;
-			/* A full output buffer may hide more output for the same input. */
-			full = o.pos == o.size;
+			/*
+			 * A full output buffer may hide more output for the same
+			 * input, unless the frame just ended (0: decoded and
+			 * flushed whole). Asking again then would start a next
+			 * frame with no input and return its header's size,
+			 * which would read as a truncated frame.
+			 */
+			full = o.pos == o.size && last != 0;
 		} while (i.pos < i.size || full);
 	}
 	if (last != 0)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "store.h"
 
@@ -173,6 +174,36 @@ Test(store_blob, an_empty_file_is_a_blob)
 	cr_assert(blob_exists(hash, false));
 	assert_reads_back(hash, &sb);
 	strbuf_release(&sb);
+}
+
+/*
+ * Sizes around multiples of zstd's output buffer (ZSTD_DStreamOutSize(),
+ * 128 KiB): a frame that ends exactly as the buffer fills must read back
+ * whole, not as a truncated blob. Text and zeros, both compressed.
+ */
+Test(store_blob, compressed_blobs_of_every_size_near_the_output_buffer_read_back)
+{
+	const size_t ocap = ZSTD_DStreamOutSize();
+	const size_t sizes[] = { ocap - 1, ocap, ocap + 1, 2 * ocap, 3 * ocap, 8 * ocap, 8 * ocap + 1 };
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		for (int zeros = 0; zeros < 2; zeros++) {
+			struct strbuf sb = STRBUF_INIT;
+			uint8_t hash[HASH_LEN];
+
+			if (zeros) {
+				cr_assert_eq(strbuf_grow(&sb, sizes[i]), 0);
+				memset(sb.buf, 0, sizes[i]);
+				sb.len = sizes[i];
+			} else {
+				fill_text(&sb, sizes[i]);
+			}
+			put_file(&sb, hash);
+			cr_assert(blob_exists(hash, true), "%zu bytes were not compressed", sizes[i]);
+			assert_reads_back(hash, &sb);
+			strbuf_release(&sb);
+		}
+	}
 }
 
 Test(store_blob, large_files_stream_through_zstd)
