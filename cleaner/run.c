@@ -365,7 +365,7 @@ int cjfs_run(struct cjfs *c, const char *pkg, char *const argv[], const struct c
 	} else if (died && code == 0) {
 		/* Not committed: what it holds may be half of what the command did. */
 		mounted = cjfs_unmount(c, txn) < 0;
-		log_error("the daemon of transaction %lld died while the command ran, so writes after that failed; the transaction is left open, not committed: see 'cjfs diff %lld', then 'cjfs commit %lld' or 'cjfs rollback %lld'",
+		log_error("the daemon of transaction %lld died (or its mount was unmounted) while the command ran, so writes after that failed; the transaction is left open, not committed: see 'cjfs diff %lld', then 'cjfs commit %lld' or 'cjfs rollback %lld'",
 			  (long long)txn, (long long)txn, (long long)txn, (long long)txn);
 		code = RUN_CJFS_FAILED;
 	} else if (code == 0) {
