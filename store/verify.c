@@ -339,8 +339,15 @@ static int check_rows(struct verify *v)
 /* Every hash a change row refers to: in the blob table and in objects/. */
 static int check_refs(struct verify *v)
 {
+	/*
+	 * A rolled-back transaction replaced nothing: its rows stay as
+	 * history, but its originals and new contents need not be kept (its
+	 * staged originals went with it).
+	 */
 	static const char q[] = "SELECT o_hash FROM change WHERE o_hash IS NOT NULL"
+				" AND txn NOT IN (SELECT id FROM txn WHERE state = 5)"
 				" UNION SELECT n_hash FROM change WHERE n_hash IS NOT NULL"
+				" AND txn NOT IN (SELECT id FROM txn WHERE state = 5)"
 				" UNION SELECT hash FROM kept";
 	uint8_t(*refs)[HASH_LEN] = NULL;
 	size_t n = 0, cap = 0;

@@ -236,6 +236,29 @@ Test(integrity, verify_names_each_kind_of_defect_and_passes_a_sound_store)
 		     2, "not one VERIFY_FAILED audit event per failed verify");
 }
 
+/*
+ * A rolled-back transaction replaced nothing: verify does not ask for its
+ * originals (staged, and gone with it) or new contents, whether it was
+ * rolled back from the mount or after a seal.
+ */
+Test(integrity, verify_passes_a_store_whose_transactions_were_rolled_back)
+{
+	h_mount(&env);
+	cr_assert_eq(h_sh(env.mnt, "printf 'cleaned a\\n' > a.txt && rm b.txt && echo n > new.txt"),
+		     0);
+	cr_assert_eq(h_cjfs(&env, "rollback", env.mnt, NULL), 0, "%s", env.err);
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c",
+			    "printf 'half\\n' > c.txt; rm a.txt; exit 4", NULL),
+		     4, "%s", env.err);
+	cr_assert_eq(h_cjfs(&env, "verify", NULL), 0, "%s%s", env.out, env.err);
+	cr_assert_not_null(strstr(env.out, ": 0 defect(s)"), "%s", env.out);
+	/* A committed transaction's originals are still required. */
+	cr_assert_eq(h_cjfs(&env, "run", env.pkg, "--", "sh", "-c", "printf 'x\\n' > c.txt", NULL),
+		     0, "%s", env.err);
+	cr_assert_eq(h_cjfs(&env, "verify", NULL), 0, "%s%s", env.out, env.err);
+	cr_assert_not_null(strstr(env.out, ": 0 defect(s)"), "%s", env.out);
+}
+
 Test(integrity, verify_repair_removes_unreferenced_orphans_and_indexes_dangling_blobs)
 {
 	char hex[HASH_HEX_LEN + 1], rel[128], hex2[HASH_HEX_LEN + 1], rel2[128], sql[256];
