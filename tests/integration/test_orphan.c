@@ -191,20 +191,6 @@ Test(orphan, directories_half_made_by_a_killed_daemon_stay_hidden_and_are_not_pr
 	free(s);
 }
 
-/* Wait up to 10 s for dir/name to appear. */
-static bool appears(const char *dir, const char *name)
-{
-	char path[PATH_MAX];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	for (int i = 0; i < 1000; i++) {
-		if (access(path, F_OK) == 0)
-			return true;
-		usleep(10000);
-	}
-	return false;
-}
-
 /*
  * The daemon dies under a command that goes on and exits 0 (sh without -e
  * ignores the failed writes): its status says nothing about what reached
@@ -225,7 +211,7 @@ Test(orphan, run_does_not_commit_when_the_daemon_dies_under_the_command)
 	long pid;
 
 	h_cjfs_start(&env, &p, NULL, argv);
-	wrote = appears(env.root, "wrote");
+	wrote = h_appears(env.root, "wrote");
 	pid = h_sql_long(&env, "SELECT pid FROM txn WHERE id = 1");
 	if (wrote && pid > 0)
 		kill((pid_t)pid, SIGKILL);

@@ -19,7 +19,6 @@
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/xattr.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -203,21 +202,6 @@ Test(transaction, run_reports_a_missing_command_as_127)
 	cr_assert_not_null(strstr(env.err, "/nonexistent/cleaner"), "%s", env.err);
 }
 
-/* Wait up to 10 s for dir/name to appear. */
-static bool appears(const char *dir, const char *name)
-{
-	char path[PATH_MAX];
-	struct timespec ts = { 0, 10 * 1000 * 1000 };
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	for (int i = 0; i < 1000; i++) {
-		if (access(path, F_OK) == 0)
-			return true;
-		nanosleep(&ts, NULL);
-	}
-	return false;
-}
-
 /*
  * The command sees the mount at PKG's own path: what a tool looks for above
  * its directory (.clang-format, pyproject.toml, .git) is found as when it
@@ -271,7 +255,7 @@ Test(transaction, run_hides_the_mount_from_other_programs)
 	char *s;
 
 	h_cjfs_start(&env, &p, NULL, argv);
-	started = appears(env.root, "started");
+	started = h_appears(env.root, "started");
 	s = h_read(env.pkg, "docs/notes.txt");
 	h_write(env.root, "go", "");
 	cr_assert(started, "the command did not start");
@@ -311,7 +295,7 @@ Test(transaction, run_leaves_the_transaction_open_while_a_process_it_left_uses_t
 	cr_assert(fd >= 0);
 	cr_assert_eq(write(fd, "\n", 1), 1);
 	close(fd);
-	cr_assert(appears(env.root, "gone"));
+	cr_assert(h_appears(env.root, "gone"));
 	cr_assert_eq(h_cjfs(&env, "commit", "1", NULL), 0, "%s", env.err);
 	s = h_read(env.pkg, "y.txt");
 	cr_assert_str_eq(s, "y\n");

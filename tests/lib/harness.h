@@ -158,6 +158,9 @@ char *h_read(const char *dir, const char *rel);
  */
 char *h_snapshot(const char *dir, bool with_mtime);
 
+/* Wait up to 10 s for dir/name to exist (a signal from a command under test); false if it never does. */
+bool h_appears(const char *dir, const char *name);
+
 /* Number of files/directories with a name containing s below dir (litter checks). */
 int h_count_names(const char *dir, const char *s);
 
