@@ -454,17 +454,55 @@ static void build_args(struct h_env *e, char *const argv[], char *args[64])
 	args[n] = NULL;
 }
 
+/* Whether entry "NAME=..." sets the variable that entry "NAME=..." in other names. */
+static bool same_var(const char *entry, const char *other)
+{
+	size_t n = strcspn(other, "=");
+
+	return strncmp(entry, other, n) == 0 && entry[n] == '=';
+}
+
 /*
- * In the child about to run cjfs: env on top of the test's environment.
+ * The environment cjfs runs with, built before the fork (a child of a
+ * threaded test process must not allocate): the test's own, env on top.
  * `cjfs run` makes its private mount point in $TMPDIR: in the test's
  * directory, where teardown unmounts whatever a failed test left.
+ * Free with free_env().
  */
-static void put_env(struct h_env *e, char *const env[])
+static char **child_env(struct h_env *e, char *const env[])
 {
-	setenv("TMPDIR", e->root, 1);
-	unsetenv("XDG_RUNTIME_DIR");
-	for (size_t i = 0; env && env[i]; i++)
-		putenv(env[i]);
+	extern char **environ;
+	size_t n = 0, k = 0, extra = 0;
+	char **v;
+
+	while (environ[n])
+		n++;
+	while (env && env[extra])
+		extra++;
+	v = calloc(n + extra + 2, sizeof(*v));
+	cr_assert_not_null(v);
+	cr_assert_gt(asprintf(&v[k++], "TMPDIR=%s", e->root), 0);
+	for (size_t i = 0; i < n; i++) {
+		bool replaced = same_var(environ[i], "TMPDIR=") ||
+				same_var(environ[i], "XDG_RUNTIME_DIR=");
+
+		for (size_t j = 0; j < extra && !replaced; j++)
+			replaced = same_var(environ[i], env[j]);
+		if (!replaced)
+			v[k++] = strdup(environ[i]);
+	}
+	for (size_t j = 0; j < extra; j++)
+		v[k++] = strdup(env[j]);
+	for (size_t i = 0; i < k; i++)
+		cr_assert_not_null(v[i]);
+	return v;
+}
+
+static void free_env(char **v)
+{
+	for (size_t i = 0; v[i]; i++)
+		free(v[i]);
+	free(v);
 }
 
 int h_cjfsv(struct h_env *e, char *const argv[])
@@ -477,10 +515,11 @@ int h_cjfsv_env(struct h_env *e, char *const env[], char *const argv[])
 	int outp[2], errp[2], status;
 	struct pollfd pf[2];
 	size_t olen = 0, elen = 0;
-	char *args[64];
+	char *args[64], **envp;
 	pid_t pid;
 
 	build_args(e, argv, args);
+	envp = child_env(e, env);
 	cr_assert_eq(pipe2(outp, O_CLOEXEC), 0);
 	cr_assert_eq(pipe2(errp, O_CLOEXEC), 0);
 	fflush(NULL);
@@ -489,10 +528,10 @@ int h_cjfsv_env(struct h_env *e, char *const env[], char *const argv[])
 	if (pid == 0) {
 		dup2(outp[1], STDOUT_FILENO);
 		dup2(errp[1], STDERR_FILENO);
-		put_env(e, env);
-		execv(args[0], args);
+		execve(args[0], args, envp);
 		_exit(127);
 	}
+	free_env(envp);
 	close(outp[1]);
 	close(errp[1]);
 	/* Both pipes at once: a full stderr must not block a child writing stdout. */
@@ -549,7 +588,7 @@ int h_cjfs(struct h_env *e, ...)
 pid_t h_cjfs_start(struct h_env *e, struct h_proc *p, char *const env[], char *const argv[])
 {
 	static unsigned seq;
-	char *args[64];
+	char *args[64], **envp;
 	int slot = -1, out, err;
 
 	for (int i = 0; i < H_MAX_BG && slot < 0; i++) {
@@ -565,16 +604,17 @@ pid_t h_cjfs_start(struct h_env *e, struct h_proc *p, char *const env[], char *c
 	err = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	cr_assert(out >= 0 && err >= 0, "cannot create '%s': %s", p->out_path, strerror(errno));
 	build_args(e, argv, args);
+	envp = child_env(e, env);
 	fflush(NULL);
 	p->pid = fork();
 	cr_assert(p->pid >= 0);
 	if (p->pid == 0) {
 		dup2(out, STDOUT_FILENO);
 		dup2(err, STDERR_FILENO);
-		put_env(e, env);
-		execv(args[0], args);
+		execve(args[0], args, envp);
 		_exit(127);
 	}
+	free_env(envp);
 	close(out);
 	close(err);
 	e->bg[slot] = p->pid;
